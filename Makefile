@@ -1,0 +1,45 @@
+# watcher: `make demo` runs the main job on embedded defaults, `make test` runs the suite.
+# Both install what they need first: Python packages into .venv, Node packages into
+# node_modules (Hardhat for the dev chain, solc-js and OpenZeppelin for the contract).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+.PHONY: all deps demo test lint typecheck contracts clean
+
+all: deps
+
+$(PY_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+deps: $(PY_STAMP) $(NODE_STAMP)
+
+demo: deps
+	$(BIN)/watcher demo
+
+lint: $(PY_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(PY_STAMP)
+	$(BIN)/mypy
+
+test: deps lint typecheck
+	$(BIN)/pytest
+
+# Recompile contracts/CloudToken.sol into contracts/build/CloudToken.json (commit the result).
+contracts: $(NODE_STAMP)
+	node contracts/compile.js
+
+clean:
+	rm -rf $(VENV) node_modules .hardhat .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,81 @@
+#!/usr/bin/env node
+// Compiles contracts/CloudToken.sol with solc-js and writes the artifact the Python
+// package loads (contracts/build/CloudToken.json), so running watcher never needs Node.
+//
+//   node contracts/compile.js [--out PATH]
+//
+// The output is byte-for-byte deterministic for a given solc version and sources:
+// tests recompile to a temporary file and fail if the committed artifact is stale.
+"use strict";
+
+const fs = require("fs");
+const path = require("path");
+const solc = require("solc");
+
+const ROOT = path.resolve(__dirname, "..");
+const SOURCE = "CloudToken.sol";
+const CONTRACT = "CloudToken";
+// Shanghai is the newest EVM every dev chain and network we target runs; Cancun's
+// opcodes (MCOPY, transient storage) would make the bytecode fail on older nodes.
+const EVM_VERSION = "shanghai";
+const OPTIMIZER = { enabled: true, runs: 200 };
+
+function parseArgs(argv) {
+  let out = path.join(__dirname, "build", `${CONTRACT}.json`);
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === "--out" && i + 1 < argv.length) {
+      out = path.resolve(argv[++i]);
+    } else {
+      console.error(`compile.js: unknown argument ${argv[i]}`);
+      process.exit(2);
+    }
+  }
+  return { out };
+}
+
+function findImports(importPath) {
+  const candidates = [
+    path.join(__dirname, importPath),
+    path.join(ROOT, "node_modules", importPath),
+  ];
+  for (const candidate of candidates) {
+    if (fs.existsSync(candidate)) {
+      return { contents: fs.readFileSync(candidate, "utf8") };
+    }
+  }
+  return { error: `import not found: ${importPath}` };
+}
+
+function main() {
+  const { out } = parseArgs(process.argv.slice(2));
+  const input = {
+    language: "Solidity",
+    sources: { [SOURCE]: { content: fs.readFileSync(path.join(__dirname, SOURCE), "utf8") } },
+    settings: {
+      evmVersion: EVM_VERSION,
+      optimizer: OPTIMIZER,
+      outputSelection: { [SOURCE]: { [CONTRACT]: ["abi", "evm.bytecode.object"] } },
+    },
+  };
+  const output = JSON.parse(solc.compile(JSON.stringify(input), { import: findImports }));
+  const errors = (output.errors || []).filter((e) => e.severity === "error");
+  for (const diagnostic of output.errors || []) {
+    console.error(diagnostic.formattedMessage.trimEnd());
+  }
+  if (errors.length > 0) {
+    process.exit(1);
+  }
+  const compiled = output.contracts[SOURCE][CONTRACT];
+  const artifact = {
+    contractName: CONTRACT,
+    sourceName: `contracts/${SOURCE}`,
+    compiler: { name: "solc-js", version: solc.version(), evmVersion: EVM_VERSION, optimizer: OPTIMIZER },
+    abi: compiled.abi,
+    bytecode: `0x${compiled.evm.bytecode.object}`,
+  };
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, `${JSON.stringify(artifact, null, 2)}\n`);
+  console.error(`compiled ${CONTRACT} with solc ${solc.version()} (evm ${EVM_VERSION}) -> ${path.relative(process.cwd(), out)}`);
+}
+
+main();

@@ -1,0 +1,58 @@
+"""Shared fixtures: one real Hardhat node per test session, a clean environment per test,
+and a helper that runs the real CLI entry point in-process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from web3 import HTTPProvider, Web3
+
+from watcher.cli import main
+from watcher.devchain import DevChain, free_port, hardhat_project
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No WATCHER_* setting or watcher.toml of the developer's leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("WATCHER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def devchain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevChain]:
+    log_path = tmp_path_factory.mktemp("devchain") / "hardhat.log"
+    with log_path.open("wb") as log, DevChain(free_port(), hardhat_project(ROOT), log=log) as node:
+        node.start()
+        yield node
+
+
+@pytest.fixture(scope="session")
+def w3(devchain: DevChain) -> Web3:
+    """An independent view of the chain, for assertions (not our adapter)."""
+    return Web3(HTTPProvider(devchain.url))
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run

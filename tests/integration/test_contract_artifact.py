@@ -1,0 +1,35 @@
+"""The committed artifact is what the committed source compiles to."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+from tests.conftest import ROOT
+from watcher.chain.artifact import cloud_token_artifact
+
+
+def test_committed_artifact_is_not_stale(tmp_path: Path) -> None:
+    node = shutil.which("node")
+    assert node is not None, "Node.js is needed to recompile the contract"
+    fresh = tmp_path / "CloudToken.json"
+    subprocess.run(
+        [node, str(ROOT / "contracts" / "compile.js"), "--out", str(fresh)],
+        check=True,
+        capture_output=True,
+    )
+    committed = ROOT / "contracts" / "build" / "CloudToken.json"
+    assert fresh.read_bytes() == committed.read_bytes(), (
+        "contracts/build/CloudToken.json is stale: run `make contracts` and commit the result"
+    )
+
+
+def test_artifact_settings_and_loader() -> None:
+    data = json.loads((ROOT / "contracts" / "build" / "CloudToken.json").read_text())
+    assert data["compiler"]["evmVersion"] == "shanghai"
+    assert data["compiler"]["version"].startswith("0.8.")
+    artifact = cloud_token_artifact()
+    assert artifact.bytecode == data["bytecode"]
+    assert artifact.bytecode.startswith("0x60")
+    names = {item.get("name") for item in artifact.abi}
+    assert {"transfer", "balanceOf", "approve", "transferFrom", "Transfer"} <= names

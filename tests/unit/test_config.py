@@ -1,0 +1,102 @@
+from pathlib import Path
+
+import pytest
+
+from watcher.config import SETTINGS, Secret, Settings, load_settings
+from watcher.errors import ConfigError
+
+ADDRESS = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+
+
+def test_defaults_without_any_source() -> None:
+    settings = load_settings({}, {})
+    assert settings == Settings()
+    assert settings.rpc_url == "http://127.0.0.1:8545"
+    assert settings.token_address is None
+
+
+def test_precedence_flag_over_env_over_file(tmp_path: Path) -> None:
+    config = tmp_path / "watcher.toml"
+    config.write_text('rpc_url = "http://file:1"\nrpc_timeout = 3\ndev_account = 2\n')
+    env = {"WATCHER_RPC_URL": "http://env:2", "WATCHER_CONFIG": str(config)}
+    settings = load_settings({"rpc_url": "ws://flag:3", "rpc_timeout": None}, env)
+    assert settings.rpc_url == "ws://flag:3"
+    assert settings.rpc_timeout == 3.0
+    assert settings.dev_account == 2
+    assert settings.config_file == config
+    assert load_settings({}, env).rpc_url == "http://env:2"
+
+
+def test_watcher_toml_in_working_directory_is_read(tmp_path: Path) -> None:
+    (tmp_path / "watcher.toml").write_text(f'token_address = "{ADDRESS.lower()}"\n')
+    assert load_settings({}, {}).token_address == ADDRESS
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"WATCHER_RPC_URL": "localhost:8545"}, "invalid WATCHER_RPC_URL: 'localhost:8545' is not"),
+        ({"WATCHER_RPC_URL": "http://h:99999"}, "invalid WATCHER_RPC_URL: .* invalid port"),
+        ({"WATCHER_TOKEN_ADDRESS": "0x12"}, "invalid WATCHER_TOKEN_ADDRESS: must be 0x"),
+        ({"WATCHER_RPC_TIMEOUT": "soon"}, "invalid WATCHER_RPC_TIMEOUT: 'soon' is not a number"),
+        ({"WATCHER_RPC_TIMEOUT": "-1"}, "between 0 and 86400"),
+        ({"WATCHER_RPC_TIMEOUT": "nan"}, "between 0 and 86400"),
+        (
+            {"WATCHER_DEV_ACCOUNT": "20"},
+            "invalid WATCHER_DEV_ACCOUNT: dev account must be between 0 and 19",
+        ),
+        ({"WATCHER_DEVCHAIN_PORT": "0"}, "port must be between 1 and 65535"),
+        ({"WATCHER_CONFIG": "/nonexistent/watcher.toml"}, "does not exist"),
+    ],
+)
+def test_invalid_values_name_the_setting(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        load_settings({}, env)
+    assert "\n" not in str(info.value)
+
+
+def test_invalid_flag_is_named_as_a_flag() -> None:
+    with pytest.raises(ConfigError, match="invalid --rpc-url"):
+        load_settings({"rpc_url": "nope"}, {})
+
+
+def test_private_key_error_never_echoes_the_value() -> None:
+    bad = KEY[:-2]
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, {"WATCHER_PRIVATE_KEY": bad})
+    assert bad[2:20] not in str(info.value)
+    assert "WATCHER_PRIVATE_KEY" in str(info.value)
+
+
+def test_secrets_are_masked_in_repr() -> None:
+    settings = load_settings(
+        {}, {"WATCHER_PRIVATE_KEY": KEY, "WATCHER_KEYSTORE_PASSWORD": "hunter2"}
+    )
+    assert isinstance(settings.private_key, Secret)
+    assert settings.private_key.reveal() == KEY
+    assert KEY[2:] not in repr(settings)
+    assert "hunter2" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("rpc_ur = 'x'\n", "unknown setting 'rpc_ur'"),
+        (f"private_key = '{KEY}'\n", "must not be stored in a file"),
+        ("rpc_url = [1]\n", "must be a single value"),
+        ("rpc_url = \n", "not valid TOML"),
+        ("dev_account = 99\n", r"watcher.toml: dev_account: dev account must be between"),
+    ],
+)
+def test_bad_config_file(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "watcher.toml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings({}, {})
+
+
+def test_every_setting_has_an_env_twin_and_only_secrets_lack_a_flag() -> None:
+    for name, spec in SETTINGS.items():
+        assert spec.env == "WATCHER_" + name.upper()
+        assert spec.flag == "--" + name.replace("_", "-")
+    assert {n for n, s in SETTINGS.items() if s.secret} == {"private_key", "keystore_password"}

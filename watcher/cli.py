@@ -1,0 +1,336 @@
+"""The `watcher` command line. Every mistake a user can make ends in one line on stderr:
+
+    watcher: error: <what is wrong>
+
+Exit codes: 0 done, 1 refused or failed (e.g. too little CTK, node unreachable),
+2 bad input (arguments, configuration), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from watcher import __version__
+from watcher.addresses import BURN_ADDRESS, parse_address
+from watcher.amounts import format_amount, parse_amount
+from watcher.config import SETTINGS, Settings, load_settings
+from watcher.errors import InvalidInput, UserError
+
+if TYPE_CHECKING:
+    from watcher.chain.connection import Chain
+    from watcher.chain.token import CloudToken, Transfer
+    from watcher.keys import Signer
+
+# Commands import web3 and eth_account (about a second) only when they talk to a chain, so
+# `--help` and a mistyped argument answer at once.
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+# A negative amount such as `-1` must reach the amount parser (and its clear message)
+# instead of being taken for an unknown option.
+AMOUNT_CONTEXT = dict(CONTEXT, ignore_unknown_options=True)
+CHAIN = ("rpc_url", "rpc_timeout")
+SIGNING = (*CHAIN, "tx_timeout", "keystore", "dev_account")
+
+
+class AmountType(click.ParamType[int]):
+    name = "AMOUNT"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value)
+        if text.startswith("-") and not text[1:2].isdigit() and not text.startswith("-."):
+            raise click.NoSuchOption(text, ctx=ctx)
+        try:
+            return parse_amount(text)
+        except InvalidInput as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class AddressType(click.ParamType[str]):
+    name = "ADDRESS"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return parse_address(str(value))
+        except InvalidInput as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def setting_options(*names: str, **renamed: str) -> Callable[[F], F]:
+    """Add a flag for each named setting (its WATCHER_<NAME> twin is named in the help).
+    `renamed` gives a setting a shorter flag on one command, e.g. devchain_port="--port"."""
+
+    def decorate(func: F) -> F:
+        for name in reversed((*names, *renamed)):
+            spec = SETTINGS[name]
+            func = click.option(
+                renamed.get(name, spec.flag),
+                name,
+                default=None,
+                metavar=spec.metavar,
+                help=f"{spec.help} [env: {spec.env}]",
+            )(func)
+        return click.option(
+            "--config",
+            "config_file",
+            default=None,
+            metavar="PATH",
+            help="Settings file. [env: WATCHER_CONFIG; default: ./watcher.toml if present]",
+        )(func)
+
+    return decorate
+
+
+def settings_from(options: dict[str, Any]) -> Settings:
+    config_file = options.pop("config_file", None)
+    flags = {name: options.pop(name) for name in list(options) if name in SETTINGS}
+    return load_settings(flags, config_file=config_file)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def emit_json(record: dict[str, Any]) -> None:
+    click.echo(json.dumps(record, separators=(",", ":")))
+
+
+def prompt_password(text: str) -> str:
+    if not sys.stdin.isatty():
+        raise UserError(f"{text.lower()} is needed: set WATCHER_KEYSTORE_PASSWORD")
+    password: str = click.prompt(text, hide_input=True, err=True)
+    return password
+
+
+async def signing_context(settings: Settings, chain: Chain) -> tuple[CloudToken, Signer]:
+    from watcher.chain.token import CloudToken
+    from watcher.keys import resolve_signer
+
+    token_address = settings.require_token_address()
+    signer = resolve_signer(settings, chain.chain_id, prompt_password)
+    return await CloudToken.at(chain, token_address), signer
+
+
+def transfer_record(chain: Chain, transfer: Transfer) -> dict[str, Any]:
+    return {
+        "chain_id": chain.chain_id,
+        "tx_hash": transfer.tx_hash,
+        "block_number": transfer.block_number,
+        "from": transfer.sender,
+        "to": transfer.to,
+        "amount": str(transfer.amount),
+        "amount_ctk": format_amount(transfer.amount),
+    }
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="watcher")
+def cli() -> None:
+    """Token-gated, prepaid cloud provisioning paid in CloudToken (CTK).
+
+    Users pay by sending CTK to the burn address
+    0x000000000000000000000000000000000000dEaD from any wallet.
+    """
+
+
+@cli.command(context_settings=CONTEXT)
+@setting_options("hardhat_dir", devchain_port="--port")
+def devchain(**options: Any) -> int:
+    """Run a local Hardhat dev chain (chain id 1337) on 127.0.0.1 until interrupted.
+
+    HTTP and WebSocket JSON-RPC share the port.
+    """
+    from watcher.devchain import DevChain, hardhat_project, run_foreground
+
+    settings = settings_from(options)
+    chain = DevChain(settings.devchain_port, hardhat_project(settings.hardhat_dir))
+    return run_foreground(chain)
+
+
+@cli.group(context_settings=CONTEXT)
+def token() -> None:
+    """Deploy CloudToken, read balances and send CTK."""
+
+
+@token.command("deploy", context_settings=CONTEXT)
+@setting_options(*SIGNING)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print address, chain_id and block_number as JSON."
+)
+def token_deploy(as_json: bool, **options: Any) -> None:
+    """Deploy CloudToken (1,000,000 CTK to the signer) and print its address."""
+    settings = settings_from(options)
+
+    async def deploy() -> None:
+        from watcher.chain.connection import connect
+        from watcher.chain.token import CloudToken
+        from watcher.keys import resolve_signer
+
+        async with connect(settings.rpc_url, settings.rpc_timeout) as chain:
+            signer = resolve_signer(settings, chain.chain_id, prompt_password)
+            deployment = await CloudToken.deploy(chain, signer, settings.tx_timeout)
+        if as_json:
+            emit_json(
+                {
+                    "address": deployment.address,
+                    "chain_id": deployment.chain_id,
+                    "block_number": deployment.block_number,
+                    "tx_hash": deployment.tx_hash,
+                }
+            )
+            return
+        click.echo(deployment.address)
+        click.echo(
+            f"deployed CloudToken on chain {deployment.chain_id} in block "
+            f"{deployment.block_number} (tx {deployment.tx_hash}); "
+            f"export WATCHER_TOKEN_ADDRESS={deployment.address}",
+            err=True,
+        )
+
+    run(deploy())
+
+
+@token.command("balance", context_settings=CONTEXT)
+@click.argument("address", type=AddressType())
+@setting_options(*CHAIN, "token_address")
+@click.option("--json", "as_json", is_flag=True, help="Print the balance as JSON.")
+def token_balance(address: str, as_json: bool, **options: Any) -> None:
+    """Show the CTK balance of ADDRESS."""
+    settings = settings_from(options)
+    owner = parse_address(address)
+
+    async def balance() -> None:
+        from watcher.chain.connection import connect
+        from watcher.chain.token import CloudToken
+
+        token_address = settings.require_token_address()
+        async with connect(settings.rpc_url, settings.rpc_timeout) as chain:
+            ctk = await CloudToken.at(chain, token_address)
+            units = await ctk.balance_of(owner)
+        if as_json:
+            emit_json(
+                {
+                    "chain_id": chain.chain_id,
+                    "address": owner,
+                    "balance": str(units),
+                    "balance_ctk": format_amount(units),
+                }
+            )
+        else:
+            click.echo(f"{owner}: {format_amount(units)} CTK")
+
+    run(balance())
+
+
+@token.command("transfer", context_settings=AMOUNT_CONTEXT)
+@click.argument("to", type=AddressType())
+@click.argument("amount", type=AmountType())
+@setting_options(*SIGNING, "token_address")
+@click.option("--json", "as_json", is_flag=True, help="Print the transfer as JSON.")
+def token_transfer(to: str, amount: int, as_json: bool, **options: Any) -> None:
+    """Send AMOUNT CTK (up to 18 decimals, e.g. 12.5) to the address TO."""
+    settings = settings_from(options)
+    recipient = parse_address(to)
+
+    async def transfer() -> None:
+        from watcher.chain.connection import connect
+
+        settings.require_token_address()
+        async with connect(settings.rpc_url, settings.rpc_timeout) as chain:
+            ctk, signer = await signing_context(settings, chain)
+            sent = await ctk.transfer(signer, recipient, amount, settings.tx_timeout)
+        if as_json:
+            emit_json(transfer_record(chain, sent))
+        else:
+            click.echo(
+                f"sent {format_amount(amount)} CTK from {sent.sender} to {sent.to} "
+                f"in tx {sent.tx_hash} (block {sent.block_number})"
+            )
+
+    run(transfer())
+
+
+@cli.command(context_settings=AMOUNT_CONTEXT)
+@click.argument("amount", type=AmountType())
+@setting_options(*SIGNING, "token_address")
+@click.option("--json", "as_json", is_flag=True, help="Print the payment as JSON.")
+def pay(amount: int, as_json: bool, **options: Any) -> None:
+    """Pay AMOUNT CTK: a transfer to the burn address, refused if the balance is too low."""
+    settings = settings_from(options)
+
+    async def pay_burn() -> None:
+        from watcher.chain.connection import connect
+
+        settings.require_token_address()
+        async with connect(settings.rpc_url, settings.rpc_timeout) as chain:
+            ctk, signer = await signing_context(settings, chain)
+            sent = await ctk.pay(signer, amount, settings.tx_timeout)
+        if as_json:
+            emit_json(transfer_record(chain, sent))
+        else:
+            click.echo(
+                f"paid {format_amount(amount)} CTK from {sent.sender} to the burn address "
+                f"{BURN_ADDRESS} in tx {sent.tx_hash} (block {sent.block_number})"
+            )
+
+    run(pay_burn())
+
+
+@cli.command(context_settings=CONTEXT)
+@setting_options("hardhat_dir")
+def demo(**options: Any) -> None:
+    """Start a dev chain, replay the thesis's three payment experiments, then stop."""
+    from watcher.demo import run_demo
+
+    settings = settings_from(options)
+    run(run_demo(settings))
+
+
+@cli.command("config", context_settings=CONTEXT)
+@setting_options(*SETTINGS)
+def show_config(**options: Any) -> None:
+    """Print the effective settings (secrets are only said to be set)."""
+    settings = settings_from(options)
+    if settings.config_file is not None:
+        click.echo(f"# from {settings.config_file}, the environment and flags")
+    for name, spec in SETTINGS.items():
+        value = getattr(settings, name)
+        if spec.secret:
+            shown = "(set)" if value is not None else "(not set)"
+        else:
+            shown = "(not set)" if value is None else str(value)
+        click.echo(f"{spec.env}={shown}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        result = cli.main(args=argv, prog_name="watcher", standalone_mode=False)
+    except UserError as exc:
+        _fail(str(exc))
+        return exc.exit_code
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        _fail(f"{exc.format_message().rstrip('.')}{hint}")
+        return 2
+    except click.ClickException as exc:
+        _fail(exc.format_message())
+        return exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _fail("interrupted")
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def _fail(message: str) -> None:
+    first_line = message.strip().splitlines()[0] if message.strip() else "failed"
+    click.echo(f"watcher: error: {first_line}", err=True)

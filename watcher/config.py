@@ -1,0 +1,270 @@
+"""Settings: defaults < watcher.toml < WATCHER_<NAME> environment variables < CLI flags.
+
+Each setting is declared once in SETTINGS; the CLI builds its flags from that table and
+every source goes through the same parser, so an invalid value gets the same one-line
+message (naming where it came from) whichever way it was given.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from eth_typing import ChecksumAddress
+
+from watcher.addresses import parse_address
+from watcher.devchain_accounts import DEV_ACCOUNT_COUNT
+from watcher.errors import ConfigError, InvalidInput
+
+ENV_PREFIX = "WATCHER_"
+DEFAULT_CONFIG_FILE = Path("watcher.toml")
+
+
+class Secret:
+    """A credential that must never reach a log or a terminal: its repr and str are masked."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    rpc_url: str = "http://127.0.0.1:8545"
+    token_address: ChecksumAddress | None = None
+    rpc_timeout: float = 10.0
+    tx_timeout: float = 120.0
+    private_key: Secret | None = None
+    keystore: Path | None = None
+    keystore_password: Secret | None = None
+    dev_account: int | None = None
+    devchain_port: int = 8545
+    hardhat_dir: Path | None = None
+    config_file: Path | None = field(default=None, compare=False)
+
+    def require_token_address(self) -> ChecksumAddress:
+        if self.token_address is None:
+            raise ConfigError(
+                "no CTK contract configured: set WATCHER_TOKEN_ADDRESS or pass --token-address "
+                "(deploy one with 'watcher token deploy')"
+            )
+        return self.token_address
+
+
+# --- value parsers: each raises ValueError with a message that never echoes a secret ---
+
+
+def _url(text: str) -> str:
+    parts = urlsplit(text.strip())
+    if parts.scheme not in {"http", "https", "ws", "wss"} or not parts.hostname:
+        raise ValueError(f"{text!r} is not an http(s):// or ws(s):// URL")
+    try:
+        parts.port  # noqa: B018 - urlsplit validates the port lazily
+    except ValueError:
+        raise ValueError(f"{text!r} has an invalid port") from None
+    return text.strip()
+
+
+def _address(text: str) -> ChecksumAddress:
+    try:
+        return parse_address(text, "value")
+    except InvalidInput as exc:
+        raise ValueError(str(exc).removeprefix("value ")) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or not 0 < value <= 86_400:
+        raise ValueError(f"{text!r} must be between 0 and 86400 seconds")
+    return value
+
+
+def _int_in(low: int, high: int, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise ValueError(f"{what} must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _path(text: str) -> Path:
+    if not text.strip():
+        raise ValueError("path is empty")
+    return Path(text.strip()).expanduser()
+
+
+def _private_key(text: str) -> Secret:
+    body = text.strip().removeprefix("0x")
+    if len(body) != 64 or any(c not in "0123456789abcdefABCDEF" for c in body):
+        raise ValueError("not a 32-byte hex private key (64 hex digits, optional 0x)")
+    if int(body, 16) == 0:
+        raise ValueError("not a valid private key")
+    return Secret("0x" + body.lower())
+
+
+def _password(text: str) -> Secret:
+    return Secret(text)
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    name: str
+    parse: Callable[[str], Any]
+    help: str
+    # Secrets have no flag (a command line is visible in `ps` and shell history) and may
+    # not sit in watcher.toml in plain text.
+    secret: bool = False
+    metavar: str = "TEXT"
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+SETTINGS: dict[str, SettingSpec] = {
+    spec.name: spec
+    for spec in (
+        SettingSpec(
+            "rpc_url",
+            _url,
+            "JSON-RPC endpoint of the chain (http, https, ws or wss).",
+            metavar="URL",
+        ),
+        SettingSpec(
+            "token_address",
+            _address,
+            "Address of the CloudToken (CTK) contract.",
+            metavar="ADDRESS",
+        ),
+        SettingSpec(
+            "rpc_timeout", _seconds, "Seconds to wait for one RPC answer.", metavar="SECONDS"
+        ),
+        SettingSpec(
+            "tx_timeout",
+            _seconds,
+            "Seconds to wait for a transaction to be mined.",
+            metavar="SECONDS",
+        ),
+        SettingSpec(
+            "private_key", _private_key, "Hex private key that signs transactions.", secret=True
+        ),
+        SettingSpec(
+            "keystore", _path, "Encrypted JSON keystore that signs transactions.", metavar="PATH"
+        ),
+        SettingSpec("keystore_password", _password, "Password of the keystore.", secret=True),
+        SettingSpec(
+            "dev_account",
+            _int_in(0, DEV_ACCOUNT_COUNT - 1, "dev account"),
+            "Sign with Hardhat dev account N (chain 1337 only).",
+            metavar="N",
+        ),
+        SettingSpec(
+            "devchain_port",
+            _int_in(1, 65535, "port"),
+            "Port of the local dev chain.",
+            metavar="PORT",
+        ),
+        SettingSpec(
+            "hardhat_dir",
+            _path,
+            "Folder holding hardhat.config.js and node_modules.",
+            metavar="PATH",
+        ),
+    )
+}
+
+assert set(SETTINGS) == {f.name for f in fields(Settings)} - {"config_file"}
+
+
+def load_settings(
+    flags: Mapping[str, str | None] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: str | None = None,
+) -> Settings:
+    """Merge every source into validated Settings, or raise ConfigError naming the culprit."""
+    flags = flags or {}
+    environ = os.environ if environ is None else environ
+    path, explicit = _config_path(config_file, environ)
+    values: dict[str, Any] = {}
+    if path is not None and (explicit or path.exists()):
+        for key, raw in _read_toml(path).items():
+            spec = SETTINGS.get(key)
+            if spec is None:
+                raise ConfigError(f"{path}: unknown setting {key!r}")
+            if spec.secret:
+                raise ConfigError(
+                    f"{path}: {key} must not be stored in a file in plain text; use {spec.env}"
+                )
+            if isinstance(raw, (dict, list)):
+                raise ConfigError(f"{path}: {key} must be a single value")
+            values[key] = _parse(
+                spec, str(raw).lower() if isinstance(raw, bool) else str(raw), f"{path}: {key}"
+            )
+    for spec in SETTINGS.values():
+        if spec.env in environ:
+            values[spec.name] = _parse(spec, environ[spec.env], spec.env)
+    for name, raw_flag in flags.items():
+        if raw_flag is not None:
+            spec = SETTINGS[name]
+            values[name] = _parse(spec, raw_flag, spec.flag)
+    return Settings(**values, config_file=path if path is not None and path.exists() else None)
+
+
+def _config_path(flag: str | None, environ: Mapping[str, str]) -> tuple[Path | None, bool]:
+    if flag is not None:
+        return Path(flag).expanduser(), True
+    if ENV_PREFIX + "CONFIG" in environ:
+        return Path(environ[ENV_PREFIX + "CONFIG"]).expanduser(), True
+    return DEFAULT_CONFIG_FILE, False
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+def _parse(spec: SettingSpec, raw: str, source: str) -> Any:
+    try:
+        return spec.parse(raw)
+    except ValueError as exc:
+        raise ConfigError(f"invalid {source}: {exc}") from None
