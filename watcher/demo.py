@@ -39,7 +39,8 @@ class Step:
 
 
 async def run_demo(settings: Settings, console: Console | None = None) -> list[Step]:
-    console = console or Console()
+    # Long lines (tx hashes, addresses) stay whole when the output is not a terminal.
+    console = console or Console(soft_wrap=True)
     project = hardhat_project(settings.hardhat_dir)
     with tempfile.TemporaryDirectory(prefix="watcher-demo-") as workdir:
         log = (Path(workdir) / "devchain.log").open("wb")
@@ -77,7 +78,8 @@ async def _experiments(chain: Chain, timeout: float, console: Console) -> list[S
             outcome, tx_hash = f"refused: {exc}", "-"
         after = await ctk.balance_of(user.address)
         steps.append(Step(experiment, action, outcome, tx_hash, before, after))
-        console.print(f"[bold]{experiment}[/bold] {action}: {outcome}")
+        where = f" (tx {tx_hash})" if tx_hash != "-" else ""
+        console.print(f"[bold]{experiment}[/bold] {action}: {outcome}{where}")
 
     await step(
         "1 sufficient funds", "admin sends the user 50 CTK", admin, user.address, parse_amount("50")
@@ -100,9 +102,9 @@ async def _experiments(chain: Chain, timeout: float, console: Console) -> list[S
 
 
 def _table(steps: list[Step]) -> Table:
-    table = Table(title="The thesis's experiments, replayed on the dev chain")
-    for column in ("experiment", "action", "outcome", "user before", "user after", "tx hash"):
-        table.add_column(column, overflow="fold")
+    table = Table(title="The thesis's experiments, replayed on the dev chain", title_justify="left")
+    for column in ("experiment", "action", "outcome", "user before", "user after"):
+        table.add_column(column, justify="right" if column.startswith("user") else "left")
     for s in steps:
         table.add_row(
             s.experiment,
@@ -110,6 +112,5 @@ def _table(steps: list[Step]) -> Table:
             s.outcome.split(":")[0],
             f"{format_amount(s.user_before)} CTK",
             f"{format_amount(s.user_after)} CTK",
-            s.tx_hash,
         )
     return table
