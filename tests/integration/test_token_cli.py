@@ -229,3 +229,44 @@ def test_websocket_rpc_url(cli: Cli, token: str, devchain: DevChain) -> None:
     assert result.out.strip() == f"{USER}: 1 CTK"
     paid = cli("pay", "1", "--dev-account", "1", "--rpc-url", devchain.ws_url)
     assert paid.code == 0, paid.err
+
+
+def test_a_wallet_without_gas_money_is_refused_before_sending(
+    cli: Cli, token: str, w3: Web3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fresh = Account.create()
+    fund(cli, fresh.address, "10")
+    monkeypatch.setenv("WATCHER_PRIVATE_KEY", fresh.key.hex())
+    block = w3.eth.block_number
+    result = cli("pay", "10")
+    assert result.code == 1
+    assert result.err.startswith(f"watcher: error: {fresh.address} has 0 ETH for gas;")
+    assert result.err.strip().endswith("nothing was sent")
+    assert w3.eth.block_number == block
+    assert balance(w3, token, fresh.address) == 10 * CTK
+
+
+async def test_a_transfer_the_contract_would_revert_is_refused_with_its_reason(
+    token: str, devchain: DevChain
+) -> None:
+    # The CLI checks the balance first; this is the race where it changed after the check.
+    from watcher.chain.connection import connect
+    from watcher.chain.transactions import send_transaction
+    from watcher.errors import ChainError
+    from watcher.keys import Signer
+
+    signer = Signer(dev_account(6), "dev account 6")
+    async with connect(devchain.url, 5) as chain:
+        contract = chain.w3.eth.contract(address=token, abi=cloud_token_artifact().abi)
+        with pytest.raises(ChainError) as info:
+            await send_transaction(
+                chain,
+                signer,
+                contract.functions.transfer(BURN_ADDRESS, 5),
+                10,
+                cloud_token_artifact().abi,
+            )
+    assert str(info.value) == (
+        "the contract refused the transaction: "
+        f"ERC20InsufficientBalance(sender={signer.address}, balance=0, needed=5)"
+    )

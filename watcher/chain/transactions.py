@@ -11,6 +11,7 @@ from eth_utils.abi import function_signature_to_4byte_selector
 from hexbytes import HexBytes
 from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
 
+from watcher.addresses import to_checksum_address
 from watcher.amounts import format_amount
 from watcher.chain.connection import Chain, chain_errors
 from watcher.errors import ChainError, InsufficientFunds
@@ -77,6 +78,9 @@ async def _require_gas_money(chain: Chain, signer: Signer, tx: dict[str, Any]) -
 def _revert_reason(exc: Exception, abi: list[dict[str, Any]]) -> str:
     """Name a custom error (OpenZeppelin 5 reverts with these) with its decoded arguments."""
     data = getattr(exc, "data", None)
+    # Geth puts the revert data here as hex; Hardhat nests it as {"message", "data"}.
+    if isinstance(data, dict):
+        data = data.get("data")
     if isinstance(data, str) and data.startswith("0x") and len(data) >= 10:
         raw = bytes.fromhex(HexStr(data[2:]))
         for item in abi:
@@ -85,7 +89,10 @@ def _revert_reason(exc: Exception, abi: list[dict[str, Any]]) -> str:
             types = [arg["type"] for arg in item["inputs"]]
             signature = f"{item['name']}({','.join(types)})"
             if function_signature_to_4byte_selector(signature) == raw[:4]:
-                values = abi_decode(types, raw[4:])
+                values = [
+                    to_checksum_address(value) if kind == "address" else value
+                    for kind, value in zip(types, abi_decode(types, raw[4:]), strict=True)
+                ]
                 args = ", ".join(
                     f"{arg['name']}={value}"
                     for arg, value in zip(item["inputs"], values, strict=True)
