@@ -39,6 +39,18 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 AMOUNT_CONTEXT = dict(CONTEXT, ignore_unknown_options=True)
 CHAIN = ("rpc_url", "rpc_timeout")
 SIGNING = (*CHAIN, "tx_timeout", "keystore", "dev_account")
+FOLLOW = (
+    *CHAIN,
+    "token_address",
+    "database_url",
+    "confirmations",
+    "finality",
+    "start_block",
+    "max_block_range",
+    "reorg_history",
+    "default_plan",
+)
+RUN = (*FOLLOW, "ws_url", "poll_interval")
 
 
 class AmountType(click.ParamType[int]):
@@ -54,6 +66,26 @@ class AmountType(click.ParamType[int]):
             return parse_amount(text)
         except InvalidInput as exc:
             self.fail(str(exc), param, ctx)
+
+
+class BlockType(click.ParamType[int]):
+    """A block number; with `latest`, also the word latest (returned as -1)."""
+
+    name = "BLOCK"
+
+    def __init__(self, allow_latest: bool = False) -> None:
+        self.allow_latest = allow_latest
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        if self.allow_latest and text == "latest":
+            return -1
+        if not text.isdigit():
+            wanted = "a block number or latest" if self.allow_latest else "a block number"
+            self.fail(f"must be {wanted}, got {value!r}", param, ctx)
+        return int(text)
 
 
 class AddressType(click.ParamType[str]):
@@ -97,7 +129,7 @@ def settings_from(options: dict[str, Any]) -> Settings:
     return load_settings(flags, config_file=config_file)
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
@@ -197,7 +229,7 @@ def token_deploy(as_json: bool, **options: Any) -> None:
             err=True,
         )
 
-    run(deploy())
+    run_async(deploy())
 
 
 @token.command("balance", context_settings=CONTEXT)
@@ -229,7 +261,7 @@ def token_balance(address: str, as_json: bool, **options: Any) -> None:
         else:
             click.echo(f"{owner}: {format_amount(units)} CTK")
 
-    run(balance())
+    run_async(balance())
 
 
 @token.command("transfer", context_settings=AMOUNT_CONTEXT)
@@ -257,7 +289,7 @@ def token_transfer(to: str, amount: int, as_json: bool, **options: Any) -> None:
                 f"in tx {sent.tx_hash} (block {sent.block_number})"
             )
 
-    run(transfer())
+    run_async(transfer())
 
 
 @cli.command(context_settings=AMOUNT_CONTEXT)
@@ -283,7 +315,7 @@ def pay(amount: int, as_json: bool, **options: Any) -> None:
                 f"{BURN_ADDRESS} in tx {sent.tx_hash} (block {sent.block_number})"
             )
 
-    run(pay_burn())
+    run_async(pay_burn())
 
 
 @cli.command(context_settings=CONTEXT)
@@ -293,7 +325,89 @@ def demo(**options: Any) -> None:
     from watcher.demo import run_demo
 
     settings = settings_from(options)
-    run(run_demo(settings))
+    run_async(run_demo(settings))
+
+
+@cli.command(context_settings=CONTEXT)
+@setting_options(*RUN)
+def run(**options: Any) -> None:
+    """Follow the chain: record every CTK payment to the burn address, turn paid credit into
+    orders and queue their provisioning. Stops cleanly on SIGINT or SIGTERM."""
+    from watcher.runner import run_service
+
+    settings = settings_from(options)
+    run_async(run_service(settings))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option(
+    "--from-block", "first", required=True, type=BlockType(), help="First block to replay."
+)
+@click.option(
+    "--to-block",
+    "last",
+    default="latest",
+    type=BlockType(allow_latest=True),
+    show_default=True,
+    help="Last block: a number, or latest (the newest confirmed block).",
+)
+@setting_options(*FOLLOW)
+def replay(first: int, last: int, **options: Any) -> None:
+    """Backfill payments of a block range through the same path as `watcher run`.
+
+    Safe beside a running watcher; running it twice changes nothing.
+    """
+    from watcher.runner import run_replay
+
+    settings = settings_from(options)
+    run_async(run_replay(settings, first, None if last < 0 else last))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--payer", type=AddressType(), default=None, help="Only this payer's orders.")
+@click.option("--chain-id", type=click.IntRange(min=0), default=None, help="Only this chain.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@setting_options("database_url")
+def orders(payer: str | None, chain_id: int | None, as_json: bool, **options: Any) -> None:
+    """List orders: what each payment bought and how far provisioning got."""
+    from watcher.runner import show_orders
+
+    settings = settings_from(options)
+    run_async(show_orders(settings, payer, chain_id, as_json))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("address", type=AddressType(), required=False)
+@click.option("--chain-id", type=click.IntRange(min=0), default=None, help="Only this chain.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@setting_options("database_url")
+def credit(address: str | None, chain_id: int | None, as_json: bool, **options: Any) -> None:
+    """Show credit balances: paid CTK not yet spent on an order (all payers, or ADDRESS)."""
+    from watcher.runner import show_credit
+
+    settings = settings_from(options)
+    run_async(show_credit(settings, address, chain_id, as_json))
+
+
+@cli.group(context_settings=CONTEXT)
+def db() -> None:
+    """The ledger database."""
+
+
+@db.command("upgrade", context_settings=CONTEXT)
+@setting_options("database_url")
+def db_upgrade(**options: Any) -> None:
+    """Apply the ledger's migrations (needed before `run` on PostgreSQL)."""
+    from watcher.ledger.database import describe
+    from watcher.service import upgrade_database
+
+    settings = settings_from(options)
+    before, after = run_async(upgrade_database(settings))
+    where = describe(settings.database_url)
+    if before == after:
+        click.echo(f"ledger {where} is up to date (schema {after})")
+    else:
+        click.echo(f"ledger {where} upgraded from schema {before or 'none'} to {after}")
 
 
 @cli.command("config", context_settings=CONTEXT)

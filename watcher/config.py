@@ -19,8 +19,10 @@ from urllib.parse import urlsplit
 from eth_typing import ChecksumAddress
 
 from watcher.addresses import parse_address
+from watcher.catalog import Catalog, parse_plans
 from watcher.devchain_accounts import DEV_ACCOUNT_COUNT
 from watcher.errors import ConfigError, InvalidInput
+from watcher.ledger.database import DEFAULT_DATABASE_URL, normalize_database_url
 
 ENV_PREFIX = "WATCHER_"
 DEFAULT_CONFIG_FILE = Path("watcher.toml")
@@ -61,6 +63,16 @@ class Settings:
     dev_account: int | None = None
     devchain_port: int = 8545
     hardhat_dir: Path | None = None
+    database_url: str = DEFAULT_DATABASE_URL
+    ws_url: str | None = None
+    confirmations: int = 2
+    finality: str = "confirmations"
+    start_block: int = 0
+    poll_interval: float = 2.0
+    max_block_range: int = 10_000
+    reorg_history: int = 256
+    default_plan: str | None = None
+    catalog: Catalog = field(default_factory=Catalog)
     config_file: Path | None = field(default=None, compare=False)
 
     def require_token_address(self) -> ChecksumAddress:
@@ -135,6 +147,30 @@ def _password(text: str) -> Secret:
     return Secret(text)
 
 
+def _ws_url(text: str) -> str:
+    url = _url(text)
+    if not url.startswith(("ws://", "wss://")):
+        raise ValueError(f"{text!r} is not a ws:// or wss:// URL")
+    return url
+
+
+def _database_url(text: str) -> str:
+    return normalize_database_url(text)
+
+
+def _finality(text: str) -> str:
+    value = text.strip().lower()
+    if value not in {"confirmations", "finalized", "safe"}:
+        raise ValueError(f"{text!r} must be confirmations, safe or finalized")
+    return value
+
+
+def _plan_name(text: str) -> str:
+    if not text.strip():
+        raise ValueError("plan name is empty")
+    return text.strip()
+
+
 @dataclass(frozen=True)
 class SettingSpec:
     name: str
@@ -198,6 +234,51 @@ SETTINGS: dict[str, SettingSpec] = {
             metavar="PORT",
         ),
         SettingSpec(
+            "database_url",
+            _database_url,
+            "Ledger database: sqlite:///FILE (default ./watcher.db) or postgresql://...",
+            metavar="URL",
+        ),
+        SettingSpec(
+            "ws_url", _ws_url, "WebSocket endpoint for newHeads (else HTTP polling).", metavar="URL"
+        ),
+        SettingSpec(
+            "confirmations",
+            _int_in(0, 10_000, "confirmations"),
+            "Blocks a payment must be buried under before it counts.",
+            metavar="N",
+        ),
+        SettingSpec(
+            "finality",
+            _finality,
+            "confirmations (latest minus N), or the node's safe or finalized block.",
+            metavar="MODE",
+        ),
+        SettingSpec(
+            "start_block",
+            _int_in(0, 2**63 - 1, "start block"),
+            "First block to follow on an empty ledger.",
+            metavar="N",
+        ),
+        SettingSpec(
+            "poll_interval", _seconds, "Seconds between head polls over HTTP.", metavar="SECONDS"
+        ),
+        SettingSpec(
+            "max_block_range",
+            _int_in(1, 1_000_000, "max block range"),
+            "Most blocks one eth_getLogs asks for.",
+            metavar="N",
+        ),
+        SettingSpec(
+            "reorg_history",
+            _int_in(1, 1_000_000, "reorg history"),
+            "Processed block hashes kept to find a reorg's common block.",
+            metavar="BLOCKS",
+        ),
+        SettingSpec(
+            "default_plan", _plan_name, "Plan new payers get (from the catalog).", metavar="NAME"
+        ),
+        SettingSpec(
             "hardhat_dir",
             _path,
             "Folder holding hardhat.config.js and node_modules.",
@@ -206,7 +287,7 @@ SETTINGS: dict[str, SettingSpec] = {
     )
 }
 
-assert set(SETTINGS) == {f.name for f in fields(Settings)} - {"config_file"}
+assert set(SETTINGS) == {f.name for f in fields(Settings)} - {"config_file", "catalog"}
 
 
 def load_settings(
@@ -219,8 +300,15 @@ def load_settings(
     environ = os.environ if environ is None else environ
     path, explicit = _config_path(config_file, environ)
     values: dict[str, Any] = {}
+    plans = None
     if path is not None and (explicit or path.exists()):
         for key, raw in _read_toml(path).items():
+            if key == "plans":
+                try:
+                    plans = parse_plans(raw)
+                except ValueError as exc:
+                    raise ConfigError(f"{path}: {exc}") from None
+                continue
             spec = SETTINGS.get(key)
             if spec is None:
                 raise ConfigError(f"{path}: unknown setting {key!r}")
@@ -240,7 +328,22 @@ def load_settings(
         if raw_flag is not None:
             spec = SETTINGS[name]
             values[name] = _parse(spec, raw_flag, spec.flag)
-    return Settings(**values, config_file=path if path is not None and path.exists() else None)
+    catalog = _catalog(plans, values.get("default_plan"), path)
+    return Settings(
+        **values, catalog=catalog, config_file=path if path is not None and path.exists() else None
+    )
+
+
+def _catalog(plans: dict[str, Any] | None, default: str | None, path: Path | None) -> Catalog:
+    base = Catalog()
+    try:
+        if plans is None:
+            return Catalog(base.plans, default or base.default)
+        return Catalog(
+            plans, default or (base.default if base.default in plans else next(iter(plans)))
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}" if plans is not None else str(exc)) from None
 
 
 def _config_path(flag: str | None, environ: Mapping[str, str]) -> tuple[Path | None, bool]:

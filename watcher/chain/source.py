@@ -1,0 +1,99 @@
+"""Where the follower reads the chain from: a small Protocol, its JSON-RPC adapter, and the
+block reference both speak in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from watcher.chain.rpc import RpcTransport
+from watcher.core.payment import MalformedChainData, hash32, quantity
+
+HeadTag = Literal["latest", "safe", "finalized"]
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRef:
+    number: int
+    hash: str
+    parent_hash: str
+
+
+class ChainSource(Protocol):
+    async def chain_id(self) -> int: ...
+
+    async def head(self, tag: HeadTag = "latest") -> int:
+        """The number of the newest block with this tag."""
+        ...
+
+    async def block(self, number: int) -> BlockRef | None:
+        """The canonical block at `number`, or None above the head."""
+        ...
+
+    async def logs(
+        self, from_block: int, to_block: int, address: str, topics: list[str | None]
+    ) -> list[dict[str, Any]]:
+        """Raw `eth_getLogs` entries, in chain order."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class RpcChainSource:
+    def __init__(self, transport: RpcTransport) -> None:
+        self.transport = transport
+
+    @property
+    def url(self) -> str:
+        return self.transport.url
+
+    async def chain_id(self) -> int:
+        return quantity(await self.transport.call("eth_chainId", []), "eth_chainId")
+
+    async def head(self, tag: HeadTag = "latest") -> int:
+        if tag == "latest":
+            return quantity(await self.transport.call("eth_blockNumber", []), "eth_blockNumber")
+        block = await self.transport.call("eth_getBlockByNumber", [tag, False])
+        if block is None:
+            raise MalformedChainData(f"the node has no {tag!r} block")
+        return _block_ref(block).number
+
+    async def block(self, number: int) -> BlockRef | None:
+        block = await self.transport.call("eth_getBlockByNumber", [hex(number), False])
+        if block is None:
+            return None
+        ref = _block_ref(block)
+        if ref.number != number:
+            raise MalformedChainData(f"asked for block {number}, the node sent block {ref.number}")
+        return ref
+
+    async def logs(
+        self, from_block: int, to_block: int, address: str, topics: list[str | None]
+    ) -> list[dict[str, Any]]:
+        result = await self.transport.call(
+            "eth_getLogs",
+            [
+                {
+                    "fromBlock": hex(from_block),
+                    "toBlock": hex(to_block),
+                    "address": address,
+                    "topics": topics,
+                }
+            ],
+        )
+        if not isinstance(result, list):
+            raise MalformedChainData(f"eth_getLogs answered {type(result).__name__}, not a list")
+        return result
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+
+def _block_ref(block: Any) -> BlockRef:
+    if not isinstance(block, dict):
+        raise MalformedChainData(f"block is not an object: {block!r}")
+    return BlockRef(
+        number=quantity(block.get("number"), "block number"),
+        hash=hash32(block.get("hash"), "block hash"),
+        parent_hash=hash32(block.get("parentHash"), "parent hash"),
+    )

@@ -1,0 +1,20 @@
+"""Order states. The provisioning phases are recorded, after Stripe's idempotency keys:
+queued -> launching -> launched (instance id stored) -> running, or failed (refunded)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class OrderState(StrEnum):
+    QUEUED = "queued"
+    LAUNCHING = "launching"
+    LAUNCHED = "launched"
+    RUNNING = "running"
+    FAILED = "failed"
+
+    @property
+    def started(self) -> bool:
+        """Whether a side effect may already exist outside the ledger (an EC2 call was made):
+        such an order cannot simply be deleted when its payment is orphaned by a reorg."""
+        return self is not OrderState.QUEUED

@@ -1,0 +1,460 @@
+"""ChainFollower: CTK Transfer logs into the burn address -> the ledger, exactly once.
+
+Each step covers a range [cursor+1, end] with end <= the safe head, and commits payments,
+credit, orders, jobs and the new cursor in one database transaction, so a crash at any
+moment leaves the ledger at a range boundary and a restart continues from there.
+
+Reorgs, after Chainlink's log poller: every step first checks that the cursor block is
+still canonical; when it is not, the follower walks back through the block hashes the
+ledger remembers to the last common block, undoes everything above it in one transaction
+and resumes from there. A step reads the end block's header before and after fetching the
+logs and only commits when both agree, so logs and cursor always come from one chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from watcher import metrics
+from watcher.chain.rpc import RpcError, RpcUnavailable, is_rate_limit
+from watcher.chain.source import BlockRef, ChainSource, HeadTag
+from watcher.core.backoff import Backoff
+from watcher.core.payment import (
+    TRANSFER_TOPIC,
+    MalformedChainData,
+    Payment,
+    decode_payment,
+    topic_for_address,
+)
+from watcher.core.ranges import RangeSizer, classify_range_error
+from watcher.errors import ChainError
+from watcher.ledger.ledger import Cursor, CursorMoved, Ledger
+from watcher.logs import fields
+
+log = logging.getLogger("watcher.follower")
+T = TypeVar("T")
+
+
+class FollowerError(ChainError):
+    """The follower cannot go on (the node keeps refusing, a block cannot be split...)."""
+
+
+class Stopped(Exception):
+    """The stop event was set while waiting to retry."""
+
+
+@dataclass(frozen=True)
+class FollowerConfig:
+    token: str
+    burn: str
+    confirmations: int = 2
+    finality: str = "confirmations"
+    start_block: int = 0
+    max_block_range: int = 10_000
+    initial_block_range: int = 2_000
+    # None: retry a failing node for ever (the service); a number: give up (the CLI).
+    max_attempts: int | None = None
+
+
+@dataclass
+class SyncProgress:
+    blocks: int = 0
+    payments: int = 0
+    duplicates: int = 0
+    orders: int = 0
+    reorgs: int = 0
+    cursor: int | None = None
+
+
+@dataclass
+class _Step:
+    advanced_to: int | None = None
+    blocks: int = 0
+    payments: int = 0
+    duplicates: int = 0
+    orders: int = 0
+    reorged: bool = False
+    # The chain moved under the step, or another writer advanced the cursor: plan again.
+    retry: bool = False
+
+
+ProgressCallback = Callable[[SyncProgress], None]
+
+
+@dataclass
+class ChainFollower:
+    source: ChainSource
+    ledger: Ledger
+    config: FollowerConfig
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        initial = min(self.config.initial_block_range, self.config.max_block_range)
+        self.sizer = RangeSizer(initial=initial, maximum=self.config.max_block_range)
+        self._topics: list[str | None] = [TRANSFER_TOPIC, None, topic_for_address(self.config.burn)]
+
+    # --- public ---
+
+    async def target(self) -> int:
+        """The newest block the follower may process: the safe head."""
+        tag: HeadTag = "latest" if self.config.finality == "confirmations" else self.config.finality  # type: ignore[assignment]
+        head = await self._call(self.source.head, tag)
+        metrics.CHAIN_HEAD.set(head)
+        return head - self.config.confirmations if tag == "latest" else head
+
+    async def sync(
+        self, until: int | None = None, progress: ProgressCallback | None = None
+    ) -> SyncProgress:
+        """Process every block up to the safe head (or `until`, if lower), then return."""
+        done = SyncProgress()
+        try:
+            while not self.stop.is_set():
+                limit = await self.target()
+                if until is not None:
+                    limit = min(limit, until)
+                step = await self._step(limit)
+                if step.reorged:
+                    done.reorgs += 1
+                    continue
+                if step.retry:
+                    continue
+                if step.advanced_to is None:
+                    break
+                self._tally(done, step, progress)
+        except Stopped:
+            pass
+        return done
+
+    def _tally(self, done: SyncProgress, step: _Step, progress: ProgressCallback | None) -> None:
+        done.blocks += step.blocks
+        done.payments += step.payments
+        done.duplicates += step.duplicates
+        done.orders += step.orders
+        done.cursor = step.advanced_to
+        if progress is not None:
+            progress(done)
+
+    async def backfill(
+        self, first: int, last: int, progress: ProgressCallback | None = None
+    ) -> SyncProgress:
+        """Record payments in [first, last], at or below the cursor, that the ledger lacks
+        (e.g. from before the start block it was first run with). Leaves the cursor alone."""
+        done = SyncProgress()
+        start = first
+        try:
+            while start <= last and not self.stop.is_set():
+                end = min(last, start + self.sizer.size - 1)
+                logs, end = await self._logs(start, end)
+                recorded = await self.ledger.record(self._decode(logs, start, end))
+                self._count(recorded.payments, recorded.duplicates, recorded.orders)
+                step = _Step(
+                    end,
+                    end - start + 1,
+                    len(recorded.payments),
+                    recorded.duplicates,
+                    len(recorded.orders),
+                )
+                self._tally(done, step, progress)
+                start = end + 1
+        except Stopped:
+            pass
+        return done
+
+    async def run(self, ws_url: str | None, poll_interval: float) -> None:
+        """Follow the chain until `stop` is set: named tasks in one TaskGroup, so a failure
+        in one of them is never silent."""
+        wake = asyncio.Event()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._poll(wake, poll_interval), name="head-poller")
+                subscription = None
+                if ws_url is not None:
+                    subscription = tasks.create_task(
+                        self._subscribe(wake, ws_url), name="head-subscription"
+                    )
+                tasks.create_task(self._follow(wake), name="chain-follower")
+                await self.stop.wait()
+                if subscription is not None:
+                    subscription.cancel()  # it only looks at `stop` when a head arrives
+        except* FollowerError as group:
+            raise group.exceptions[0] from None
+
+    # --- one step ---
+
+    async def _step(self, limit: int) -> _Step:
+        cursor = await self.ledger.cursor()
+        start = cursor.number + 1 if cursor is not None else self.config.start_block
+        if start > limit:
+            if cursor is not None and not await self._canonical(cursor):
+                await self._reorg(cursor)
+                return _Step(reorged=True)
+            return _Step()
+        end = min(limit, start + self.sizer.size - 1)
+        while True:
+            before = await self._call(self.source.block, end)
+            if before is None:
+                return _Step(retry=True)  # the chain got shorter under us
+            if cursor is not None and not await self._canonical(cursor):
+                await self._reorg(cursor)
+                return _Step(reorged=True)
+            try:
+                logs = await self._call(
+                    self.source.logs, start, end, self.config.token, self._topics, splittable=True
+                )
+            except RpcError as exc:
+                end = self._split(exc, start, end)
+                continue
+            self.sizer.answered(end - start + 1, len(logs))
+            after = await self._call(self.source.block, end)
+            if after != before:
+                log.info(fields("chain_moved_during_step", block=end))
+                return _Step(retry=True)
+            break
+        payments = self._decode(logs, start, end, end_hash=after.hash)
+        try:
+            recorded = await self.ledger.record(payments, advance_from=cursor, advance_to=after)
+        except CursorMoved:
+            return _Step(retry=True)  # `watcher replay` (or another run) got there first
+        metrics.CURSOR_BLOCK.set(end)
+        self._count(recorded.payments, recorded.duplicates, recorded.orders)
+        for payment in recorded.payments:
+            log.info(
+                fields(
+                    "payment_recorded",
+                    tx=payment.tx_hash,
+                    log_index=payment.log_index,
+                    block=payment.block_number,
+                    payer=payment.payer,
+                    amount=payment.amount,
+                )
+            )
+        for order in recorded.orders:
+            log.info(
+                fields(
+                    "order_queued", order_id=order.order_id, payer=order.payer, plan=order.plan.name
+                )
+            )
+        return _Step(
+            end, end - start + 1, len(recorded.payments), recorded.duplicates, len(recorded.orders)
+        )
+
+    def _decode(
+        self, logs: list[dict[str, Any]], start: int, end: int, end_hash: str | None = None
+    ) -> list[Payment]:
+        payments: list[Payment] = []
+        for raw in logs:
+            payment = decode_payment(raw, self.ledger.chain_id, self.config.token, self.config.burn)
+            if payment is None:
+                continue
+            if not start <= payment.block_number <= end:
+                raise MalformedChainData(
+                    f"log of block {payment.block_number} outside [{start}, {end}]"
+                )
+            if (
+                end_hash is not None
+                and payment.block_number == end
+                and payment.block_hash != end_hash
+            ):
+                raise MalformedChainData(f"log of block {end} carries a hash of another chain")
+            payments.append(payment)
+        payments.sort(key=lambda p: (p.block_number, p.log_index))
+        return payments
+
+    async def _logs(self, start: int, end: int) -> tuple[list[dict[str, Any]], int]:
+        while True:
+            try:
+                logs = await self._call(
+                    self.source.logs, start, end, self.config.token, self._topics, splittable=True
+                )
+            except RpcError as exc:
+                end = self._split(exc, start, end)
+                continue
+            self.sizer.answered(end - start + 1, len(logs))
+            return logs, end
+
+    def _split(self, exc: RpcError, start: int, end: int) -> int:
+        requested = end - start + 1
+        refusal = classify_range_error(exc.code, exc.message, requested)
+        if refusal is None:
+            raise FollowerError(
+                f"eth_getLogs for blocks {start}-{end} failed: {exc.message}"
+            ) from None
+        if not self.sizer.refused(refusal, requested):
+            raise FollowerError(
+                f"the node refuses eth_getLogs even for the single block {start}: {exc.message}"
+            )
+        metrics.LOG_RANGE_SPLITS.inc()
+        log.info(
+            fields("log_range_split", blocks=requested, next=self.sizer.size, reason=exc.message)
+        )
+        return start + self.sizer.size - 1
+
+    # --- reorgs ---
+
+    async def _canonical(self, cursor: Cursor) -> bool:
+        block = await self._call(self.source.block, cursor.number)
+        return block is not None and block.hash == cursor.hash
+
+    async def _reorg(self, cursor: Cursor) -> None:
+        ancestor: Cursor | None = None
+        known = await self.ledger.known_blocks()
+        for candidate in known:
+            if candidate.number > cursor.number:
+                continue
+            if await self._canonical(candidate):
+                ancestor = candidate
+                break
+        if ancestor is None:
+            # Deeper than every hash the ledger remembers: start over below the oldest.
+            floor = (known[-1].number if known else self.config.start_block) - 1
+            block = await self._call(self.source.block, floor) if floor >= 0 else None
+            ancestor = Cursor(floor, block.hash) if block is not None else None
+            log.critical(
+                fields(
+                    "reorg_beyond_history",
+                    cursor=cursor.number,
+                    history=len(known),
+                    restart_above=floor,
+                )
+            )
+        rewound = await self.ledger.rewind(ancestor, floor=self.config.start_block - 1)
+        depth = cursor.number - (
+            ancestor.number if ancestor is not None else self.config.start_block - 1
+        )
+        metrics.REORGS.inc()
+        metrics.REORG_DEPTH.observe(depth)
+        level = logging.WARNING
+        if depth > self.config.confirmations:
+            metrics.DEEP_REORGS.inc()
+            level = logging.CRITICAL
+        log.log(
+            level,
+            fields(
+                "reorg",
+                depth=depth,
+                confirmations=self.config.confirmations,
+                ancestor=ancestor.number if ancestor is not None else None,
+                payments_undone=rewound.payments_removed,
+                orders_undone=rewound.orders_removed,
+            ),
+        )
+        if rewound.orders_flagged:
+            metrics.ORDERS_FLAGGED.inc(len(rewound.orders_flagged))
+            log.critical(
+                fields(
+                    "reorg_orphaned_provisioned_orders",
+                    depth=depth,
+                    orders=",".join(rewound.orders_flagged),
+                    action="operator must review: the payment is gone, the instance is not",
+                )
+            )
+
+    # --- live following ---
+
+    async def _follow(self, wake: asyncio.Event) -> None:
+        while not self.stop.is_set():
+            wake.clear()
+            await self.sync()
+            await self._until(wake, None)
+
+    async def _poll(self, wake: asyncio.Event, interval: float) -> None:
+        while not self.stop.is_set():
+            await self._until(None, interval)
+            wake.set()
+
+    async def _subscribe(self, wake: asyncio.Event, url: str) -> None:
+        from web3 import AsyncWeb3, WebSocketProvider
+
+        backoff = Backoff(base=0.5, cap=30.0)
+        while not self.stop.is_set():
+            try:
+                async with AsyncWeb3(WebSocketProvider(url, max_connection_retries=1)) as w3:
+                    await w3.eth.subscribe("newHeads")
+                    log.info(fields("heads_subscribed", url=url))
+                    backoff.reset()
+                    wake.set()  # backfill from the cursor whatever was missed while down
+                    async for _ in w3.socket.process_subscriptions():
+                        wake.set()
+                        if self.stop.is_set():
+                            return
+            except (
+                Exception
+            ) as exc:  # any failure of the socket: reconnect, never crash the service
+                metrics.WS_RECONNECTS.inc()
+                log.warning(
+                    fields(
+                        "heads_subscription_lost",
+                        url=url,
+                        error=type(exc).__name__,
+                        detail=str(exc)[:200],
+                    )
+                )
+            wake.set()
+            await self._until(None, backoff.next_delay())
+
+    async def _until(self, event: asyncio.Event | None, timeout: float | None) -> None:
+        """Wait for `event`, `timeout` or the stop signal, whichever comes first."""
+        waiters = [asyncio.ensure_future(self.stop.wait())]
+        if event is not None:
+            waiters.append(asyncio.ensure_future(event.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    # --- calls to the node ---
+
+    async def _call(
+        self, method: Callable[..., Awaitable[T]], *args: Any, splittable: bool = False
+    ) -> T:
+        """Retry what a node does when it is down, slow or throttling, with capped
+        exponential backoff and jitter. With `splittable`, a refused log range goes back to
+        the caller to split instead."""
+        backoff = Backoff(base=0.25, cap=15.0)
+        while True:
+            try:
+                return await method(*args)
+            except RpcError as exc:
+                if not is_rate_limit(exc):
+                    if splittable and classify_range_error(exc.code, exc.message, 2) is not None:
+                        raise
+                    kind = "rpc_error"
+                else:
+                    kind = "rate_limited"
+                error: Exception = exc
+            except RpcUnavailable as exc:
+                kind, error = exc.kind, exc
+            except MalformedChainData as exc:
+                kind, error = "malformed", exc
+            metrics.RPC_ERRORS.labels(kind=kind).inc()
+            if (
+                self.config.max_attempts is not None
+                and backoff.attempt + 1 >= self.config.max_attempts
+            ):
+                raise FollowerError(str(error)) from None
+            delay = backoff.next_delay()
+            log.warning(
+                fields(
+                    "rpc_retry",
+                    kind=kind,
+                    attempt=backoff.attempt,
+                    wait=f"{delay:.2f}s",
+                    error=str(error)[:300],
+                )
+            )
+            await self._until(None, delay)
+            if self.stop.is_set():
+                raise Stopped
+
+    def _count(self, payments: list[Payment], duplicates: int, orders: list[Any]) -> None:
+        metrics.PAYMENTS_RECORDED.inc(len(payments))
+        metrics.PAYMENT_DUPLICATES.inc(duplicates)
+        metrics.ORDERS_CREATED.inc(len(orders))
+
+
+__all__ = ["BlockRef", "ChainFollower", "FollowerConfig", "FollowerError", "SyncProgress"]

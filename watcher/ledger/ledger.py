@@ -1,0 +1,421 @@
+"""The ledger: every write the follower makes, each in one database transaction.
+
+Writers for one chain are serialized (PostgreSQL: a transaction-scoped advisory lock;
+SQLite: BEGIN IMMEDIATE), so `watcher run` and `watcher replay` may share a database and
+credit is always applied in chain order.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from eth_typing import ChecksumAddress
+from sqlalchemy import delete, select, text, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from watcher.catalog import Catalog
+from watcher.chain.source import BlockRef
+from watcher.core.order import OrderState
+from watcher.core.payment import Payment
+from watcher.core.pricing import NewOrder, Plan, credit_payments
+from watcher.ledger.schema import (
+    BlockRecord,
+    ChainCursor,
+    CreditRecord,
+    OrderRecord,
+    PaymentRecord,
+    ProvisionJobRecord,
+)
+
+_CHUNK = 500
+JOB_QUEUED = "queued"
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """The last block whose payments are all in the ledger."""
+
+    number: int
+    hash: str
+
+
+class CursorMoved(Exception):
+    """Another writer advanced or rewound the cursor since this one read it."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    payments: list[Payment]
+    duplicates: int
+    orders: list[NewOrder]
+
+
+@dataclass(frozen=True)
+class Rewound:
+    ancestor: Cursor | None
+    payments_removed: int
+    orders_removed: int
+    orders_flagged: list[str]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Ledger:
+    def __init__(
+        self, engine: AsyncEngine, chain_id: int, catalog: Catalog, reorg_history: int = 256
+    ) -> None:
+        self.engine = engine
+        self._read_engine = engine.execution_options(read_only=True)
+        self.chain_id = chain_id
+        self.catalog = catalog
+        self.reorg_history = reorg_history
+
+    # --- reads ---
+
+    async def cursor(self) -> Cursor | None:
+        async with self._reader() as conn:
+            row = (
+                await conn.execute(
+                    select(ChainCursor.block_number, ChainCursor.block_hash).where(
+                        ChainCursor.chain_id == self.chain_id
+                    )
+                )
+            ).first()
+        return Cursor(row[0], row[1]) if row else None
+
+    async def known_blocks(self) -> list[Cursor]:
+        """Blocks whose hashes the ledger remembers, newest first: candidates for the last
+        block a reorg left in place."""
+        async with self._reader() as conn:
+            blocks = (
+                await conn.execute(
+                    select(BlockRecord.number, BlockRecord.hash).where(
+                        BlockRecord.chain_id == self.chain_id
+                    )
+                )
+            ).all()
+            oldest = min((number for number, _ in blocks), default=0)
+            payment_blocks = (
+                await conn.execute(
+                    select(PaymentRecord.block_number, PaymentRecord.block_hash)
+                    .where(
+                        PaymentRecord.chain_id == self.chain_id,
+                        PaymentRecord.block_number >= oldest,
+                    )
+                    .distinct()
+                )
+            ).all()
+        known: dict[int, str] = {number: block_hash for number, block_hash in payment_blocks}
+        known.update({number: block_hash for number, block_hash in blocks})
+        return [Cursor(number, known[number]) for number in sorted(known, reverse=True)]
+
+    # --- writes ---
+
+    async def record(
+        self,
+        payments: Sequence[Payment],
+        *,
+        advance_from: Cursor | None = None,
+        advance_to: BlockRef | None = None,
+    ) -> Recorded:
+        """Record payments (in chain order) with their credit, orders and jobs; with
+        `advance_to`, also move the cursor there, but only if it still is `advance_from`."""
+        now = _now()
+        async with self.engine.begin() as conn:
+            await self._lock(conn)
+            if advance_to is not None:
+                current = await self._cursor(conn)
+                if current != advance_from:
+                    raise CursorMoved(f"cursor is {current}, expected {advance_from}")
+            fresh = await self._insert_payments(conn, payments, now)
+            orders: list[NewOrder] = []
+            if fresh:
+                orders = await self._credit(conn, fresh, now)
+                await conn.execute(
+                    update(OrderRecord)
+                    .where(
+                        OrderRecord.chain_id == self.chain_id,
+                        OrderRecord.reorged.is_(True),
+                        tuple_(OrderRecord.tx_hash, OrderRecord.log_index).in_(
+                            [(p.tx_hash, p.log_index) for p in fresh]
+                        ),
+                    )
+                    .values(reorged=False, updated_at=now)
+                )
+            if advance_to is not None:
+                await self._advance(conn, advance_to, now)
+        return Recorded(fresh, len(payments) - len(fresh), orders)
+
+    async def rewind(self, ancestor: Cursor | None, floor: int = -1) -> Rewound:
+        """Undo everything above `ancestor`, in one transaction: orphaned payments and their
+        credit, and their orders whose provisioning has not started. Orders that had started
+        are kept and flagged for the operator (their price stays owed)."""
+        now = _now()
+        async with self.engine.begin() as conn:
+            await self._lock(conn)
+            above = ancestor.number if ancestor is not None else floor
+            orphaned = (
+                await conn.execute(
+                    select(PaymentRecord.payer, PaymentRecord.amount).where(
+                        PaymentRecord.chain_id == self.chain_id, PaymentRecord.block_number > above
+                    )
+                )
+            ).all()
+            orders = (
+                await conn.execute(
+                    select(
+                        OrderRecord.order_id,
+                        OrderRecord.payer,
+                        OrderRecord.amount,
+                        OrderRecord.state,
+                    ).where(
+                        OrderRecord.chain_id == self.chain_id,
+                        OrderRecord.block_number > above,
+                        OrderRecord.reorged.is_(False),
+                    )
+                )
+            ).all()
+            delta: dict[str, int] = defaultdict(int)
+            for payer, amount in orphaned:
+                delta[payer] -= amount
+            removable = [o for o in orders if not OrderState(o.state).started]
+            flagged = [o.order_id for o in orders if OrderState(o.state).started]
+            for order in removable:
+                delta[order.payer] += order.amount
+            for ids in _chunks([o.order_id for o in removable]):
+                await conn.execute(
+                    delete(ProvisionJobRecord).where(ProvisionJobRecord.order_id.in_(ids))
+                )
+                await conn.execute(delete(OrderRecord).where(OrderRecord.order_id.in_(ids)))
+            for ids in _chunks(flagged):
+                await conn.execute(
+                    update(OrderRecord)
+                    .where(OrderRecord.order_id.in_(ids))
+                    .values(reorged=True, updated_at=now)
+                )
+            await conn.execute(
+                delete(PaymentRecord).where(
+                    PaymentRecord.chain_id == self.chain_id, PaymentRecord.block_number > above
+                )
+            )
+            balances = await self._balances(conn, list(delta))
+            still_paying = await self._payers_with_payments(conn, list(delta))
+            for payer, change in delta.items():
+                balance = balances[payer][0] + change
+                where = (CreditRecord.chain_id == self.chain_id, CreditRecord.payer == payer)
+                if balance == 0 and payer not in still_paying:
+                    # A payer whose only payments were orphaned leaves no trace.
+                    await conn.execute(delete(CreditRecord).where(*where))
+                elif change:
+                    await conn.execute(
+                        update(CreditRecord).where(*where).values(balance=balance, updated_at=now)
+                    )
+            await conn.execute(
+                delete(BlockRecord).where(
+                    BlockRecord.chain_id == self.chain_id, BlockRecord.number > above
+                )
+            )
+            if ancestor is not None:
+                await self._set_cursor(conn, ancestor, now)
+            else:
+                await conn.execute(delete(ChainCursor).where(ChainCursor.chain_id == self.chain_id))
+        return Rewound(ancestor, len(orphaned), len(removable), flagged)
+
+    # --- internals ---
+
+    def _reader(self) -> AsyncConnection:
+        # Reads take no write lock on SQLite (see database.on_begin).
+        return self._read_engine.connect()
+
+    def _insert(self, conn: AsyncConnection, table: Any) -> Any:
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        return dialect.insert(table)
+
+    async def _lock(self, conn: AsyncConnection) -> None:
+        if conn.dialect.name == "postgresql":
+            # One writer per chain at a time, even before the cursor row exists.
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": 0x57A7C4 ^ self.chain_id}
+            )
+
+    async def _cursor(self, conn: AsyncConnection) -> Cursor | None:
+        row = (
+            await conn.execute(
+                select(ChainCursor.block_number, ChainCursor.block_hash).where(
+                    ChainCursor.chain_id == self.chain_id
+                )
+            )
+        ).first()
+        return Cursor(row[0], row[1]) if row else None
+
+    async def _insert_payments(
+        self, conn: AsyncConnection, payments: Sequence[Payment], now: datetime
+    ) -> list[Payment]:
+        if not payments:
+            return []
+        rows = [
+            {
+                "chain_id": p.chain_id,
+                "tx_hash": p.tx_hash,
+                "log_index": p.log_index,
+                "block_number": p.block_number,
+                "block_hash": p.block_hash,
+                "payer": p.payer,
+                "amount": p.amount,
+                "recorded_at": now,
+            }
+            for p in payments
+        ]
+        statement = (
+            self._insert(conn, PaymentRecord)
+            .on_conflict_do_nothing(index_elements=["chain_id", "tx_hash", "log_index"])
+            .returning(PaymentRecord.tx_hash, PaymentRecord.log_index)
+        )
+        inserted = {(r[0], r[1]) for r in (await conn.execute(statement, rows)).all()}
+        return [p for p in payments if (p.tx_hash, p.log_index) in inserted]
+
+    async def _balances(
+        self, conn: AsyncConnection, payers: Sequence[str]
+    ) -> dict[str, tuple[int, str]]:
+        found: dict[str, tuple[int, str]] = {}
+        for chunk in _chunks(list(payers)):
+            query = select(CreditRecord.payer, CreditRecord.balance, CreditRecord.plan).where(
+                CreditRecord.chain_id == self.chain_id, CreditRecord.payer.in_(chunk)
+            )
+            for payer, balance, plan in (await conn.execute(query)).all():
+                found[payer] = (balance, plan)
+        return found
+
+    async def _credit(
+        self, conn: AsyncConnection, payments: list[Payment], now: datetime
+    ) -> list[NewOrder]:
+        payers = list(dict.fromkeys(p.payer for p in payments))
+        stored = await self._balances(conn, payers)
+        plan_of: dict[ChecksumAddress, Plan] = {
+            payer: self.catalog.plan(stored[payer][1])
+            if payer in stored
+            else self.catalog.default_plan
+            for payer in payers
+        }
+        pricing = credit_payments(
+            {p: stored[p][0] for p in payers if p in stored}, payments, plan_of
+        )
+        credit_rows = [
+            {
+                "chain_id": self.chain_id,
+                "payer": payer,
+                "balance": pricing.balances[payer],
+                "plan": stored[payer][1] if payer in stored else plan_of[payer].name,
+                "updated_at": now,
+            }
+            for payer in payers
+        ]
+        upsert = self._insert(conn, CreditRecord)
+        await conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["chain_id", "payer"],
+                set_={"balance": upsert.excluded.balance, "updated_at": upsert.excluded.updated_at},
+            ),
+            credit_rows,
+        )
+        if pricing.orders:
+            await self._insert_orders(conn, pricing.orders, now)
+        return pricing.orders
+
+    async def _insert_orders(
+        self, conn: AsyncConnection, orders: list[NewOrder], now: datetime
+    ) -> None:
+        order_rows = [
+            {
+                "order_id": o.order_id,
+                "chain_id": o.payment.chain_id,
+                "tx_hash": o.payment.tx_hash,
+                "log_index": o.payment.log_index,
+                "unit": o.unit,
+                "block_number": o.payment.block_number,
+                "payer": o.payer,
+                "amount": o.plan.price,
+                "plan": o.plan.name,
+                "instance_type": o.plan.instance_type,
+                "state": OrderState.QUEUED.value,
+                "instance_id": None,
+                "reorged": False,
+                "failure_reason": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for o in orders
+        ]
+        await conn.execute(
+            self._insert(conn, OrderRecord).on_conflict_do_nothing(index_elements=["order_id"]),
+            order_rows,
+        )
+        job_rows = [
+            {
+                "order_id": o.order_id,
+                "state": JOB_QUEUED,
+                "attempts": 0,
+                "available_at": now,
+                "created_at": now,
+            }
+            for o in orders
+        ]
+        await conn.execute(
+            self._insert(conn, ProvisionJobRecord).on_conflict_do_nothing(
+                index_elements=["order_id"]
+            ),
+            job_rows,
+        )
+
+    async def _advance(self, conn: AsyncConnection, block: BlockRef, now: datetime) -> None:
+        upsert = self._insert(conn, BlockRecord)
+        await conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["chain_id", "number"],
+                set_={"hash": upsert.excluded.hash, "parent_hash": upsert.excluded.parent_hash},
+            ),
+            {
+                "chain_id": self.chain_id,
+                "number": block.number,
+                "hash": block.hash,
+                "parent_hash": block.parent_hash,
+            },
+        )
+        await self._set_cursor(conn, Cursor(block.number, block.hash), now)
+        await conn.execute(
+            delete(BlockRecord).where(
+                BlockRecord.chain_id == self.chain_id,
+                BlockRecord.number < block.number - self.reorg_history,
+            )
+        )
+
+    async def _set_cursor(self, conn: AsyncConnection, cursor: Cursor, now: datetime) -> None:
+        upsert = self._insert(conn, ChainCursor)
+        await conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["chain_id"],
+                set_={
+                    "block_number": upsert.excluded.block_number,
+                    "block_hash": upsert.excluded.block_hash,
+                    "updated_at": upsert.excluded.updated_at,
+                },
+            ),
+            {
+                "chain_id": self.chain_id,
+                "block_number": cursor.number,
+                "block_hash": cursor.hash,
+                "updated_at": now,
+            },
+        )

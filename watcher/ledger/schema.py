@@ -1,0 +1,135 @@
+"""Tables of the ledger. Alembic migrations in db/ must describe exactly this schema
+(tests/integration/test_migrations.py checks it on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from watcher.ledger.types import TokenAmount, UtcDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Hash = String(66)
+Address = String(42)
+Timestamp = UtcDateTime()
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class ChainCursor(Base):
+    """The last block whose payments are all in the ledger, per chain."""
+
+    __tablename__ = "chain_cursors"
+
+    chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(Hash)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class BlockRecord(Base):
+    """Hashes of processed blocks, to notice a reorg and find the last common block."""
+
+    __tablename__ = "blocks"
+
+    chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(Hash)
+    parent_hash: Mapped[str] = mapped_column(Hash)
+
+
+class PaymentRecord(Base):
+    __tablename__ = "payments"
+    __table_args__ = (
+        UniqueConstraint("chain_id", "tx_hash", "log_index"),
+        Index(None, "chain_id", "block_number"),
+        Index(None, "chain_id", "payer"),
+    )
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    tx_hash: Mapped[str] = mapped_column(Hash)
+    log_index: Mapped[int] = mapped_column(Integer)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(Hash)
+    payer: Mapped[str] = mapped_column(Address)
+    amount: Mapped[int] = mapped_column(TokenAmount)
+    recorded_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class CreditRecord(Base):
+    """A payer's running balance: payments in, full prices out to orders, refunds back in.
+    Negative only after a reorg orphaned a payment whose order was already provisioned."""
+
+    __tablename__ = "credits"
+
+    chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    payer: Mapped[str] = mapped_column(Address, primary_key=True)
+    balance: Mapped[int] = mapped_column(TokenAmount)
+    plan: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class OrderRecord(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        Index(None, "chain_id", "payer"),
+        Index(None, "chain_id", "block_number"),
+        Index(None, "chain_id", "tx_hash", "log_index"),
+    )
+
+    order_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    tx_hash: Mapped[str] = mapped_column(Hash)
+    log_index: Mapped[int] = mapped_column(Integer)
+    unit: Mapped[int] = mapped_column(Integer)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    payer: Mapped[str] = mapped_column(Address)
+    amount: Mapped[int] = mapped_column(TokenAmount)
+    plan: Mapped[str] = mapped_column(String(64))
+    instance_type: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    instance_id: Mapped[str | None] = mapped_column(String(32))
+    # Set when a reorg orphaned the payment after provisioning had started: the operator
+    # must look at it. Cleared if the same payment is included again.
+    reorged: Mapped[bool] = mapped_column(Boolean, default=False)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class ProvisionJobRecord(Base):
+    """The queue entry that turns an order into an instance (drained by the provisioner)."""
+
+    __tablename__ = "provision_jobs"
+    __table_args__ = (Index(None, "state", "available_at"),)
+
+    order_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("orders.order_id", ondelete="CASCADE"), primary_key=True
+    )
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    available_at: Mapped[datetime] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)

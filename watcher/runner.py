@@ -1,0 +1,140 @@
+"""What the long-running and ledger commands do, behind the CLI's argument parsing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from watcher import logs
+from watcher.amounts import format_amount
+from watcher.config import Settings
+from watcher.ledger import queries
+from watcher.logs import fields
+from watcher.replay import replay
+from watcher.service import open_database, open_watcher
+
+log = logging.getLogger("watcher.service")
+
+
+async def run_service(settings: Settings) -> None:
+    logs.configure()
+    async with open_watcher(settings, max_attempts=None) as watcher:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, watcher.follower.stop.set)
+        cursor = await watcher.ledger.cursor()
+        log.info(
+            fields(
+                "watcher_started",
+                chain_id=watcher.ledger.chain_id,
+                token=settings.token_address,
+                cursor=cursor.number if cursor else None,
+                confirmations=settings.confirmations,
+                heads="websocket" if settings.ws_url else "polling",
+            )
+        )
+        try:
+            await watcher.follower.run(settings.ws_url, settings.poll_interval)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        log.info(fields("watcher_stopped"))
+
+
+async def run_replay(settings: Settings, first: int, last: int | None) -> None:
+    logging.getLogger("watcher").setLevel(logging.WARNING)
+    async with open_watcher(settings, max_attempts=8) as watcher:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, watcher.follower.stop.set)
+        started = time.perf_counter()
+        if sys.stderr.isatty():
+            with Progress(
+                TextColumn("replay"),
+                BarColumn(),
+                TextColumn("{task.completed:,.0f}/{task.total:,.0f} blocks"),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            ) as bar:
+                task = bar.add_task("replay", total=None, rate="")
+                safe = await watcher.follower.target()
+                bar.update(task, total=max((last if last is not None else safe) - first + 1, 1))
+
+                def on_progress(blocks: int, payments: int) -> None:
+                    elapsed = max(time.perf_counter() - started, 1e-9)
+                    rate = f"{blocks / elapsed:,.0f} blocks/s  {payments / elapsed:,.0f} payments/s"
+                    bar.update(task, completed=blocks, rate=rate)
+
+                result = await replay(watcher.follower, watcher.ledger, first, last, on_progress)
+        else:
+            result = await replay(watcher.follower, watcher.ledger, first, last)
+    rate = result.payments / result.seconds if result.seconds > 0 else 0.0
+    click.echo(
+        f"replayed blocks {result.first}-{result.last}: {result.payments} new payments, "
+        f"{result.duplicates} already recorded, {result.orders} orders, "
+        f"{result.seconds:.2f} s ({rate:,.0f} payments/s)"
+    )
+
+
+async def show_orders(
+    settings: Settings, payer: str | None, chain_id: int | None, as_json: bool
+) -> None:
+    async with open_database(settings, migrate=False) as engine:
+        rows = await queries.orders(engine, chain_id, payer)
+    if as_json:
+        for order in rows:
+            click.echo(_json(order.as_json()))
+        return
+    if not rows:
+        click.echo("no orders")
+        return
+    table = Table()
+    for column in ("order", "block", "payer", "paid", "plan", "state", "instance"):
+        table.add_column(column, no_wrap=column in {"order", "payer"})
+    for order in rows:
+        state = order.state + (" (reorged!)" if order.reorged else "")
+        table.add_row(
+            order.order_id[:12],
+            str(order.block_number),
+            order.payer,
+            f"{format_amount(order.amount)} CTK",
+            order.plan,
+            state,
+            order.instance_id or "-",
+        )
+    # Not a terminal: let the table take its natural width instead of squeezing into 80.
+    Console(width=None if sys.stdout.isatty() else 250).print(table)
+
+
+async def show_credit(
+    settings: Settings, payer: str | None, chain_id: int | None, as_json: bool
+) -> None:
+    async with open_database(settings, migrate=False) as engine:
+        rows = await queries.credits(engine, chain_id, payer)
+    if as_json:
+        for entry in rows:
+            click.echo(_json(entry.as_json()))
+        return
+    if not rows:
+        click.echo(f"no credit for {payer}" if payer else "no credit")
+        return
+    for entry in rows:
+        click.echo(
+            f"{entry.payer}: {format_amount(entry.balance)} CTK credit "
+            f"(plan {entry.plan}, chain {entry.chain_id})"
+        )
+
+
+def _json(record: dict[str, object]) -> str:
+    import json
+
+    return json.dumps(record, separators=(",", ":"))

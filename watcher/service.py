@@ -1,0 +1,120 @@
+"""Wiring: from Settings to an open ledger, a chain source and a follower."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from watcher.addresses import BURN_ADDRESS
+from watcher.chain.rpc import RpcError, RpcUnavailable, open_transport
+from watcher.chain.source import RpcChainSource
+from watcher.config import Settings
+from watcher.errors import ChainError, ConfigError, UserError
+from watcher.follower import ChainFollower, FollowerConfig
+from watcher.ledger import migrations
+from watcher.ledger.database import create_engine, describe, is_sqlite
+from watcher.ledger.ledger import Ledger
+
+
+class DatabaseError(UserError):
+    """The ledger database cannot be opened or is not at the expected schema."""
+
+
+@asynccontextmanager
+async def open_database(settings: Settings, *, migrate: bool) -> AsyncIterator[AsyncEngine]:
+    """Open the ledger database. The embedded SQLite ledger is migrated on the spot
+    (`migrate`); PostgreSQL must have been upgraded with `watcher db upgrade`."""
+    if not migrate and is_sqlite(settings.database_url):
+        path = make_url(settings.database_url).database
+        # One stat() before anything else runs: no need to hand it to a thread.
+        if path is not None and not Path(path).exists():  # noqa: ASYNC240
+            raise DatabaseError(
+                f"there is no ledger at {path} yet: 'watcher run' or 'watcher replay' creates it"
+            )
+    engine = create_engine(settings.database_url)
+    try:
+        try:
+            if migrate and is_sqlite(settings.database_url):
+                await migrations.upgrade(engine)
+            current = await migrations.current_revision(engine)
+        except (OperationalError, DBAPIError, OSError) as exc:
+            detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            raise DatabaseError(
+                f"cannot open the ledger {describe(settings.database_url)}: {detail}"
+            ) from None
+        head = migrations.head_revision()
+        if current != head:
+            raise DatabaseError(
+                f"the ledger {describe(settings.database_url)} is at schema {current or 'none'}, "
+                f"this watcher needs {head}: run 'watcher db upgrade'"
+            )
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def upgrade_database(settings: Settings) -> tuple[str | None, str | None]:
+    engine = create_engine(settings.database_url)
+    try:
+        before = await migrations.current_revision(engine)
+        await migrations.upgrade(engine)
+        return before, await migrations.current_revision(engine)
+    except (OperationalError, DBAPIError, OSError) as exc:
+        detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        raise DatabaseError(
+            f"cannot upgrade the ledger {describe(settings.database_url)}: {detail}"
+        ) from None
+    finally:
+        await engine.dispose()
+
+
+@dataclass
+class Watcher:
+    source: RpcChainSource
+    ledger: Ledger
+    follower: ChainFollower
+    engine: AsyncEngine
+
+
+@asynccontextmanager
+async def open_watcher(settings: Settings, *, max_attempts: int | None) -> AsyncIterator[Watcher]:
+    token = settings.require_token_address()
+    source = RpcChainSource(open_transport(settings.rpc_url, settings.rpc_timeout))
+    try:
+        try:
+            chain_id = await source.chain_id()
+        except RpcUnavailable as exc:
+            raise ChainError(f"cannot reach the RPC node at {settings.rpc_url}: {exc}") from None
+        except RpcError as exc:
+            raise ChainError(
+                f"the RPC node at {settings.rpc_url} refused eth_chainId: {exc.message}"
+            ) from None
+        if (
+            settings.default_plan is not None
+            and settings.default_plan not in settings.catalog.plans
+        ):
+            raise ConfigError(f"default plan {settings.default_plan!r} is not in the catalog")
+        async with open_database(settings, migrate=True) as engine:
+            ledger = Ledger(engine, chain_id, settings.catalog, settings.reorg_history)
+            follower = ChainFollower(
+                source,
+                ledger,
+                FollowerConfig(
+                    token=token,
+                    burn=BURN_ADDRESS,
+                    confirmations=settings.confirmations,
+                    finality=settings.finality,
+                    start_block=settings.start_block,
+                    max_block_range=settings.max_block_range,
+                    max_attempts=max_attempts,
+                ),
+            )
+            yield Watcher(source, ledger, follower, engine)
+    finally:
+        await source.close()
