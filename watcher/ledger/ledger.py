@@ -298,6 +298,17 @@ class Ledger:
                 found[payer] = (balance, plan)
         return found
 
+    async def _payers_with_payments(self, conn: AsyncConnection, payers: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(list(payers)):
+            query = (
+                select(PaymentRecord.payer)
+                .where(PaymentRecord.chain_id == self.chain_id, PaymentRecord.payer.in_(chunk))
+                .distinct()
+            )
+            found.update((await conn.execute(query)).scalars())
+        return found
+
     async def _credit(
         self, conn: AsyncConnection, payments: list[Payment], now: datetime
     ) -> list[NewOrder]:
