@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-// Compiles contracts/CloudToken.sol with solc-js and writes the artifact the Python
-// package loads (contracts/build/CloudToken.json), so running watcher never needs Node.
+// Compiles the contracts with solc-js and writes the artifacts the Python package loads
+// (contracts/build/<Name>.json), so running watcher never needs Node.
 //
-//   node contracts/compile.js [--out PATH]
+//   node contracts/compile.js [--out DIR]
 //
+// CloudToken is the product's token; PaymentBatcher only serves tests and benchmarks.
 // The output is byte-for-byte deterministic for a given solc version and sources:
-// tests recompile to a temporary file and fail if the committed artifact is stale.
+// tests recompile into a temporary folder and fail if a committed artifact is stale.
 "use strict";
 
 const fs = require("fs");
@@ -13,15 +14,14 @@ const path = require("path");
 const solc = require("solc");
 
 const ROOT = path.resolve(__dirname, "..");
-const SOURCE = "CloudToken.sol";
-const CONTRACT = "CloudToken";
+const CONTRACTS = ["CloudToken", "PaymentBatcher"];
 // Shanghai is the newest EVM every dev chain and network we target runs; Cancun's
 // opcodes (MCOPY, transient storage) would make the bytecode fail on older nodes.
 const EVM_VERSION = "shanghai";
 const OPTIMIZER = { enabled: true, runs: 200 };
 
 function parseArgs(argv) {
-  let out = path.join(__dirname, "build", `${CONTRACT}.json`);
+  let out = path.join(__dirname, "build");
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === "--out" && i + 1 < argv.length) {
       out = path.resolve(argv[++i]);
@@ -48,14 +48,16 @@ function findImports(importPath) {
 
 function main() {
   const { out } = parseArgs(process.argv.slice(2));
+  const sources = {};
+  const outputSelection = {};
+  for (const name of CONTRACTS) {
+    sources[`${name}.sol`] = { content: fs.readFileSync(path.join(__dirname, `${name}.sol`), "utf8") };
+    outputSelection[`${name}.sol`] = { [name]: ["abi", "evm.bytecode.object"] };
+  }
   const input = {
     language: "Solidity",
-    sources: { [SOURCE]: { content: fs.readFileSync(path.join(__dirname, SOURCE), "utf8") } },
-    settings: {
-      evmVersion: EVM_VERSION,
-      optimizer: OPTIMIZER,
-      outputSelection: { [SOURCE]: { [CONTRACT]: ["abi", "evm.bytecode.object"] } },
-    },
+    sources,
+    settings: { evmVersion: EVM_VERSION, optimizer: OPTIMIZER, outputSelection },
   };
   const output = JSON.parse(solc.compile(JSON.stringify(input), { import: findImports }));
   const errors = (output.errors || []).filter((e) => e.severity === "error");
@@ -65,17 +67,20 @@ function main() {
   if (errors.length > 0) {
     process.exit(1);
   }
-  const compiled = output.contracts[SOURCE][CONTRACT];
-  const artifact = {
-    contractName: CONTRACT,
-    sourceName: `contracts/${SOURCE}`,
-    compiler: { name: "solc-js", version: solc.version(), evmVersion: EVM_VERSION, optimizer: OPTIMIZER },
-    abi: compiled.abi,
-    bytecode: `0x${compiled.evm.bytecode.object}`,
-  };
-  fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, `${JSON.stringify(artifact, null, 2)}\n`);
-  console.error(`compiled ${CONTRACT} with solc ${solc.version()} (evm ${EVM_VERSION}) -> ${path.relative(process.cwd(), out)}`);
+  fs.mkdirSync(out, { recursive: true });
+  for (const name of CONTRACTS) {
+    const compiled = output.contracts[`${name}.sol`][name];
+    const artifact = {
+      contractName: name,
+      sourceName: `contracts/${name}.sol`,
+      compiler: { name: "solc-js", version: solc.version(), evmVersion: EVM_VERSION, optimizer: OPTIMIZER },
+      abi: compiled.abi,
+      bytecode: `0x${compiled.evm.bytecode.object}`,
+    };
+    const file = path.join(out, `${name}.json`);
+    fs.writeFileSync(file, `${JSON.stringify(artifact, null, 2)}\n`);
+    console.error(`compiled ${name} with solc ${solc.version()} (evm ${EVM_VERSION}) -> ${path.relative(process.cwd(), file)}`);
+  }
 }
 
 main();

@@ -300,44 +300,42 @@ class ChainFollower:
         return block is not None and block.hash == cursor.hash
 
     async def _reorg(self, cursor: Cursor) -> None:
+        floor = self.config.start_block - 1
         ancestor: Cursor | None = None
-        known = await self.ledger.known_blocks()
-        for candidate in known:
-            if candidate.number > cursor.number:
-                continue
+        for candidate in await self.ledger.known_blocks(cursor.number):
             if await self._canonical(candidate):
                 ancestor = candidate
                 break
-        if ancestor is None:
-            # Deeper than every hash the ledger remembers: start over below the oldest.
-            floor = (known[-1].number if known else self.config.start_block) - 1
-            block = await self._call(self.source.block, floor) if floor >= 0 else None
-            ancestor = Cursor(floor, block.hash) if block is not None else None
+        if ancestor is None and cursor.number - floor > self.ledger.reorg_history:
+            # No remembered block survived: start over from the first block followed.
             log.critical(
                 fields(
                     "reorg_beyond_history",
                     cursor=cursor.number,
-                    history=len(known),
-                    restart_above=floor,
+                    history=self.ledger.reorg_history,
+                    restart_from=floor + 1,
                 )
             )
-        rewound = await self.ledger.rewind(ancestor, floor=self.config.start_block - 1)
-        depth = cursor.number - (
-            ancestor.number if ancestor is not None else self.config.start_block - 1
-        )
+        rewound = await self.ledger.rewind(ancestor, floor=floor)
+        undone = cursor.number - (ancestor.number if ancestor is not None else floor)
+        # Only blocks buried under the confirmations are ever processed, so anything undone
+        # means the chain reorganised at least that much deeper: with confirmations (or a
+        # finalized head) promised, that is a breach of the safety margin, not routine.
+        by_count = self.config.finality == "confirmations"
+        breach = self.config.confirmations > 0 or not by_count
+        chain_depth = undone + (self.config.confirmations if by_count else 0)
         metrics.REORGS.inc()
-        metrics.REORG_DEPTH.observe(depth)
-        level = logging.WARNING
-        if depth > self.config.confirmations:
+        metrics.REORG_DEPTH.observe(chain_depth)
+        if breach:
             metrics.DEEP_REORGS.inc()
-            level = logging.CRITICAL
         log.log(
-            level,
+            logging.CRITICAL if breach else logging.WARNING,
             fields(
                 "reorg",
-                depth=depth,
+                undone_blocks=undone,
+                chain_depth_at_least=chain_depth,
                 confirmations=self.config.confirmations,
-                ancestor=ancestor.number if ancestor is not None else None,
+                ancestor=ancestor.number if ancestor is not None else floor,
                 payments_undone=rewound.payments_removed,
                 orders_undone=rewound.orders_removed,
             ),
@@ -347,7 +345,7 @@ class ChainFollower:
             log.critical(
                 fields(
                     "reorg_orphaned_provisioned_orders",
-                    depth=depth,
+                    chain_depth_at_least=chain_depth,
                     orders=",".join(rewound.orders_flagged),
                     action="operator must review: the payment is gone, the instance is not",
                 )

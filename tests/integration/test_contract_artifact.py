@@ -9,19 +9,19 @@ from tests.conftest import ROOT
 from watcher.chain.artifact import cloud_token_artifact
 
 
-def test_committed_artifact_is_not_stale(tmp_path: Path) -> None:
+def test_committed_artifacts_are_not_stale(tmp_path: Path) -> None:
     node = shutil.which("node")
-    assert node is not None, "Node.js is needed to recompile the contract"
-    fresh = tmp_path / "CloudToken.json"
+    assert node is not None, "Node.js is needed to recompile the contracts"
     subprocess.run(
-        [node, str(ROOT / "contracts" / "compile.js"), "--out", str(fresh)],
+        [node, str(ROOT / "contracts" / "compile.js"), "--out", str(tmp_path)],
         check=True,
         capture_output=True,
     )
-    committed = ROOT / "contracts" / "build" / "CloudToken.json"
-    assert fresh.read_bytes() == committed.read_bytes(), (
-        "contracts/build/CloudToken.json is stale: run `make contracts` and commit the result"
-    )
+    for name in ("CloudToken.json", "PaymentBatcher.json"):
+        committed = ROOT / "contracts" / "build" / name
+        assert (tmp_path / name).read_bytes() == committed.read_bytes(), (
+            f"contracts/build/{name} is stale: run `make contracts` and commit the result"
+        )
 
 
 def test_artifact_settings_and_loader() -> None:

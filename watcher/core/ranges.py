@@ -12,7 +12,8 @@ _SUGGESTED_RANGE = re.compile(r"\[\s*(0x[0-9a-fA-F]+|\d+)\s*,\s*(0x[0-9a-fA-F]+|
 # range", "max range: 800", "exceeds max block range 3000", "block range limit (2000)".
 _MAX_BLOCKS = re.compile(
     r"(?:max(?:imum)?(?: block)?(?: range)?(?: is| of|:)?|limited to(?: a)?|up to(?: a)?|"
-    r"range limit(?: of)?|block range limit)\s*\(?\s*(\d[\d,_]*)\s*([kK])?\b"
+    r"range limit(?: of)?|block range limit)\s*\(?\s*(\d[\d,_]*)\s*([kK])?\b",
+    re.IGNORECASE,
 )
 _RANGE_WORDS = (
     "more than",

@@ -95,30 +95,32 @@ class Ledger:
             ).first()
         return Cursor(row[0], row[1]) if row else None
 
-    async def known_blocks(self) -> list[Cursor]:
-        """Blocks whose hashes the ledger remembers, newest first: candidates for the last
-        block a reorg left in place."""
+    async def known_blocks(self, below: int) -> list[Cursor]:
+        """Block hashes the ledger remembers at or below `below`, newest first: the
+        candidates for the last block a reorg left in place. Each processed range leaves
+        its end block and that block's parent; each payment leaves its block."""
         async with self._reader() as conn:
             blocks = (
                 await conn.execute(
-                    select(BlockRecord.number, BlockRecord.hash).where(
-                        BlockRecord.chain_id == self.chain_id
+                    select(BlockRecord.number, BlockRecord.hash, BlockRecord.parent_hash).where(
+                        BlockRecord.chain_id == self.chain_id, BlockRecord.number <= below
                     )
                 )
             ).all()
-            oldest = min((number for number, _ in blocks), default=0)
             payment_blocks = (
                 await conn.execute(
                     select(PaymentRecord.block_number, PaymentRecord.block_hash)
                     .where(
                         PaymentRecord.chain_id == self.chain_id,
-                        PaymentRecord.block_number >= oldest,
+                        PaymentRecord.block_number <= below,
+                        PaymentRecord.block_number >= below - self.reorg_history,
                     )
                     .distinct()
                 )
             ).all()
-        known: dict[int, str] = {number: block_hash for number, block_hash in payment_blocks}
-        known.update({number: block_hash for number, block_hash in blocks})
+        known: dict[int, str] = {number - 1: parent for number, _, parent in blocks if number > 0}
+        known.update({number: block_hash for number, block_hash in payment_blocks})
+        known.update({number: block_hash for number, block_hash, _ in blocks})
         return [Cursor(number, known[number]) for number in sorted(known, reverse=True)]
 
     # --- writes ---

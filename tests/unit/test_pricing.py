@@ -1,0 +1,55 @@
+from eth_typing import ChecksumAddress
+
+from watcher.core.payment import Payment
+from watcher.core.pricing import Plan, credit_payment, credit_payments, order_id
+
+CTK = 10**18
+PLAN = Plan("t3.micro", 10 * CTK, "t3.micro")
+ALICE = ChecksumAddress("0x70997970C51812dc3A010C7d01b50e0d17dc79C8")  # type: ignore[arg-type]
+BOB = ChecksumAddress("0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC")  # type: ignore[arg-type]
+
+
+def pay(
+    amount: int, payer: ChecksumAddress = ALICE, log_index: int = 0, tx: str = "0x" + "aa" * 32
+) -> Payment:
+    return Payment(1337, tx, log_index, 7, "0x" + "bb" * 32, payer, amount)
+
+
+def test_25_buys_two_and_leaves_5_then_5_buys_a_third() -> None:
+    balance, orders = credit_payment(0, pay(25 * CTK), PLAN)
+    assert balance == 5 * CTK
+    assert [o.unit for o in orders] == [0, 1]
+    balance, orders = credit_payment(balance, pay(5 * CTK, log_index=1), PLAN)
+    assert balance == 0
+    assert len(orders) == 1 and orders[0].payment.log_index == 1
+
+
+def test_underpayment_stays_as_credit() -> None:
+    assert credit_payment(0, pay(1), PLAN) == (1, [])
+
+
+def test_a_debt_is_paid_off_before_anything_is_bought() -> None:
+    balance, orders = credit_payment(-10 * CTK, pay(15 * CTK), PLAN)
+    assert (balance, orders) == (5 * CTK, [])
+
+
+def test_order_ids_are_deterministic_and_distinct() -> None:
+    first = order_id(1337, "0x" + "AA" * 32, 3, 0)
+    assert first == order_id(1337, "0x" + "aa" * 32, 3, 0)
+    assert len(first) == 32
+    others = {
+        order_id(1337, "0x" + "aa" * 32, 3, 1),
+        order_id(1, "0x" + "aa" * 32, 3, 0),
+        order_id(1337, "0x" + "aa" * 32, 4, 0),
+    }
+    assert first not in others and len(others) == 3
+
+
+def test_credit_pools_per_payer_in_chain_order() -> None:
+    result = credit_payments(
+        {BOB: 9 * CTK},
+        [pay(5 * CTK, ALICE, 0), pay(1 * CTK, BOB, 1), pay(5 * CTK, ALICE, 2)],
+        {ALICE: PLAN, BOB: PLAN},
+    )
+    assert result.balances == {ALICE: 0, BOB: 0}
+    assert [(o.payer, o.payment.log_index) for o in result.orders] == [(BOB, 1), (ALICE, 2)]
