@@ -49,6 +49,7 @@ FOLLOW = (
     "max_block_range",
     "reorg_history",
     "default_plan",
+    "max_orders_per_payment",
 )
 RUN = (*FOLLOW, "ws_url", "poll_interval")
 

@@ -72,6 +72,7 @@ class Settings:
     max_block_range: int = 10_000
     reorg_history: int = 256
     default_plan: str | None = None
+    max_orders_per_payment: int = 100
     catalog: Catalog = field(default_factory=Catalog)
     config_file: Path | None = field(default=None, compare=False)
 
@@ -274,6 +275,12 @@ SETTINGS: dict[str, SettingSpec] = {
             _int_in(1, 1_000_000, "reorg history"),
             "Processed block hashes kept to find a reorg's common block.",
             metavar="BLOCKS",
+        ),
+        SettingSpec(
+            "max_orders_per_payment",
+            _int_in(1, 100_000, "max orders per payment"),
+            "Most orders one payment creates; the rest stays as credit.",
+            metavar="N",
         ),
         SettingSpec(
             "default_plan", _plan_name, "Plan new payers get (from the catalog).", metavar="NAME"

@@ -101,7 +101,13 @@ async def open_watcher(settings: Settings, *, max_attempts: int | None) -> Async
         ):
             raise ConfigError(f"default plan {settings.default_plan!r} is not in the catalog")
         async with open_database(settings, migrate=True) as engine:
-            ledger = Ledger(engine, chain_id, settings.catalog, settings.reorg_history)
+            ledger = Ledger(
+                engine,
+                chain_id,
+                settings.catalog,
+                settings.reorg_history,
+                settings.max_orders_per_payment,
+            )
             follower = ChainFollower(
                 source,
                 ledger,

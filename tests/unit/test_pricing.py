@@ -53,3 +53,10 @@ def test_credit_pools_per_payer_in_chain_order() -> None:
     )
     assert result.balances == {ALICE: 0, BOB: 0}
     assert [(o.payer, o.payment.log_index) for o in result.orders] == [(BOB, 1), (ALICE, 2)]
+
+
+def test_one_payment_buys_at_most_max_orders_and_the_rest_waits_as_credit() -> None:
+    balance, orders = credit_payment(0, pay(1000 * CTK), PLAN, max_orders=3)
+    assert (len(orders), balance) == (3, 970 * CTK)
+    balance, orders = credit_payment(balance, pay(1, log_index=1), PLAN, max_orders=3)
+    assert (len(orders), balance) == (3, 940 * CTK + 1)

@@ -47,13 +47,20 @@ def order_id(chain_id: int, tx_hash: str, log_index: int, unit: int) -> str:
     return hashlib.sha256(seed).hexdigest()[:32]
 
 
-def credit_payment(balance: int, payment: Payment, plan: Plan) -> tuple[int, list[NewOrder]]:
+DEFAULT_MAX_ORDERS_PER_PAYMENT = 100
+
+
+def credit_payment(
+    balance: int, payment: Payment, plan: Plan, max_orders: int = DEFAULT_MAX_ORDERS_PER_PAYMENT
+) -> tuple[int, list[NewOrder]]:
     """Add one payment to a balance; return the new balance and the orders it completes.
 
     A negative balance (a debt left by a deep reorg) is paid off before anything is bought.
+    One payment buys at most `max_orders` orders: a mistyped amount must not launch a fleet
+    (or 10**57 orders); the rest stays as credit, and the next payment buys from it.
     """
     total = balance + payment.amount
-    units = total // plan.price if total > 0 else 0
+    units = min(total // plan.price, max_orders) if total > 0 else 0
     orders = [
         NewOrder(
             order_id(payment.chain_id, payment.tx_hash, payment.log_index, unit),
@@ -78,13 +85,14 @@ def credit_payments(
     balances: Mapping[ChecksumAddress, int],
     payments: Iterable[Payment],
     plan_of: Mapping[ChecksumAddress, Plan],
+    max_orders: int = DEFAULT_MAX_ORDERS_PER_PAYMENT,
 ) -> Pricing:
     """Credit payments (already in chain order) on top of the payers' balances."""
     updated = dict(balances)
     orders: list[NewOrder] = []
     for payment in payments:
         balance, bought = credit_payment(
-            updated.get(payment.payer, 0), payment, plan_of[payment.payer]
+            updated.get(payment.payer, 0), payment, plan_of[payment.payer], max_orders
         )
         updated[payment.payer] = balance
         orders.extend(bought)

@@ -22,7 +22,7 @@ from watcher.catalog import Catalog
 from watcher.chain.source import BlockRef
 from watcher.core.order import OrderState
 from watcher.core.payment import Payment
-from watcher.core.pricing import NewOrder, Plan, credit_payments
+from watcher.core.pricing import DEFAULT_MAX_ORDERS_PER_PAYMENT, NewOrder, Plan, credit_payments
 from watcher.ledger.schema import (
     BlockRecord,
     ChainCursor,
@@ -74,13 +74,19 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]
 
 class Ledger:
     def __init__(
-        self, engine: AsyncEngine, chain_id: int, catalog: Catalog, reorg_history: int = 256
+        self,
+        engine: AsyncEngine,
+        chain_id: int,
+        catalog: Catalog,
+        reorg_history: int = 256,
+        max_orders_per_payment: int = DEFAULT_MAX_ORDERS_PER_PAYMENT,
     ) -> None:
         self.engine = engine
         self._read_engine = engine.execution_options(read_only=True)
         self.chain_id = chain_id
         self.catalog = catalog
         self.reorg_history = reorg_history
+        self.max_orders_per_payment = max_orders_per_payment
 
     # --- reads ---
 
@@ -323,7 +329,10 @@ class Ledger:
             for payer in payers
         }
         pricing = credit_payments(
-            {p: stored[p][0] for p in payers if p in stored}, payments, plan_of
+            {p: stored[p][0] for p in payers if p in stored},
+            payments,
+            plan_of,
+            self.max_orders_per_payment,
         )
         credit_rows = [
             {

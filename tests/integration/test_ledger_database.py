@@ -1,0 +1,92 @@
+"""The ledger schema on both databases: migrations match the models, amounts are exact."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from watcher.catalog import Catalog
+from watcher.chain.source import BlockRef
+from watcher.core.payment import Payment
+from watcher.ledger import migrations, queries
+from watcher.ledger.database import create_engine
+from watcher.ledger.ledger import Cursor, CursorMoved, Ledger
+from watcher.ledger.schema import Base
+
+PAYER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+async def test_migrations_describe_exactly_the_models(engine: AsyncEngine) -> None:
+    await migrations.upgrade(engine)
+    async with engine.connect() as conn:
+        diff = await conn.run_sync(
+            lambda sync: compare_metadata(
+                MigrationContext.configure(sync, opts={"compare_type": True}), Base.metadata
+            )
+        )
+        tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+    assert diff == []
+    assert set(Base.metadata.tables) <= tables
+    assert await migrations.current_revision(engine) == migrations.head_revision()
+
+
+async def test_upgrade_twice_is_a_no_op(engine: AsyncEngine) -> None:
+    await migrations.upgrade(engine)
+    await migrations.upgrade(engine)
+    assert await migrations.current_revision(engine) == migrations.head_revision()
+
+
+async def test_amounts_up_to_uint256_max_survive(engine: AsyncEngine) -> None:
+    await migrations.upgrade(engine)
+    ledger = Ledger(engine, 1337, Catalog())
+    biggest = 2**256 - 1
+    payment = Payment(1337, "0x" + "ab" * 32, 0, 5, "0x" + "cd" * 32, PAYER, biggest)  # type: ignore[arg-type]
+    recorded = await ledger.record(
+        [payment], advance_from=None, advance_to=BlockRef(5, "0x" + "cd" * 32, "0x" + "ef" * 32)
+    )
+    assert recorded.payments == [payment]
+    (stored,) = await queries.payments(engine, 1337)
+    assert stored.amount == biggest
+    price = Catalog().default_plan.price
+    orders = await queries.orders(engine)
+    assert len(orders) == 100  # one payment never buys more than max_orders_per_payment
+    (credit,) = await queries.credits(engine)
+    assert credit.balance == biggest - 100 * price
+    totals = await queries.totals(engine, 1337)
+    assert totals.paid == biggest == totals.credit + totals.ordered
+
+
+async def test_the_same_log_is_recorded_once(engine: AsyncEngine) -> None:
+    await migrations.upgrade(engine)
+    ledger = Ledger(engine, 1337, Catalog())
+    payment = Payment(1337, "0x" + "ab" * 32, 3, 5, "0x" + "cd" * 32, PAYER, 10**19)  # type: ignore[arg-type]
+    first = await ledger.record([payment])
+    again = await ledger.record([payment])
+    assert (len(first.payments), first.duplicates) == (1, 0)
+    assert (len(again.payments), again.duplicates, again.orders) == (0, 1, [])
+    assert len(await queries.orders(engine)) == 1
+
+
+async def test_the_cursor_only_moves_by_compare_and_set(engine: AsyncEngine) -> None:
+    await migrations.upgrade(engine)
+    ledger = Ledger(engine, 1337, Catalog())
+    block = BlockRef(9, "0x" + "11" * 32, "0x" + "22" * 32)
+    await ledger.record([], advance_from=None, advance_to=block)
+    assert await ledger.cursor() == Cursor(9, block.hash)
+    with pytest.raises(CursorMoved):
+        await ledger.record(
+            [], advance_from=None, advance_to=BlockRef(10, "0x" + "33" * 32, block.hash)
+        )
+    assert await ledger.cursor() == Cursor(9, block.hash)
