@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,17 +50,14 @@ async def migrated(world: World) -> None:
     await upgrade_database(world.settings())
 
 
-async def open_(world: World, **flags: object) -> AsyncIterator[Watcher]:
-    async with open_watcher(world.settings(**flags), max_attempts=5) as watcher:
-        yield watcher
+def open_(world: World, **flags: object) -> AbstractAsyncContextManager[Watcher]:
+    return open_watcher(world.settings(**flags), max_attempts=5)
 
 
-async def sync(world: World, **flags: object) -> Watcher:
+async def sync(world: World, **flags: object) -> None:
     await migrated(world)
-    async for watcher in open_(world, **flags):
+    async with open_(world, **flags) as watcher:
         await watcher.follower.sync()
-        return watcher
-    raise AssertionError
 
 
 async def ledger_state(world: World) -> tuple[list[Any], list[Any], list[Any]]:
@@ -159,11 +156,11 @@ async def test_replay_twice_changes_nothing(world: World) -> None:
     for amount in (10, 3, 7, 30):
         world.driver.pay(world.ctk, ALICE, amount * CTK)
     await migrated(world)
-    async for watcher in open_(world):
+    async with open_(world) as watcher:
         first = await replay(watcher.follower, watcher.ledger, start, None)
         assert (first.payments, first.orders) == (4, 5)
     state = await ledger_state(world)
-    async for watcher in open_(world):
+    async with open_(world) as watcher:
         again = await replay(watcher.follower, watcher.ledger, start, None)
         assert (again.payments, again.duplicates, again.orders) == (0, 4, 0)
     assert await ledger_state(world) == state
@@ -171,7 +168,7 @@ async def test_replay_twice_changes_nothing(world: World) -> None:
 
 async def test_follows_live_over_websocket(world: World) -> None:
     await migrated(world)
-    async for watcher in open_(world, ws_url=world.devchain.ws_url, poll_interval=3600):
+    async with open_(world, ws_url=world.devchain.ws_url, poll_interval=3600) as watcher:
         task = asyncio.create_task(watcher.follower.run(world.devchain.ws_url, 3600))
         try:
             await asyncio.sleep(0.5)
@@ -185,3 +182,43 @@ async def test_follows_live_over_websocket(world: World) -> None:
             await asyncio.wait_for(task, 10)
     payments, orders, _ = await ledger_state(world)
     assert len(payments) == 1 and len(orders) == 1
+
+
+async def test_a_websocket_drop_mid_stream_loses_nothing(world: World) -> None:
+    from tests.proxy import TcpProxy
+    from watcher import metrics
+
+    proxy = TcpProxy(world.devchain.port)
+    await proxy.start()
+    reconnects = metrics.WS_RECONNECTS._value.get()
+    await migrated(world)
+
+    async def recorded(count: int) -> bool:
+        for _ in range(200):
+            if len((await ledger_state(world))[0]) >= count:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    # Polling is off (an hour): only the subscription wakes the follower, and each attempt
+    # to reconnect it, which catches up from the cursor.
+    async with open_(world, poll_interval=3600) as watcher:
+        task = asyncio.create_task(watcher.follower.run(proxy.url, 3600))
+        try:
+            await asyncio.sleep(0.5)
+            world.driver.pay(world.ctk, ALICE, 10 * CTK)
+            assert await recorded(1)
+            await proxy.down()  # the socket dies mid-stream, and stays down a while
+            for amount in (10, 20, 1):
+                world.driver.pay(world.ctk, ALICE, amount * CTK)
+            await asyncio.sleep(1.0)
+            await proxy.start()
+            assert await recorded(4)
+        finally:
+            watcher.follower.stop.set()
+            await asyncio.wait_for(task, 10)
+            await proxy.down()
+    payments, orders, credits = await ledger_state(world)
+    assert [p.amount for p in payments] == [10 * CTK, 10 * CTK, 20 * CTK, 1 * CTK]
+    assert len(orders) == 4 and credits == [(ALICE.address, 1 * CTK)]
+    assert metrics.WS_RECONNECTS._value.get() > reconnects
