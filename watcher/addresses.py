@@ -1,6 +1,7 @@
 """Ethereum addresses as the product uses them: validated once, then checksummed."""
 
 import re
+from functools import lru_cache
 
 from eth_hash.auto import keccak
 from eth_typing import ChecksumAddress, HexAddress, HexStr
@@ -8,9 +9,11 @@ from eth_typing import ChecksumAddress, HexAddress, HexStr
 from watcher.errors import InvalidInput
 
 
+@lru_cache(maxsize=65_536)
 def to_checksum_address(hex_address: str) -> ChecksumAddress:
     """EIP-55: upper-case each hex letter whose nibble in keccak(lower-case hex) is >= 8.
     (Done here rather than through eth_utils, whose import costs the CLI a fifth of a second.)"""
+    # Cached: the follower checksums every payer of every payment, and payers repeat.
     body = hex_address.lower().removeprefix("0x")
     digest = keccak(body.encode("ascii")).hex()[: len(body)]
     mixed = "".join(c.upper() if int(d, 16) >= 8 else c for c, d in zip(body, digest, strict=True))

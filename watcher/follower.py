@@ -30,6 +30,7 @@ from watcher.core.payment import (
     decode_payment,
     topic_for_address,
 )
+from watcher.core.pricing import NewOrder
 from watcher.core.ranges import RangeSizer, classify_range_error
 from watcher.errors import ChainError
 from watcher.ledger.ledger import Cursor, CursorMoved, Ledger
@@ -221,7 +222,14 @@ class ChainFollower:
             return _Step(retry=True)  # `watcher replay` (or another run) got there first
         metrics.CURSOR_BLOCK.set(end)
         self._count(recorded.payments, recorded.duplicates, recorded.orders)
-        for payment in recorded.payments:
+        if log.isEnabledFor(logging.INFO):
+            self._log_recorded(recorded.payments, recorded.orders)
+        return _Step(
+            end, end - start + 1, len(recorded.payments), recorded.duplicates, len(recorded.orders)
+        )
+
+    def _log_recorded(self, payments: list[Payment], orders: list[NewOrder]) -> None:
+        for payment in payments:
             log.info(
                 fields(
                     "payment_recorded",
@@ -232,15 +240,12 @@ class ChainFollower:
                     amount=payment.amount,
                 )
             )
-        for order in recorded.orders:
+        for order in orders:
             log.info(
                 fields(
                     "order_queued", order_id=order.order_id, payer=order.payer, plan=order.plan.name
                 )
             )
-        return _Step(
-            end, end - start + 1, len(recorded.payments), recorded.duplicates, len(recorded.orders)
-        )
 
     def _decode(
         self, logs: list[dict[str, Any]], start: int, end: int, end_hash: str | None = None

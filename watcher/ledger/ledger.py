@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eth_typing import ChecksumAddress
-from sqlalchemy import delete, select, text, tuple_, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -23,6 +23,7 @@ from watcher.chain.source import BlockRef
 from watcher.core.order import OrderState
 from watcher.core.payment import Payment
 from watcher.core.pricing import DEFAULT_MAX_ORDERS_PER_PAYMENT, NewOrder, Plan, credit_payments
+from watcher.ledger import queries
 from watcher.ledger.schema import (
     BlockRecord,
     ChainCursor,
@@ -82,7 +83,7 @@ class Ledger:
         max_orders_per_payment: int = DEFAULT_MAX_ORDERS_PER_PAYMENT,
     ) -> None:
         self.engine = engine
-        self._read_engine = engine.execution_options(read_only=True)
+        self._read_engine = queries.read_only(engine)
         self.chain_id = chain_id
         self.catalog = catalog
         self.reorg_history = reorg_history
@@ -150,18 +151,17 @@ class Ledger:
             fresh = await self._insert_payments(conn, payments, now)
             orders: list[NewOrder] = []
             if fresh:
-                orders = await self._credit(conn, fresh, now)
-                await conn.execute(
-                    update(OrderRecord)
-                    .where(
-                        OrderRecord.chain_id == self.chain_id,
-                        OrderRecord.reorged.is_(True),
-                        tuple_(OrderRecord.tx_hash, OrderRecord.log_index).in_(
-                            [(p.tx_hash, p.log_index) for p in fresh]
-                        ),
+                flagged = await self._flagged_orders(conn)
+                orders = await self._credit(conn, fresh, now, set(flagged))
+                # A payment a reorg took away is back: its provisioned orders are whole again.
+                keys = {(p.tx_hash, p.log_index) for p in fresh}
+                back = [order_id for order_id, key in flagged.items() if key in keys]
+                for ids in _chunks(back):
+                    await conn.execute(
+                        update(OrderRecord)
+                        .where(OrderRecord.order_id.in_(ids))
+                        .values(reorged=False, updated_at=now)
                     )
-                    .values(reorged=False, updated_at=now)
-                )
             if advance_to is not None:
                 await self._advance(conn, advance_to, now)
         return Recorded(fresh, len(payments) - len(fresh), orders)
@@ -271,28 +271,48 @@ class Ledger:
     async def _insert_payments(
         self, conn: AsyncConnection, payments: Sequence[Payment], now: datetime
     ) -> list[Payment]:
+        """Insert the payments the ledger lacks; return them. The writer lock is held, so a
+        look-up of the block range then a plain bulk insert is race-free, and much faster
+        than an upsert with RETURNING per row."""
         if not payments:
             return []
-        rows = [
-            {
-                "chain_id": p.chain_id,
-                "tx_hash": p.tx_hash,
-                "log_index": p.log_index,
-                "block_number": p.block_number,
-                "block_hash": p.block_hash,
-                "payer": p.payer,
-                "amount": p.amount,
-                "recorded_at": now,
-            }
-            for p in payments
-        ]
-        statement = (
-            self._insert(conn, PaymentRecord)
-            .on_conflict_do_nothing(index_elements=["chain_id", "tx_hash", "log_index"])
-            .returning(PaymentRecord.tx_hash, PaymentRecord.log_index)
-        )
-        inserted = {(r[0], r[1]) for r in (await conn.execute(statement, rows)).all()}
-        return [p for p in payments if (p.tx_hash, p.log_index) in inserted]
+        low = min(p.block_number for p in payments)
+        high = max(p.block_number for p in payments)
+        known = {
+            (tx_hash, log_index)
+            for tx_hash, log_index in (
+                await conn.execute(
+                    select(PaymentRecord.tx_hash, PaymentRecord.log_index).where(
+                        PaymentRecord.chain_id == self.chain_id,
+                        PaymentRecord.block_number.between(low, high),
+                    )
+                )
+            ).all()
+        }
+        fresh: list[Payment] = []
+        for payment in payments:
+            key = (payment.tx_hash, payment.log_index)
+            if key not in known:
+                known.add(key)  # the same log twice in one answer counts once
+                fresh.append(payment)
+        if fresh:
+            await conn.execute(
+                insert(PaymentRecord),
+                [
+                    {
+                        "chain_id": p.chain_id,
+                        "tx_hash": p.tx_hash,
+                        "log_index": p.log_index,
+                        "block_number": p.block_number,
+                        "block_hash": p.block_hash,
+                        "payer": p.payer,
+                        "amount": p.amount,
+                        "recorded_at": now,
+                    }
+                    for p in fresh
+                ],
+            )
+        return fresh
 
     async def _balances(
         self, conn: AsyncConnection, payers: Sequence[str]
@@ -318,7 +338,7 @@ class Ledger:
         return found
 
     async def _credit(
-        self, conn: AsyncConnection, payments: list[Payment], now: datetime
+        self, conn: AsyncConnection, payments: list[Payment], now: datetime, flagged: set[str]
     ) -> list[NewOrder]:
         payers = list(dict.fromkeys(p.payer for p in payments))
         stored = await self._balances(conn, payers)
@@ -353,52 +373,62 @@ class Ledger:
             credit_rows,
         )
         if pricing.orders:
-            await self._insert_orders(conn, pricing.orders, now)
+            await self._insert_orders(conn, pricing.orders, now, flagged)
         return pricing.orders
 
-    async def _insert_orders(
-        self, conn: AsyncConnection, orders: list[NewOrder], now: datetime
-    ) -> None:
-        order_rows = [
-            {
-                "order_id": o.order_id,
-                "chain_id": o.payment.chain_id,
-                "tx_hash": o.payment.tx_hash,
-                "log_index": o.payment.log_index,
-                "unit": o.unit,
-                "block_number": o.payment.block_number,
-                "payer": o.payer,
-                "amount": o.plan.price,
-                "plan": o.plan.name,
-                "instance_type": o.plan.instance_type,
-                "state": OrderState.QUEUED.value,
-                "instance_id": None,
-                "reorged": False,
-                "failure_reason": None,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for o in orders
-        ]
-        await conn.execute(
-            self._insert(conn, OrderRecord).on_conflict_do_nothing(index_elements=["order_id"]),
-            order_rows,
+    async def _flagged_orders(self, conn: AsyncConnection) -> dict[str, tuple[str, int]]:
+        """Orders a reorg flagged (few, usually none), with their payment's key."""
+        rows = await conn.execute(
+            select(OrderRecord.order_id, OrderRecord.tx_hash, OrderRecord.log_index).where(
+                OrderRecord.chain_id == self.chain_id, OrderRecord.reorged.is_(True)
+            )
         )
-        job_rows = [
-            {
-                "order_id": o.order_id,
-                "state": JOB_QUEUED,
-                "attempts": 0,
-                "available_at": now,
-                "created_at": now,
-            }
-            for o in orders
-        ]
+        return {order_id: (tx_hash, log_index) for order_id, tx_hash, log_index in rows.all()}
+
+    async def _insert_orders(
+        self, conn: AsyncConnection, orders: list[NewOrder], now: datetime, flagged: set[str]
+    ) -> None:
+        # An order id can only exist already if a reorg flagged it and its payment is back
+        # (`record` then clears the flag): keep that order, with its instance.
+        orders = [o for o in orders if o.order_id not in flagged]
+        if not orders:
+            return
         await conn.execute(
-            self._insert(conn, ProvisionJobRecord).on_conflict_do_nothing(
-                index_elements=["order_id"]
-            ),
-            job_rows,
+            insert(OrderRecord),
+            [
+                {
+                    "order_id": o.order_id,
+                    "chain_id": o.payment.chain_id,
+                    "tx_hash": o.payment.tx_hash,
+                    "log_index": o.payment.log_index,
+                    "unit": o.unit,
+                    "block_number": o.payment.block_number,
+                    "payer": o.payer,
+                    "amount": o.plan.price,
+                    "plan": o.plan.name,
+                    "instance_type": o.plan.instance_type,
+                    "state": OrderState.QUEUED.value,
+                    "instance_id": None,
+                    "reorged": False,
+                    "failure_reason": None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for o in orders
+            ],
+        )
+        await conn.execute(
+            insert(ProvisionJobRecord),
+            [
+                {
+                    "order_id": o.order_id,
+                    "state": JOB_QUEUED,
+                    "attempts": 0,
+                    "available_at": now,
+                    "created_at": now,
+                }
+                for o in orders
+            ],
         )
 
     async def _advance(self, conn: AsyncConnection, block: BlockRef, now: datetime) -> None:

@@ -84,7 +84,16 @@ class Totals:
 
 
 def _reader(engine: AsyncEngine) -> AsyncConnection:
-    return engine.execution_options(read_only=True).connect()
+    return read_only(engine).connect()
+
+
+def read_only(engine: AsyncEngine) -> AsyncEngine:
+    """An engine whose transactions read one consistent snapshot and take no write lock:
+    REPEATABLE READ on PostgreSQL (READ COMMITTED would let a total mix two commits);
+    a deferred transaction on SQLite, which in WAL mode reads one snapshot."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(read_only=True, isolation_level="REPEATABLE READ")
+    return engine.execution_options(read_only=True)
 
 
 async def orders(
