@@ -119,3 +119,11 @@ def test_backoff_is_capped_exponential_with_full_jitter() -> None:
     assert max(delays[5:]) > 4.0  # grows to the cap, with jitter below it
     backoff.reset()
     assert backoff.next_delay() <= 1.0
+
+
+def test_sizer_shrinks_after_a_big_answer() -> None:
+    sizer = RangeSizer(initial=1000, maximum=10_000, big_answer=10_000)
+    sizer.answered(1000, 40_000)
+    assert sizer.size == 125  # aims at half the big answer: 5,000 logs
+    sizer.answered(1, 50_000)
+    assert sizer.size == 125  # a single block cannot shrink

@@ -72,7 +72,12 @@ class RangeSizer:
     """How many blocks the next `eth_getLogs` asks for."""
 
     def __init__(
-        self, initial: int, maximum: int, grow_after: int = 3, small_answer: int = 2_000
+        self,
+        initial: int,
+        maximum: int,
+        grow_after: int = 3,
+        small_answer: int = 2_000,
+        big_answer: int = 10_000,
     ) -> None:
         if not 1 <= initial <= maximum:
             raise ValueError("need 1 <= initial <= maximum")
@@ -80,6 +85,7 @@ class RangeSizer:
         self.maximum = maximum
         self._grow_after = grow_after
         self._small_answer = small_answer
+        self._big_answer = big_answer
         self._small_streak = 0
 
     def refused(self, refusal: RangeRefused, requested_blocks: int) -> bool:
@@ -94,7 +100,14 @@ class RangeSizer:
         return True
 
     def answered(self, requested_blocks: int, results: int) -> None:
-        """Grow (double, up to the maximum) after a few full-size answers that were small."""
+        """Grow (double, up to the maximum) after a few full-size answers that were small;
+        shrink after a big one, so each range stays a bite the ledger writes in one go
+        (and the next range can be read while it does)."""
+        if results > self._big_answer and requested_blocks > 1:
+            target = self._big_answer // 2
+            self.size = max(1, min(self.size, requested_blocks * target // results))
+            self._small_streak = 0
+            return
         if results >= self._small_answer or requested_blocks < self.size:
             self._small_streak = 0
             return

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eth_typing import ChecksumAddress
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -24,6 +24,7 @@ from watcher.core.order import OrderState
 from watcher.core.payment import Payment
 from watcher.core.pricing import DEFAULT_MAX_ORDERS_PER_PAYMENT, NewOrder, Plan, credit_payments
 from watcher.ledger import queries
+from watcher.ledger.bulk import bulk_insert
 from watcher.ledger.schema import (
     BlockRecord,
     ChainCursor,
@@ -296,8 +297,9 @@ class Ledger:
                 known.add(key)  # the same log twice in one answer counts once
                 fresh.append(payment)
         if fresh:
-            await conn.execute(
-                insert(PaymentRecord),
+            await bulk_insert(
+                conn,
+                PaymentRecord.__table__,  # type: ignore[arg-type]
                 [
                     {
                         "chain_id": p.chain_id,
@@ -393,8 +395,9 @@ class Ledger:
         orders = [o for o in orders if o.order_id not in flagged]
         if not orders:
             return
-        await conn.execute(
-            insert(OrderRecord),
+        await bulk_insert(
+            conn,
+            OrderRecord.__table__,  # type: ignore[arg-type]
             [
                 {
                     "order_id": o.order_id,
@@ -417,8 +420,9 @@ class Ledger:
                 for o in orders
             ],
         )
-        await conn.execute(
-            insert(ProvisionJobRecord),
+        await bulk_insert(
+            conn,
+            ProvisionJobRecord.__table__,  # type: ignore[arg-type]
             [
                 {
                     "order_id": o.order_id,
