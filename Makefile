@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: all deps demo test lint typecheck contracts clean
+.PHONY: all deps demo test lint typecheck contracts bench clean
 
 all: deps
 
@@ -43,3 +43,8 @@ contracts: $(NODE_STAMP)
 
 clean:
 	rm -rf $(VENV) node_modules .hardhat .pytest_cache .mypy_cache .ruff_cache
+
+# Replays 20,000 payments from a local Hardhat node into SQLite and PostgreSQL, next to a
+# bare eth_getLogs of the same range (see bench/replay_bench.py).
+bench: deps
+	$(BIN)/python bench/replay_bench.py --payments 20000 --postgres

@@ -1,7 +1,7 @@
 """Replay benchmark (`make bench`): `watcher replay` of N payments from a local Hardhat
 node, next to a bare `eth_getLogs` fetch of the same range measured in the same run.
 
-    python bench/replay_bench.py [--payments 20000] [--per-tx 500] [--postgres]
+    python bench/replay_bench.py [--payments 20000] [--per-tx 500] [--postgres] [--runs 3]
 
 Prints the bare fetch time, the replay time (SQLite, and PostgreSQL with --postgres),
 their ratio, payments per second and the replay process's peak memory.
@@ -80,7 +80,9 @@ async def bare_fetch(url: str, token: str, start: int, end: int) -> tuple[float,
         return time.perf_counter() - began, len(logs)
 
 
-def replay(url: str, token: str, start: int, end: int, database_url: str) -> tuple[float, float, int, str]:
+def replay(
+    url: str, token: str, start: int, end: int, database_url: str
+) -> tuple[float, float, int, str]:
     env = {
         **os.environ,
         "WATCHER_RPC_URL": url,
@@ -90,7 +92,6 @@ def replay(url: str, token: str, start: int, end: int, database_url: str) -> tup
     }
     if not database_url.startswith("sqlite"):
         subprocess.run([WATCHER, "db", "upgrade"], env=env, check=True, capture_output=True)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     began = time.perf_counter()
     done = subprocess.run(
         [WATCHER, "replay", "--from-block", str(start), "--to-block", str(end)],
@@ -101,11 +102,12 @@ def replay(url: str, token: str, start: int, end: int, database_url: str) -> tup
     if done.returncode != 0:
         raise SystemExit(f"watcher replay failed: {done.stderr.strip()}")
     wall = time.perf_counter() - began
+    # The largest child so far: the replays are the biggest children this script runs.
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     # The command reports its own replay time (without interpreter start-up).
     line = done.stdout.strip().splitlines()[-1]
     seconds = float(line.split(" s (")[0].rsplit(", ", 1)[1])
-    return seconds, wall, max(peak_kib, before), line
+    return seconds, wall, peak_kib, line
 
 
 async def create_pg_database() -> str:
@@ -131,35 +133,50 @@ def main() -> None:
     parser.add_argument("--payments", type=int, default=20_000)
     parser.add_argument("--per-tx", type=int, default=500)
     parser.add_argument("--postgres", action="store_true", help="also replay into PostgreSQL")
+    parser.add_argument("--runs", type=int, default=3, help="replays per database (median)")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="watcher-bench-") as tmp, (Path(tmp) / "hardhat.log").open("wb") as log:
+    with (
+        tempfile.TemporaryDirectory(prefix="watcher-bench-") as tmp,
+        (Path(tmp) / "hardhat.log").open("wb") as log,
+    ):
         chain = DevChain(free_port(), hardhat_project(ROOT), log=log)
         with chain:
             chain.start()
             w3 = Web3(HTTPProvider(chain.url, request_kwargs={"timeout": 120}))
             began = time.perf_counter()
             token, start, end = make_payments(w3, args.payments, args.per_tx)
-            print(f"setup: {args.payments} payments in blocks {start}-{end} ({time.perf_counter() - began:.1f} s)")
+            print(
+                f"setup: {args.payments} payments in blocks {start}-{end} ({time.perf_counter() - began:.1f} s)"
+            )
 
             fetches = [asyncio.run(bare_fetch(chain.url, token, start, end)) for _ in range(3)]
             bare = statistics.median(t for t, _ in fetches)
             assert all(n == args.payments for _, n in fetches), fetches
-            print(f"bare eth_getLogs of the range: {bare:.3f} s (median of 3), {args.payments / bare:,.0f} logs/s")
+            print(
+                f"bare eth_getLogs of the range: {bare:.3f} s (median of 3), {args.payments / bare:,.0f} logs/s"
+            )
 
-            targets = [("sqlite", f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}")]
-            if args.postgres:
-                targets.append(("postgresql", asyncio.run(create_pg_database())))
-            for name, database_url in targets:
-                try:
-                    seconds, wall, peak_kib, line = replay(chain.url, token, start, end, database_url)
-                finally:
-                    if name == "postgresql":
-                        asyncio.run(drop_pg_database(database_url))
-                print(f"watcher replay into {name}: {line}")
+            backends = ["sqlite", "postgresql"] if args.postgres else ["sqlite"]
+            for name in backends:
+                runs = []
+                for attempt in range(args.runs):  # a fresh, empty ledger each time
+                    if name == "sqlite":
+                        database_url = f"sqlite+aiosqlite:///{Path(tmp) / f'bench-{attempt}.db'}"
+                    else:
+                        database_url = asyncio.run(create_pg_database())
+                    try:
+                        runs.append(replay(chain.url, token, start, end, database_url))
+                    finally:
+                        if name == "postgresql":
+                            asyncio.run(drop_pg_database(database_url))
+                seconds = statistics.median(r[0] for r in runs)
+                wall = statistics.median(r[1] for r in runs)
+                peak_kib = max(r[2] for r in runs)
+                print(f"watcher replay into {name}: {runs[0][3]}")
                 print(
-                    f"  replay {seconds:.3f} s = {seconds / bare:.2f}x the bare fetch "
-                    f"({args.payments / seconds:,.0f} payments/s; {wall:.2f} s with interpreter start-up); "
+                    f"  replay {seconds:.3f} s (median of {args.runs}) = {seconds / bare:.2f}x the bare fetch; "
+                    f"{args.payments / seconds:,.0f} payments/s; {wall:.2f} s with interpreter start-up; "
                     f"peak memory of the replay process {peak_kib / 1024:.0f} MiB"
                 )
 

@@ -74,11 +74,6 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_orders_chain_id_payer"), ["chain_id", "payer"], unique=False
         )
-        batch_op.create_index(
-            batch_op.f("ix_orders_chain_id_tx_hash_log_index"),
-            ["chain_id", "tx_hash", "log_index"],
-            unique=False,
-        )
 
     op.create_table(
         "payments",
@@ -148,7 +143,6 @@ def downgrade() -> None:
 
     op.drop_table("payments")
     with op.batch_alter_table("orders", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_orders_chain_id_tx_hash_log_index"))
         batch_op.drop_index(batch_op.f("ix_orders_chain_id_payer"))
         batch_op.drop_index(batch_op.f("ix_orders_chain_id_block_number"))
 

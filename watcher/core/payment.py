@@ -14,7 +14,8 @@ from watcher.addresses import to_checksum_address
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 
 _HEX32 = re.compile(r"0x[0-9a-fA-F]{64}")
-_QUANTITY = re.compile(r"0x(0|[1-9a-fA-F][0-9a-fA-F]*)")
+# Leading zeros are not canonical JSON-RPC, but some nodes send them.
+_QUANTITY = re.compile(r"0x[0-9a-fA-F]{1,64}")
 
 
 class MalformedChainData(ValueError):
@@ -51,7 +52,7 @@ def topic_for_address(address: str) -> str:
 
 
 def quantity(value: Any, what: str) -> int:
-    """A JSON-RPC QUANTITY ("0x1a") as an int."""
+    """A JSON-RPC QUANTITY ("0x1a") as an int. Leading zeros, which some nodes send, pass."""
     if not isinstance(value, str) or not _QUANTITY.fullmatch(value):
         raise MalformedChainData(f"{what} is not a hex quantity: {value!r}")
     return int(value, 16)

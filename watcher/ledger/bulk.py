@@ -3,7 +3,7 @@
 SQLAlchemy's per-row parameter processing costs more than SQLite's own work when a
 replay writes tens of thousands of payments, orders and jobs. Inside the same
 transaction, these rows go to the driver directly: `executemany` on SQLite, `COPY` on
-PostgreSQL. Values are converted here exactly as the column types (TokenAmount,
+PostgreSQL. `DbValues` converts values exactly as the column types (TokenAmount,
 UtcDateTime) would; tests read every bulk-written row back through SQLAlchemy.
 """
 
@@ -17,64 +17,37 @@ from typing import Any
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from watcher.ledger.types import TokenAmount, UtcDateTime
+
+class DbValues:
+    """Python values as the connected database's driver stores them."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.postgres = conn.dialect.name == "postgresql"
+
+    def amount(self, units: int) -> Any:
+        return Decimal(units) if self.postgres else str(units)
+
+    def time(self, moment: datetime) -> Any:
+        utc = moment.astimezone(UTC)
+        # SQLAlchemy's SQLite DATETIME text.
+        return utc if self.postgres else utc.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    def flag(self, value: bool) -> Any:
+        return value if self.postgres else int(value)
 
 
-async def bulk_insert(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+async def bulk_insert(
+    conn: AsyncConnection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
     if not rows:
         return
-    columns = list(rows[0])
-    postgres = conn.dialect.name == "postgresql"
-    converters = [_converter(table.c[name].type, postgres) for name in columns]
-    records = [
-        tuple(convert(row[name]) for convert, name in zip(converters, columns, strict=True))
-        for row in rows
-    ]
+    for name in columns:
+        table.c[name]
     raw = await conn.get_raw_connection()
     driver: Any = raw.driver_connection
-    if postgres:
-        await driver.copy_records_to_table(table.name, records=records, columns=columns)
+    if conn.dialect.name == "postgresql":
+        await driver.copy_records_to_table(table.name, records=rows, columns=list(columns))
     else:
         placeholders = ", ".join("?" for _ in columns)
-        await driver.executemany(
-            f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})",  # noqa: S608 - names from our schema
-            records,
-        )
-
-
-def _converter(column_type: Any, postgres: bool) -> Any:
-    if isinstance(column_type, TokenAmount):
-        return (
-            (lambda v: None if v is None else Decimal(v))
-            if postgres
-            else (lambda v: None if v is None else str(v))
-        )
-    if isinstance(column_type, UtcDateTime):
-        return _pg_time if postgres else _sqlite_time
-    if not postgres and column_type.python_type is bool:
-        return lambda v: None if v is None else int(v)
-    return _same
-
-
-def _same(value: Any) -> Any:
-    return value
-
-
-def _pg_time(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
-
-
-_last: tuple[datetime | None, str | None] = (None, None)
-
-
-def _sqlite_time(value: datetime | None) -> str | None:
-    """SQLAlchemy's SQLite DATETIME text, in UTC. One timestamp serves a whole batch, so
-    the last one is remembered."""
-    global _last
-    if value is None:
-        return None
-    if _last[0] is value:
-        return _last[1]
-    text = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    _last = (value, text)
-    return text
+        statement = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608 - names from our schema
+        await driver.executemany(statement, rows)

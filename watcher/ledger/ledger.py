@@ -24,7 +24,7 @@ from watcher.core.order import OrderState
 from watcher.core.payment import Payment
 from watcher.core.pricing import DEFAULT_MAX_ORDERS_PER_PAYMENT, NewOrder, Plan, credit_payments
 from watcher.ledger import queries
-from watcher.ledger.bulk import bulk_insert
+from watcher.ledger.bulk import DbValues, bulk_insert
 from watcher.ledger.schema import (
     BlockRecord,
     ChainCursor,
@@ -35,6 +35,33 @@ from watcher.ledger.schema import (
 )
 
 _CHUNK = 500
+_PAYMENT_COLUMNS = (
+    "chain_id",
+    "tx_hash",
+    "log_index",
+    "block_number",
+    "block_hash",
+    "payer",
+    "amount",
+    "recorded_at",
+)
+_ORDER_COLUMNS = (
+    "order_id",
+    "chain_id",
+    "tx_hash",
+    "log_index",
+    "unit",
+    "block_number",
+    "payer",
+    "amount",
+    "plan",
+    "instance_type",
+    "state",
+    "reorged",
+    "created_at",
+    "updated_at",
+)
+_JOB_COLUMNS = ("order_id", "state", "attempts", "available_at", "created_at")
 JOB_QUEUED = "queued"
 
 
@@ -297,20 +324,23 @@ class Ledger:
                 known.add(key)  # the same log twice in one answer counts once
                 fresh.append(payment)
         if fresh:
+            db = DbValues(conn)
+            at = db.time(now)
             await bulk_insert(
                 conn,
                 PaymentRecord.__table__,  # type: ignore[arg-type]
+                _PAYMENT_COLUMNS,
                 [
-                    {
-                        "chain_id": p.chain_id,
-                        "tx_hash": p.tx_hash,
-                        "log_index": p.log_index,
-                        "block_number": p.block_number,
-                        "block_hash": p.block_hash,
-                        "payer": p.payer,
-                        "amount": p.amount,
-                        "recorded_at": now,
-                    }
+                    (
+                        p.chain_id,
+                        p.tx_hash,
+                        p.log_index,
+                        p.block_number,
+                        p.block_hash,
+                        p.payer,
+                        db.amount(p.amount),
+                        at,
+                    )
                     for p in fresh
                 ],
             )
@@ -395,44 +425,37 @@ class Ledger:
         orders = [o for o in orders if o.order_id not in flagged]
         if not orders:
             return
+        db = DbValues(conn)
+        at, queued, no = db.time(now), OrderState.QUEUED.value, db.flag(False)
         await bulk_insert(
             conn,
             OrderRecord.__table__,  # type: ignore[arg-type]
+            _ORDER_COLUMNS,
             [
-                {
-                    "order_id": o.order_id,
-                    "chain_id": o.payment.chain_id,
-                    "tx_hash": o.payment.tx_hash,
-                    "log_index": o.payment.log_index,
-                    "unit": o.unit,
-                    "block_number": o.payment.block_number,
-                    "payer": o.payer,
-                    "amount": o.plan.price,
-                    "plan": o.plan.name,
-                    "instance_type": o.plan.instance_type,
-                    "state": OrderState.QUEUED.value,
-                    "instance_id": None,
-                    "reorged": False,
-                    "failure_reason": None,
-                    "created_at": now,
-                    "updated_at": now,
-                }
+                (
+                    o.order_id,
+                    o.payment.chain_id,
+                    o.payment.tx_hash,
+                    o.payment.log_index,
+                    o.unit,
+                    o.payment.block_number,
+                    o.payment.payer,
+                    db.amount(o.plan.price),
+                    o.plan.name,
+                    o.plan.instance_type,
+                    queued,
+                    no,
+                    at,
+                    at,
+                )
                 for o in orders
             ],
         )
         await bulk_insert(
             conn,
             ProvisionJobRecord.__table__,  # type: ignore[arg-type]
-            [
-                {
-                    "order_id": o.order_id,
-                    "state": JOB_QUEUED,
-                    "attempts": 0,
-                    "available_at": now,
-                    "created_at": now,
-                }
-                for o in orders
-            ],
+            _JOB_COLUMNS,
+            [(o.order_id, JOB_QUEUED, 0, at, at) for o in orders],
         )
 
     async def _advance(self, conn: AsyncConnection, block: BlockRef, now: datetime) -> None:

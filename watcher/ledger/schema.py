@@ -97,7 +97,6 @@ class OrderRecord(Base):
     __table_args__ = (
         Index(None, "chain_id", "payer"),
         Index(None, "chain_id", "block_number"),
-        Index(None, "chain_id", "tx_hash", "log_index"),
     )
 
     order_id: Mapped[str] = mapped_column(String(32), primary_key=True)
