@@ -16,17 +16,16 @@ from typing import Any
 from web3 import Web3
 
 from tests.chainhelpers import CTK, DevChainDriver
+from watcher.addresses import BURN_ADDRESS
 from watcher.catalog import Catalog
 from watcher.chain.rpc import HttpTransport
 from watcher.chain.source import RpcChainSource
-from watcher.config import load_settings
 from watcher.devchain import DevChain
 from watcher.devchain_accounts import dev_account
 from watcher.follower import ChainFollower, FollowerConfig
 from watcher.ledger import migrations, queries
 from watcher.ledger.database import create_engine
 from watcher.ledger.ledger import Ledger
-from watcher.addresses import BURN_ADDRESS
 
 WATCHER = str(Path(sys.executable).parent / "watcher")
 PAYERS = [dev_account(i) for i in (9, 10, 11)]
@@ -35,8 +34,14 @@ PAYERS = [dev_account(i) for i in (9, 10, 11)]
 async def snapshot(url: str) -> tuple[Any, ...]:
     engine = create_engine(url)
     try:
-        payments = [(p.tx_hash, p.log_index, p.block_number, p.block_hash, p.payer, p.amount) for p in await queries.payments(engine, 1337)]
-        orders = [(o.order_id, o.tx_hash, o.log_index, o.unit, o.payer, o.amount, o.state) for o in await queries.orders(engine, 1337)]
+        payments = [
+            (p.tx_hash, p.log_index, p.block_number, p.block_hash, p.payer, p.amount)
+            for p in await queries.payments(engine, 1337)
+        ]
+        orders = [
+            (o.order_id, o.tx_hash, o.log_index, o.unit, o.payer, o.amount, o.state)
+            for o in await queries.orders(engine, 1337)
+        ]
         credits = [(c.payer, c.balance) for c in await queries.credits(engine, 1337)]
         ledger = Ledger(engine, 1337, Catalog())
         cursor = await ledger.cursor()
@@ -53,7 +58,9 @@ async def reference(url: str, rpc: str, token: str, start: int, end: int) -> tup
         follower = ChainFollower(
             source,
             Ledger(engine, 1337, Catalog()),
-            FollowerConfig(token=token, burn=BURN_ADDRESS, confirmations=0, start_block=start, max_attempts=5),
+            FollowerConfig(
+                token=token, burn=BURN_ADDRESS, confirmations=0, start_block=start, max_attempts=5
+            ),
         )
         await follower.sync(until=end)
     finally:
@@ -75,7 +82,9 @@ def test_sigkill_at_random_moments_then_restart_gives_the_uninterrupted_ledger(
     for n in range(80):  # 80 blocks of payments: singles and batches, pooled credit
         payer = PAYERS[n % len(PAYERS)]
         if n % 4 == 0:
-            driver.pay_many(ctk, batcher, payer, [rng.randint(1, 25) * CTK for _ in range(rng.randint(2, 6))])
+            driver.pay_many(
+                ctk, batcher, payer, [rng.randint(1, 25) * CTK for _ in range(rng.randint(2, 6))]
+            )
         else:
             driver.pay(ctk, payer, rng.randint(1, 30) * CTK)
     end = driver.head
@@ -93,7 +102,9 @@ def test_sigkill_at_random_moments_then_restart_gives_the_uninterrupted_ledger(
     subprocess.run([WATCHER, "db", "upgrade"], env=env, check=True, capture_output=True)
     cursors: list[int | None] = []
     for _ in range(40):
-        process = subprocess.Popen([WATCHER, "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [WATCHER, "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         time.sleep(rng.uniform(0.5, 1.6))  # start-up takes most of a second
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -108,7 +119,10 @@ def test_sigkill_at_random_moments_then_restart_gives_the_uninterrupted_ledger(
     with log.open("w") as err:
         process = subprocess.Popen([WATCHER, "run"], env=env, stdout=subprocess.DEVNULL, stderr=err)
         deadline = time.monotonic() + 60
-        while "watcher_started" not in log.read_text() or asyncio.run(snapshot(database_url))[3] != end:
+        while (
+            "watcher_started" not in log.read_text()
+            or asyncio.run(snapshot(database_url))[3] != end
+        ):
             assert time.monotonic() < deadline, "the restarted watcher did not catch up"
             time.sleep(0.2)
         process.send_signal(signal.SIGTERM)
@@ -116,6 +130,14 @@ def test_sigkill_at_random_moments_then_restart_gives_the_uninterrupted_ledger(
     assert "watcher_stopped" in log.read_text()
 
     interrupted = asyncio.run(snapshot(database_url))
-    uninterrupted = asyncio.run(reference(f"sqlite+aiosqlite:///{tmp_path / 'reference.db'}", devchain.url, ctk.address, start, end))
+    uninterrupted = asyncio.run(
+        reference(
+            f"sqlite+aiosqlite:///{tmp_path / 'reference.db'}",
+            devchain.url,
+            ctk.address,
+            start,
+            end,
+        )
+    )
     assert interrupted == uninterrupted
     assert len(interrupted[0]) > 80 and len(interrupted[1]) > 40

@@ -22,14 +22,21 @@ PAYER = dev_account(3)
 
 
 @pytest.fixture(params=["fake", "hardhat"])
-async def world(request: pytest.FixtureRequest, devchain: DevChain, w3: Web3) -> AsyncIterator[tuple[ChainSource, str, int]]:
+async def world(
+    request: pytest.FixtureRequest, devchain: DevChain, w3: Web3
+) -> AsyncIterator[tuple[ChainSource, str, int]]:
     """A source with one block holding a 7 CTK payment and a transfer to someone else,
     followed by two empty blocks. Yields (source, token address, payment block)."""
     if request.param == "fake":
         chain = FakeChain()
         token = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
         chain.mine_empty(3)
-        chain.mine([(token, PAYER.address, BURN_ADDRESS, 7 * CTK), (token, PAYER.address, dev_account(4).address, CTK)])
+        chain.mine(
+            [
+                (token, PAYER.address, BURN_ADDRESS, 7 * CTK),
+                (token, PAYER.address, dev_account(4).address, CTK),
+            ]
+        )
         chain.mine_empty(2)
         yield chain, token, 4
         return
@@ -41,8 +48,24 @@ async def world(request: pytest.FixtureRequest, devchain: DevChain, w3: Web3) ->
     # Two transfers in one block, as the fake mines them.
     w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
     try:
-        tx1 = PAYER.sign_transaction(ctk.functions.transfer(BURN_ADDRESS, 7 * CTK).build_transaction({"from": PAYER.address, "nonce": w3.eth.get_transaction_count(PAYER.address), "gas": 100_000}))
-        tx2 = PAYER.sign_transaction(ctk.functions.transfer(dev_account(4).address, CTK).build_transaction({"from": PAYER.address, "nonce": w3.eth.get_transaction_count(PAYER.address) + 1, "gas": 100_000}))
+        tx1 = PAYER.sign_transaction(
+            ctk.functions.transfer(BURN_ADDRESS, 7 * CTK).build_transaction(
+                {
+                    "from": PAYER.address,
+                    "nonce": w3.eth.get_transaction_count(PAYER.address),
+                    "gas": 100_000,
+                }
+            )
+        )
+        tx2 = PAYER.sign_transaction(
+            ctk.functions.transfer(dev_account(4).address, CTK).build_transaction(
+                {
+                    "from": PAYER.address,
+                    "nonce": w3.eth.get_transaction_count(PAYER.address) + 1,
+                    "gas": 100_000,
+                }
+            )
+        )
         w3.eth.send_raw_transaction(tx1.raw_transaction)
         w3.eth.send_raw_transaction(tx2.raw_transaction)
         driver.mine()
@@ -55,7 +78,9 @@ async def world(request: pytest.FixtureRequest, devchain: DevChain, w3: Web3) ->
     await source.close()
 
 
-async def test_blocks_chain_by_parent_hash_and_end_at_the_head(world: tuple[ChainSource, str, int]) -> None:
+async def test_blocks_chain_by_parent_hash_and_end_at_the_head(
+    world: tuple[ChainSource, str, int],
+) -> None:
     source, _, block = world
     head = await source.head()
     assert head == block + 2
@@ -72,7 +97,15 @@ async def test_logs_filter_by_contract_and_topics(world: tuple[ChainSource, str,
     logs = await source.logs(0, block + 2, token, burn_topics)
     assert len(logs) == 1
     entry: dict[str, Any] = logs[0]
-    assert {"address", "topics", "data", "blockNumber", "blockHash", "transactionHash", "logIndex"} <= set(entry)
+    assert {
+        "address",
+        "topics",
+        "data",
+        "blockNumber",
+        "blockHash",
+        "transactionHash",
+        "logIndex",
+    } <= set(entry)
     payment = decode_payment(entry, 1337, token, BURN_ADDRESS)
     assert payment is not None
     assert (payment.payer, payment.amount, payment.block_number) == (PAYER.address, 7 * CTK, block)

@@ -30,7 +30,12 @@ class World:
     devchain: DevChain
 
     def settings(self, **flags: object) -> Any:
-        values = {"rpc_url": self.devchain.url, "token_address": self.ctk.address, "database_url": self.database_url, "confirmations": "0"}
+        values = {
+            "rpc_url": self.devchain.url,
+            "token_address": self.ctk.address,
+            "database_url": self.database_url,
+            "confirmations": "0",
+        }
         values.update({k: str(v) for k, v in flags.items()})
         return load_settings(values, {})
 
@@ -66,7 +71,10 @@ async def ledger_state(world: World) -> tuple[list[Any], list[Any], list[Any]]:
     engine = create_engine(world.database_url)
     try:
         payments = await queries.payments(engine, 1337)
-        orders = [(o.order_id, o.payer, o.amount, o.block_number, o.state) for o in await queries.orders(engine, 1337)]
+        orders = [
+            (o.order_id, o.payer, o.amount, o.block_number, o.state)
+            for o in await queries.orders(engine, 1337)
+        ]
         credits = [(c.payer, c.balance) for c in await queries.credits(engine, 1337)]
         totals = await queries.totals(engine, 1337)
         assert totals.paid == totals.credit + totals.ordered
@@ -75,7 +83,9 @@ async def ledger_state(world: World) -> tuple[list[Any], list[Any], list[Any]]:
     return payments, orders, credits
 
 
-async def test_several_payments_in_one_transaction_each_count_and_others_are_ignored(world: World) -> None:
+async def test_several_payments_in_one_transaction_each_count_and_others_are_ignored(
+    world: World,
+) -> None:
     driver, ctk = world.driver, world.ctk
     batcher = driver.deploy("PaymentBatcher")
     receipt = driver.pay_many(ctk, batcher, ALICE, [10 * CTK, 10 * CTK, 5 * CTK])
@@ -109,7 +119,9 @@ async def test_credit_pooling_25_then_5(world: World) -> None:
     assert (len(orders), credits) == (3, [(ALICE.address, 0)])
 
 
-async def test_reorg_leaves_no_trace_of_the_orphan_and_counts_the_reincluded_once(world: World) -> None:
+async def test_reorg_leaves_no_trace_of_the_orphan_and_counts_the_reincluded_once(
+    world: World,
+) -> None:
     driver, ctk = world.driver, world.ctk
     await sync(world)
     snapshot = driver.snapshot()
@@ -132,7 +144,10 @@ async def test_reorg_leaves_no_trace_of_the_orphan_and_counts_the_reincluded_onc
     payments, orders, credits = await ledger_state(world)
     assert [(p.payer, p.tx_hash) for p in payments] == [(ALICE.address, tx_hash.to_0x_hex())]
     assert payments[0].block_hash != orphaned_hash
-    assert payments[0].block_hash == driver.w3.eth.get_block(payments[0].block_number)["hash"].to_0x_hex()
+    assert (
+        payments[0].block_hash
+        == driver.w3.eth.get_block(payments[0].block_number)["hash"].to_0x_hex()
+    )
     assert len(orders) == 1 and orders[0][1] == ALICE.address
     assert credits == [(ALICE.address, 0)]
 
