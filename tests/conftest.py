@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,12 +67,9 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """An empty database (not migrated): a SQLite file, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
-        return
+@asynccontextmanager
+async def fresh_postgres_database() -> AsyncIterator[str]:
+    """A new, empty PostgreSQL database, dropped afterwards."""
     import asyncpg  # type: ignore[import-untyped]
     from sqlalchemy.engine import make_url
 
@@ -82,9 +80,27 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     finally:
         await admin.close()
     url = make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql+asyncpg", database=name)
-    yield url.render_as_string(hide_password=False)
-    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield url.render_as_string(hide_password=False)
     finally:
-        await admin.close()
+        admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """An empty database (not migrated): a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
+        return
+    async with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    async with fresh_postgres_database() as url:
+        yield url

@@ -1,0 +1,157 @@
+"""`watcher replay`, `orders`, `credit` and `db upgrade` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from web3 import Web3
+
+from tests.chainhelpers import CTK, DevChainDriver
+from watcher.devchain import DevChain
+from watcher.devchain_accounts import dev_account
+
+WATCHER = str(Path(sys.executable).parent / "watcher")
+PAYER = dev_account(12)
+ORDER_FIELDS = {
+    "order_id",
+    "chain_id",
+    "tx_hash",
+    "log_index",
+    "block_number",
+    "payer",
+    "amount",
+    "plan",
+    "state",
+    "instance_id",
+    "created_at",
+    "updated_at",
+}
+
+
+def watcher(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [WATCHER, *args],
+        env={**os.environ, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def paid(devchain: DevChain, w3: Web3) -> tuple[dict[str, str], int]:
+    driver = DevChainDriver(w3)
+    ctk = driver.token()
+    driver.fund(ctk, PAYER, 100)
+    start = driver.head
+    driver.pay(ctk, PAYER, 25 * CTK)
+    driver.pay(ctk, PAYER, 5 * CTK)
+    env = {
+        "WATCHER_RPC_URL": devchain.url,
+        "WATCHER_TOKEN_ADDRESS": ctk.address,
+        "WATCHER_CONFIRMATIONS": "0",
+    }
+    return env, start
+
+
+def test_replay_on_the_embedded_default_then_orders_and_credit(
+    paid: tuple[dict[str, str], int], tmp_path: Path
+) -> None:
+    env, start = paid
+    first = watcher("replay", "--from-block", str(start), env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "watcher.db").exists()  # the embedded default, migrated on the spot
+    assert "2 new payments, 0 already recorded, 3 orders" in first.stdout
+    again = watcher(
+        "replay", "--from-block", str(start), "--to-block", "latest", env=env, cwd=tmp_path
+    )
+    assert "0 new payments, 2 already recorded, 0 orders" in again.stdout
+
+    orders = [
+        json.loads(line)
+        for line in watcher("orders", "--json", env=env, cwd=tmp_path).stdout.splitlines()
+    ]
+    assert len(orders) == 3
+    assert all(set(order) >= ORDER_FIELDS for order in orders)
+    assert [o["amount"] for o in orders] == [str(10 * CTK)] * 3
+    assert {o["payer"] for o in orders} == {PAYER.address}
+    assert all(o["state"] == "queued" and o["instance_id"] is None for o in orders)
+    mine = watcher("orders", "--payer", PAYER.address.lower(), "--json", env=env, cwd=tmp_path)
+    assert len(mine.stdout.splitlines()) == 3
+    nobody = watcher("orders", "--payer", dev_account(13).address, env=env, cwd=tmp_path)
+    assert nobody.stdout.strip() == "no orders"
+
+    credit = json.loads(watcher("credit", PAYER.address, "--json", env=env, cwd=tmp_path).stdout)
+    assert (credit["payer"], credit["balance"], credit["plan"]) == (PAYER.address, "0", "t3.micro")
+    table = watcher("orders", env=env, cwd=tmp_path)
+    assert table.returncode == 0 and PAYER.address in table.stdout and "10 CTK" in table.stdout
+
+
+def test_postgresql_must_be_upgraded_first(
+    paid: tuple[dict[str, str], int], postgres_url: str, tmp_path: Path
+) -> None:
+    env = {**paid[0], "WATCHER_DATABASE_URL": postgres_url}
+    refused = watcher("replay", "--from-block", str(paid[1]), env=env, cwd=tmp_path)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().endswith("run 'watcher db upgrade'")
+    upgraded = watcher("db", "upgrade", env=env, cwd=tmp_path)
+    assert upgraded.returncode == 0 and "upgraded from schema none to" in upgraded.stdout
+    assert "up to date" in watcher("db", "upgrade", env=env, cwd=tmp_path).stdout
+    done = watcher("replay", "--from-block", str(paid[1]), env=env, cwd=tmp_path)
+    assert done.returncode == 0 and "2 new payments" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "extra_env", "code", "message"),
+    [
+        (("replay", "--from-block", "abc"), {}, 2, "must be a block number, got 'abc'"),
+        (
+            ("replay", "--from-block", "1", "--to-block", "soon"),
+            {},
+            2,
+            "must be a block number or latest",
+        ),
+        (("replay", "--from-block", "1", "--to-block", "99999999"), {}, 2, "is not confirmed yet"),
+        (("replay",), {}, 2, "Missing option '--from-block'"),
+        (("orders", "--payer", "0x12"), {}, 2, "address must be 0x followed by 40 hex digits"),
+        (
+            ("replay", "--from-block", "0"),
+            {"WATCHER_DATABASE_URL": "mysql://x/y"},
+            2,
+            "only sqlite and postgresql",
+        ),
+        (
+            ("replay", "--from-block", "0"),
+            {"WATCHER_CONFIRMATIONS": "-1"},
+            2,
+            "invalid WATCHER_CONFIRMATIONS",
+        ),
+        (
+            ("replay", "--from-block", "0"),
+            {"WATCHER_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x"},
+            1,
+            "cannot open the ledger postgresql+asyncpg://nobody@127.0.0.1:1/x",
+        ),
+        (("credit",), {}, 1, "there is no ledger at watcher.db yet"),
+    ],
+)
+def test_mistakes_get_one_line(
+    paid: tuple[dict[str, str], int],
+    tmp_path: Path,
+    args: tuple[str, ...],
+    extra_env: dict[str, str],
+    code: int,
+    message: str,
+) -> None:
+    result = watcher(*args, env={**paid[0], **extra_env}, cwd=tmp_path)
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
