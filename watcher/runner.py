@@ -56,6 +56,7 @@ async def run_replay(settings: Settings, first: int, last: int | None) -> None:
         loop.add_signal_handler(signal.SIGINT, watcher.follower.stop.set)
         started = time.perf_counter()
         if sys.stderr.isatty():
+            end = last if last is not None else await watcher.follower.target()
             with Progress(
                 TextColumn("replay"),
                 BarColumn(),
@@ -65,16 +66,14 @@ async def run_replay(settings: Settings, first: int, last: int | None) -> None:
                 console=Console(stderr=True),
                 transient=True,
             ) as bar:
-                task = bar.add_task("replay", total=None, rate="")
-                safe = await watcher.follower.target()
-                bar.update(task, total=max((last if last is not None else safe) - first + 1, 1))
+                task = bar.add_task("replay", total=max(end - first + 1, 1), rate="")
 
                 def on_progress(blocks: int, payments: int) -> None:
                     elapsed = max(time.perf_counter() - started, 1e-9)
                     rate = f"{blocks / elapsed:,.0f} blocks/s  {payments / elapsed:,.0f} payments/s"
                     bar.update(task, completed=blocks, rate=rate)
 
-                result = await replay(watcher.follower, watcher.ledger, first, last, on_progress)
+                result = await replay(watcher.follower, watcher.ledger, first, end, on_progress)
         else:
             result = await replay(watcher.follower, watcher.ledger, first, last)
     rate = result.payments / result.seconds if result.seconds > 0 else 0.0

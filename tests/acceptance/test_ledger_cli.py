@@ -155,3 +155,33 @@ def test_mistakes_get_one_line(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_replay_shows_a_progress_bar_on_a_terminal(paid: tuple[dict[str, str], int], tmp_path: Path) -> None:
+    import pty
+
+    env, start = paid
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [WATCHER, "replay", "--from-block", str(start)],
+        env={**os.environ, **env, "COLUMNS": "120"},
+        cwd=tmp_path,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+    )
+    os.close(terminal)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the terminal closed: the process is done
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(controller)
+    assert process.wait(timeout=60) == 0
+    text = output.decode("utf-8", "replace")
+    assert "blocks/s" in text and "payments/s" in text  # the live bar
+    assert "2 new payments" in text  # and the summary after it
