@@ -157,7 +157,9 @@ def test_mistakes_get_one_line(
     assert "Traceback" not in result.stderr
 
 
-def test_replay_shows_a_progress_bar_on_a_terminal(paid: tuple[dict[str, str], int], tmp_path: Path) -> None:
+def test_replay_shows_a_progress_bar_on_a_terminal(
+    paid: tuple[dict[str, str], int], tmp_path: Path
+) -> None:
     import pty
 
     env, start = paid
