@@ -121,14 +121,7 @@ class Ledger:
 
     async def cursor(self) -> Cursor | None:
         async with self._reader() as conn:
-            row = (
-                await conn.execute(
-                    select(ChainCursor.block_number, ChainCursor.block_hash).where(
-                        ChainCursor.chain_id == self.chain_id
-                    )
-                )
-            ).first()
-        return Cursor(row[0], row[1]) if row else None
+            return await self._cursor(conn)
 
     async def known_blocks(self, below: int) -> list[Cursor]:
         """Block hashes the ledger remembers at or below `below`, newest first: the
