@@ -237,3 +237,12 @@ async def test_a_websocket_drop_mid_stream_loses_nothing(world: World) -> None:
     assert [p.amount for p in payments] == [10 * CTK, 10 * CTK, 20 * CTK, 1 * CTK]
     assert len(orders) == 4 and credits == [(ALICE.address, 1 * CTK)]
     assert metrics.WS_RECONNECTS._value.get() > reconnects
+
+
+async def test_follows_over_a_websocket_rpc_url(world: World) -> None:
+    batcher = world.driver.deploy("PaymentBatcher")
+    world.driver.pay_many(world.ctk, batcher, BOB, [4 * CTK, 6 * CTK])
+    await sync(world, rpc_url=world.devchain.ws_url)
+    payments, orders, credits = await ledger_state(world)
+    assert [p.amount for p in payments] == [4 * CTK, 6 * CTK]
+    assert len(orders) == 1 and credits == [(BOB.address, 0)]
