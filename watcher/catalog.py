@@ -9,6 +9,7 @@ instance_type = "t3.micro"
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,10 @@ from watcher.amounts import parse_amount
 from watcher.core.pricing import Plan
 from watcher.errors import InvalidInput
 
-THESIS_PLAN = Plan(name="t3.micro", price=10 * 10**18, instance_type="t3.micro")
+# The thesis's plan: a t3.micro from its AMI (eu-north-1) for 10 CTK.
+THESIS_PLAN = Plan(
+    name="t3.micro", price=10 * 10**18, instance_type="t3.micro", ami="ami-09278528675a8d54e"
+)
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,10 @@ class Catalog:
         return self.plans.get(name, self.default_plan)
 
 
-_PLAN_KEYS = {"price", "instance_type"}
+_PLAN_KEYS = {"price", "instance_type", "ami", "key_name", "security_group_ids", "subnet_id"}
+_AMI = re.compile(r"ami-[0-9a-f]{8,17}")
+_SECURITY_GROUP = re.compile(r"sg-[0-9a-f]{1,17}")
+_SUBNET = re.compile(r"subnet-[0-9a-f]{1,17}")
 
 
 def parse_plans(table: Any) -> dict[str, Plan]:
@@ -70,5 +77,29 @@ def parse_plans(table: Any) -> dict[str, Plan]:
         instance_type = spec.get("instance_type", name)
         if not isinstance(instance_type, str) or not instance_type:
             raise ValueError(f"plans.{name}.instance_type must be a non-empty string")
-        plans[name] = Plan(name=name, price=units, instance_type=instance_type)
+        ami = spec.get("ami", THESIS_PLAN.ami)
+        if not isinstance(ami, str) or not _AMI.fullmatch(ami):
+            raise ValueError(f"plans.{name}.ami must look like ami-0123456789abcdef0, not {ami!r}")
+        key_name = spec.get("key_name")
+        if key_name is not None and (not isinstance(key_name, str) or not key_name):
+            raise ValueError(f"plans.{name}.key_name must be a non-empty string")
+        groups = spec.get("security_group_ids", [])
+        if not isinstance(groups, list) or not all(
+            isinstance(g, str) and _SECURITY_GROUP.fullmatch(g) for g in groups
+        ):
+            raise ValueError(f'plans.{name}.security_group_ids must be a list like ["sg-0123abcd"]')
+        subnet = spec.get("subnet_id")
+        if subnet is not None and (not isinstance(subnet, str) or not _SUBNET.fullmatch(subnet)):
+            raise ValueError(
+                f"plans.{name}.subnet_id must look like subnet-0123abcd, not {subnet!r}"
+            )
+        plans[name] = Plan(
+            name=name,
+            price=units,
+            instance_type=instance_type,
+            ami=ami,
+            key_name=key_name,
+            security_group_ids=tuple(groups),
+            subnet_id=subnet,
+        )
     return plans

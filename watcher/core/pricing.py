@@ -18,9 +18,16 @@ from watcher.core.payment import Payment
 
 @dataclass(frozen=True, slots=True)
 class Plan:
+    """What a price buys: an EC2 instance of this type, launched from this AMI with this key
+    pair, security groups and subnet (AWS defaults where unset)."""
+
     name: str
     price: int
     instance_type: str
+    ami: str = ""
+    key_name: str | None = None
+    security_group_ids: tuple[str, ...] = ()
+    subnet_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.price <= 0:

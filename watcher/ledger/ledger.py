@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eth_typing import ChecksumAddress
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import and_, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -202,38 +202,36 @@ class Ledger:
                     )
                 )
             ).all()
-            orders = (
+            orphan_orders = and_(
+                OrderRecord.chain_id == self.chain_id,
+                OrderRecord.block_number > above,
+                OrderRecord.reorged.is_(False),
+            )
+            # Delete only what has not started, with the state in the statement itself: on
+            # PostgreSQL a worker may mark an order launching concurrently, and the row is
+            # then re-checked against this condition, not against an earlier read.
+            removable = (
                 await conn.execute(
-                    select(
-                        OrderRecord.order_id,
-                        OrderRecord.payer,
-                        OrderRecord.amount,
-                        OrderRecord.state,
-                    ).where(
-                        OrderRecord.chain_id == self.chain_id,
-                        OrderRecord.block_number > above,
-                        OrderRecord.reorged.is_(False),
-                    )
+                    delete(OrderRecord)
+                    .where(orphan_orders, OrderRecord.state == OrderState.QUEUED.value)
+                    .returning(OrderRecord.order_id, OrderRecord.payer, OrderRecord.amount)
                 )
             ).all()
+            flagged = list(
+                (
+                    await conn.execute(
+                        update(OrderRecord)
+                        .where(orphan_orders)
+                        .values(reorged=True, updated_at=now)
+                        .returning(OrderRecord.order_id)
+                    )
+                ).scalars()
+            )
             delta: dict[str, int] = defaultdict(int)
             for payer, amount in orphaned:
                 delta[payer] -= amount
-            removable = [o for o in orders if not OrderState(o.state).started]
-            flagged = [o.order_id for o in orders if OrderState(o.state).started]
             for order in removable:
                 delta[order.payer] += order.amount
-            for ids in _chunks([o.order_id for o in removable]):
-                await conn.execute(
-                    delete(ProvisionJobRecord).where(ProvisionJobRecord.order_id.in_(ids))
-                )
-                await conn.execute(delete(OrderRecord).where(OrderRecord.order_id.in_(ids)))
-            for ids in _chunks(flagged):
-                await conn.execute(
-                    update(OrderRecord)
-                    .where(OrderRecord.order_id.in_(ids))
-                    .values(reorged=True, updated_at=now)
-                )
             await conn.execute(
                 delete(PaymentRecord).where(
                     PaymentRecord.chain_id == self.chain_id, PaymentRecord.block_number > above
@@ -273,11 +271,8 @@ class Ledger:
         return dialect.insert(table)
 
     async def _lock(self, conn: AsyncConnection) -> None:
-        if conn.dialect.name == "postgresql":
-            # One writer per chain at a time, even before the cursor row exists.
-            await conn.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"), {"key": 0x57A7C4 ^ self.chain_id}
-            )
+        # One writer per chain at a time, even before the cursor row exists.
+        await queries.lock_chain(conn, self.chain_id)
 
     async def _cursor(self, conn: AsyncConnection) -> Cursor | None:
         row = (

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from watcher.addresses import to_checksum_address
@@ -81,6 +81,13 @@ class Totals:
     paid: int
     credit: int
     ordered: int
+
+
+async def lock_chain(conn: AsyncConnection, chain_id: int) -> None:
+    """Serialize the writers of one chain's payments and credit for this transaction
+    (PostgreSQL; SQLite's BEGIN IMMEDIATE already lets one writer in at a time)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": 0x57A7C4 ^ chain_id})
 
 
 def _reader(engine: AsyncEngine) -> AsyncConnection:

@@ -111,6 +111,7 @@ class OrderRecord(Base):
     instance_type: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16))
     instance_id: Mapped[str | None] = mapped_column(String(32))
+    launched_at: Mapped[datetime | None] = mapped_column(Timestamp)
     # Set when a reorg orphaned the payment after provisioning had started: the operator
     # must look at it. Cleared if the same payment is included again.
     reorged: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -128,7 +129,12 @@ class ProvisionJobRecord(Base):
     order_id: Mapped[str] = mapped_column(
         String(32), ForeignKey("orders.order_id", ondelete="CASCADE"), primary_key=True
     )
+    # queued -> claimed (a worker holds the lease) -> done | failed; a claim whose lease
+    # expired (its worker died) is claimable again.
     state: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer)
     available_at: Mapped[datetime] = mapped_column(Timestamp)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_error: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,1 @@
+"""Adapters to the cloud that provisions what was paid for."""

@@ -1,0 +1,259 @@
+"""The provisioning job queue, in the ledger database (no extra broker).
+
+A worker claims a job with a lease (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so several
+`watcher run` processes share one database; SQLite: its single writer), keeps it alive with
+heartbeats, and records each provisioning phase of the order in its own transaction, each
+guarded by the lease: a worker that lost its lease (it stalled, someone took over) changes
+nothing. A job whose worker died is claimable again once its lease expires.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from watcher.core.order import OrderState
+from watcher.ledger import queries
+from watcher.ledger.schema import CreditRecord, OrderRecord, ProvisionJobRecord
+
+QUEUED, CLAIMED, DONE, FAILED = "queued", "claimed", "done", "failed"
+
+
+@dataclass(frozen=True)
+class ProvisionJob:
+    """A claimed job and the order it provisions."""
+
+    order_id: str
+    chain_id: int
+    attempts: int
+    order_state: OrderState
+    instance_id: str | None
+    payer: str
+    tx_hash: str
+    amount: int
+    plan: str
+    lease_expires_at: datetime
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobQueue:
+    def __init__(self, engine: AsyncEngine, worker_id: str, lease_seconds: float) -> None:
+        self.engine = engine
+        self.worker_id = worker_id
+        self.lease = timedelta(seconds=lease_seconds)
+
+    async def claim(self) -> ProvisionJob | None:
+        """Take the oldest available job: queued and due, or claimed by a worker whose
+        lease ran out."""
+        now = _now()
+        claimable = or_(
+            and_(ProvisionJobRecord.state == QUEUED, ProvisionJobRecord.available_at <= now),
+            and_(ProvisionJobRecord.state == CLAIMED, ProvisionJobRecord.lease_expires_at < now),
+        )
+        async with self.engine.begin() as conn:
+            query = (
+                select(ProvisionJobRecord.order_id, ProvisionJobRecord.attempts)
+                .where(claimable)
+                .order_by(ProvisionJobRecord.available_at)
+                .limit(1)
+            )
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            row = (await conn.execute(query)).first()
+            if row is None:
+                return None
+            order_id, attempts = row
+            expires = now + self.lease
+            await conn.execute(
+                update(ProvisionJobRecord)
+                .where(ProvisionJobRecord.order_id == order_id)
+                .values(
+                    state=CLAIMED,
+                    attempts=attempts + 1,
+                    lease_owner=self.worker_id,
+                    lease_expires_at=expires,
+                )
+            )
+            order = (
+                await conn.execute(select(OrderRecord).where(OrderRecord.order_id == order_id))
+            ).one()
+        return ProvisionJob(
+            order_id=order_id,
+            chain_id=order.chain_id,
+            attempts=attempts + 1,
+            order_state=OrderState(order.state),
+            instance_id=order.instance_id,
+            payer=order.payer,
+            tx_hash=order.tx_hash,
+            amount=order.amount,
+            plan=order.plan,
+            lease_expires_at=expires,
+        )
+
+    async def heartbeat(self, order_id: str) -> bool:
+        """Extend the lease; False if it is no longer ours."""
+        async with self.engine.begin() as conn:
+            return await self._extend(conn, order_id, _now())
+
+    async def mark_launching(self, order_id: str) -> bool:
+        """The recovery point before RunInstances: from here on, a retry looks the order's
+        instance up by tag before it launches anything, and a reorg flags the order instead
+        of deleting it."""
+        return await self._advance(order_id, OrderState.QUEUED, OrderState.LAUNCHING)
+
+    async def record_launched(
+        self, order_id: str, instance_id: str, launched_at: datetime | None
+    ) -> bool:
+        return await self._advance(
+            order_id,
+            OrderState.LAUNCHING,
+            OrderState.LAUNCHED,
+            instance_id=instance_id,
+            launched_at=launched_at or _now(),
+        )
+
+    async def record_running(self, order_id: str) -> bool:
+        """The order is fulfilled: its job is done."""
+        now = _now()
+        async with self.engine.begin() as conn:
+            if not await self._extend(conn, order_id, now):
+                return False
+            changed = await conn.execute(
+                update(OrderRecord)
+                .where(
+                    OrderRecord.order_id == order_id, OrderRecord.state == OrderState.LAUNCHED.value
+                )
+                .values(state=OrderState.RUNNING.value, updated_at=now)
+            )
+            if changed.rowcount != 1:
+                return False
+            await self._finish(conn, order_id, DONE, None)
+        return True
+
+    async def release(self, order_id: str, delay: float, error: str | None) -> None:
+        """Give the job back to the queue, due after `delay` seconds (a retry's backoff, or
+        0 when shutting down)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(ProvisionJobRecord)
+                .where(
+                    ProvisionJobRecord.order_id == order_id,
+                    ProvisionJobRecord.lease_owner == self.worker_id,
+                    ProvisionJobRecord.state == CLAIMED,
+                )
+                .values(
+                    state=QUEUED,
+                    available_at=_now() + timedelta(seconds=delay),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    last_error=error,
+                )
+            )
+
+    async def fail(self, order_id: str, reason: str) -> bool:
+        """End the order as failed and return its price to the payer's credit, in one
+        transaction: paid tokens are never lost."""
+        now = _now()
+        async with self.engine.begin() as conn:
+            order = (
+                await conn.execute(
+                    select(
+                        OrderRecord.chain_id,
+                        OrderRecord.payer,
+                        OrderRecord.amount,
+                        OrderRecord.plan,
+                        OrderRecord.state,
+                    ).where(OrderRecord.order_id == order_id)
+                )
+            ).first()
+            if order is None:
+                return False
+            # The chain's writer lock first, as the follower takes it: never the other way
+            # round, or a rewind and a refund could wait for each other.
+            await queries.lock_chain(conn, order.chain_id)
+            if not await self._extend(conn, order_id, now):
+                return False
+            changed = await conn.execute(
+                update(OrderRecord)
+                .where(
+                    OrderRecord.order_id == order_id,
+                    OrderRecord.state.notin_([OrderState.RUNNING.value, OrderState.FAILED.value]),
+                )
+                .values(state=OrderState.FAILED.value, failure_reason=reason[:2000], updated_at=now)
+            )
+            if changed.rowcount != 1:
+                return False
+            where = (CreditRecord.chain_id == order.chain_id, CreditRecord.payer == order.payer)
+            credit = (
+                await conn.execute(select(CreditRecord.balance).where(*where))
+            ).scalar_one_or_none()
+            if credit is None:  # the payer's only payments were orphaned by a reorg
+                await conn.execute(
+                    insert(CreditRecord).values(
+                        chain_id=order.chain_id,
+                        payer=order.payer,
+                        balance=order.amount,
+                        plan=order.plan,
+                        updated_at=now,
+                    )
+                )
+            else:
+                await conn.execute(
+                    update(CreditRecord)
+                    .where(*where)
+                    .values(balance=credit + order.amount, updated_at=now)
+                )
+            await self._finish(conn, order_id, FAILED, reason)
+        return True
+
+    async def pending(self) -> int:
+        """Jobs not yet done or failed (queued, in backoff, or claimed)."""
+        async with queries.read_only(self.engine).connect() as conn:
+            count = await conn.execute(
+                select(func.count()).where(ProvisionJobRecord.state.in_([QUEUED, CLAIMED]))
+            )
+            return int(count.scalar_one())
+
+    # --- internals ---
+
+    async def _advance(
+        self, order_id: str, before: OrderState, after: OrderState, **values: object
+    ) -> bool:
+        now = _now()
+        async with self.engine.begin() as conn:
+            if not await self._extend(conn, order_id, now):
+                return False
+            changed = await conn.execute(
+                update(OrderRecord)
+                .where(OrderRecord.order_id == order_id, OrderRecord.state == before.value)
+                .values(state=after.value, updated_at=now, **values)
+            )
+            return changed.rowcount == 1
+
+    async def _extend(self, conn: AsyncConnection, order_id: str, now: datetime) -> bool:
+        """Renew our lease inside the caller's transaction; False if it is not ours."""
+        changed = await conn.execute(
+            update(ProvisionJobRecord)
+            .where(
+                ProvisionJobRecord.order_id == order_id,
+                ProvisionJobRecord.lease_owner == self.worker_id,
+                ProvisionJobRecord.state == CLAIMED,
+            )
+            .values(lease_expires_at=now + self.lease)
+        )
+        return changed.rowcount == 1
+
+    async def _finish(
+        self, conn: AsyncConnection, order_id: str, state: str, error: str | None
+    ) -> None:
+        await conn.execute(
+            update(ProvisionJobRecord)
+            .where(ProvisionJobRecord.order_id == order_id)
+            .values(state=state, lease_owner=None, lease_expires_at=None, last_error=error)
+        )
