@@ -51,7 +51,15 @@ FOLLOW = (
     "default_plan",
     "max_orders_per_payment",
 )
-RUN = (*FOLLOW, "ws_url", "poll_interval")
+PROVISION = (
+    "database_url",
+    "aws_region",
+    "aws_endpoint_url",
+    "workers",
+    "lease_seconds",
+    "capacity_attempts",
+)
+RUN = (*FOLLOW, "ws_url", "poll_interval", *PROVISION[1:])
 
 
 class AmountType(click.ParamType[int]):
@@ -332,8 +340,9 @@ def demo(**options: Any) -> None:
 @cli.command(context_settings=CONTEXT)
 @setting_options(*RUN)
 def run(**options: Any) -> None:
-    """Follow the chain: record every CTK payment to the burn address, turn paid credit into
-    orders and queue their provisioning. Stops cleanly on SIGINT or SIGTERM."""
+    """Follow the chain and provision what was paid for: record every CTK payment to the burn
+    address, turn paid credit into orders, launch one EC2 instance per order. Stops cleanly
+    on SIGINT or SIGTERM."""
     from watcher.runner import run_service
 
     settings = settings_from(options)

@@ -73,6 +73,11 @@ class Settings:
     reorg_history: int = 256
     default_plan: str | None = None
     max_orders_per_payment: int = 100
+    aws_region: str = "eu-north-1"
+    aws_endpoint_url: str | None = None
+    workers: int = 4
+    lease_seconds: float = 60.0
+    capacity_attempts: int = 5
     catalog: Catalog = field(default_factory=Catalog)
     config_file: Path | None = field(default=None, compare=False)
 
@@ -163,6 +168,20 @@ def _finality(text: str) -> str:
     value = text.strip().lower()
     if value not in {"confirmations", "finalized", "safe"}:
         raise ValueError(f"{text!r} must be confirmations, safe or finalized")
+    return value
+
+
+def _http_url(text: str) -> str:
+    url = _url(text)
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"{text!r} is not an http(s):// URL")
+    return url
+
+
+def _region(text: str) -> str:
+    value = text.strip()
+    if not value or not all(c.isalnum() or c == "-" for c in value):
+        raise ValueError(f"{text!r} is not an AWS region name such as eu-north-1")
     return value
 
 
@@ -280,6 +299,28 @@ SETTINGS: dict[str, SettingSpec] = {
             "max_orders_per_payment",
             _int_in(1, 100_000, "max orders per payment"),
             "Most orders one payment creates; the rest stays as credit.",
+            metavar="N",
+        ),
+        SettingSpec("aws_region", _region, "AWS region to launch instances in.", metavar="REGION"),
+        SettingSpec(
+            "aws_endpoint_url",
+            _http_url,
+            "EC2 endpoint, e.g. moto's server or LocalStack (default: AWS itself).",
+            metavar="URL",
+        ),
+        SettingSpec(
+            "workers", _int_in(1, 64, "workers"), "Provisioning workers per process.", metavar="N"
+        ),
+        SettingSpec(
+            "lease_seconds",
+            _seconds,
+            "How long a claimed job is held without a heartbeat before another worker may take it.",
+            metavar="SECONDS",
+        ),
+        SettingSpec(
+            "capacity_attempts",
+            _int_in(1, 100, "capacity attempts"),
+            "Launch tries on capacity errors before the order fails (and is refunded).",
             metavar="N",
         ),
         SettingSpec(

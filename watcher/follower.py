@@ -92,6 +92,8 @@ class ChainFollower:
     ledger: Ledger
     config: FollowerConfig
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set whenever new orders are queued: the provisioners wait on these.
+    order_listeners: list[asyncio.Event] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         initial = min(self.config.initial_block_range, self.config.max_block_range)
@@ -222,6 +224,9 @@ class ChainFollower:
             return _Step(retry=True)  # `watcher replay` (or another run) got there first
         metrics.CURSOR_BLOCK.set(end)
         self._count(recorded.payments, recorded.duplicates, recorded.orders)
+        if recorded.orders:
+            for listener in self.order_listeners:
+                listener.set()
         if log.isEnabledFor(logging.INFO):
             self._log_recorded(recorded.payments, recorded.orders)
         return _Step(

@@ -16,20 +16,41 @@ from rich.table import Table
 from watcher import logs
 from watcher.amounts import format_amount
 from watcher.config import Settings
+from watcher.errors import UserError
 from watcher.ledger import queries
 from watcher.logs import fields
 from watcher.replay import replay
-from watcher.service import open_database, open_watcher
+from watcher.service import open_database, open_provisioners, open_watcher
 
 log = logging.getLogger("watcher.service")
 
 
+SHUTDOWN_GRACE = 20.0
+
+
 async def run_service(settings: Settings) -> None:
+    """The follower and the provisioning workers as named tasks in one TaskGroup. SIGINT or
+    SIGTERM stops the follower at once and lets in-flight jobs finish for a grace period;
+    a job still running then is released (its recorded phase tells the next worker where
+    to go on)."""
     logs.configure()
-    async with open_watcher(settings, max_attempts=None) as watcher:
+    async with (
+        open_watcher(settings, max_attempts=None) as watcher,
+        open_provisioners(settings, watcher.engine, settings.workers) as workers,
+    ):
+        follower = watcher.follower
+        follower.order_listeners.extend(worker.wake for worker in workers)
+        stopping = asyncio.Event()
+
+        def stop() -> None:
+            stopping.set()
+            follower.stop.set()
+            for worker in workers:
+                worker.stop.set()
+
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, watcher.follower.stop.set)
+            loop.add_signal_handler(sig, stop)
         cursor = await watcher.ledger.cursor()
         log.info(
             fields(
@@ -39,14 +60,55 @@ async def run_service(settings: Settings) -> None:
                 cursor=cursor.number if cursor else None,
                 confirmations=settings.confirmations,
                 heads="websocket" if settings.ws_url else "polling",
+                workers=len(workers),
+                aws_region=settings.aws_region,
+                aws_endpoint=settings.aws_endpoint_url or "aws",
             )
         )
         try:
-            await watcher.follower.run(settings.ws_url, settings.poll_interval)
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(
+                    follower.run(settings.ws_url, settings.poll_interval), name="chain-follower"
+                )
+                running = [
+                    tasks.create_task(worker.run(), name=f"provisioner-{n}")
+                    for n, worker in enumerate(workers)
+                ]
+                await stopping.wait()
+                _, late = await asyncio.wait(running, timeout=SHUTDOWN_GRACE)
+                for task in late:
+                    task.cancel()
+        except* UserError as failures:
+            stop()
+            raise failures.exceptions[0] from None
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
         log.info(fields("watcher_stopped"))
+
+
+async def run_drain(settings: Settings, max_wait: float) -> None:
+    """Provision every queued job, then exit: for cron and tests."""
+    logs.configure()
+    async with (
+        open_database(settings, migrate=True) as engine,
+        open_provisioners(settings, engine, settings.workers) as workers,
+    ):
+        loop = asyncio.get_running_loop()
+        for worker in workers:
+            loop.add_signal_handler(signal.SIGINT, worker.stop.set)
+        async with asyncio.TaskGroup() as tasks:
+            drains = [
+                tasks.create_task(worker.drain(max_wait), name=f"drain-{n}")
+                for n, worker in enumerate(workers)
+            ]
+        pending = max(task.result() for task in drains)
+    if pending:
+        raise UserError(
+            f"{pending} provisioning jobs still pending after {max_wait:.0f} s "
+            "(see 'watcher orders')"
+        )
+    click.echo("drained: no provisioning job left")
 
 
 async def run_replay(settings: Settings, first: int, last: int | None) -> None:

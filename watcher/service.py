@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,12 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from watcher.addresses import BURN_ADDRESS
 from watcher.chain.rpc import RpcError, RpcUnavailable, open_transport
 from watcher.chain.source import RpcChainSource
+from watcher.cloud.ec2 import open_ec2
 from watcher.config import Settings
 from watcher.errors import ChainError, ConfigError, UserError
 from watcher.follower import ChainFollower, FollowerConfig
 from watcher.ledger import migrations
 from watcher.ledger.database import create_engine, describe, is_sqlite
+from watcher.ledger.jobs import JobQueue
 from watcher.ledger.ledger import Ledger
+from watcher.provisioner import Provisioner, ProvisionerConfig
 
 
 class DatabaseError(UserError):
@@ -124,3 +129,25 @@ async def open_watcher(settings: Settings, *, max_attempts: int | None) -> Async
             yield Watcher(source, ledger, follower, engine)
     finally:
         await source.close()
+
+
+AWS_TIMEOUT = 30.0
+
+
+@asynccontextmanager
+async def open_provisioners(
+    settings: Settings, engine: AsyncEngine, count: int
+) -> AsyncIterator[list[Provisioner]]:
+    """`count` provisioning workers sharing one EC2 client, each with its own lease id."""
+    async with open_ec2(settings.aws_region, settings.aws_endpoint_url, AWS_TIMEOUT) as cloud:
+        owner = f"{socket.gethostname()}-{os.getpid()}"
+        config = ProvisionerConfig(capacity_attempts=settings.capacity_attempts)
+        yield [
+            Provisioner(
+                JobQueue(engine, f"{owner}-{n}", settings.lease_seconds),
+                cloud,
+                settings.catalog,
+                config,
+            )
+            for n in range(count)
+        ]

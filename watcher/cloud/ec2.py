@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from watcher.core.pricing import Plan
 from watcher.core.provisioning import ErrorKind, classify_cloud_error
+from watcher.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,10 @@ class CloudError(Exception):
         self.kind = kind
         self.code = code
         self.message = message
+
+
+class NoCredentials(ConfigError):
+    """The standard AWS credential chain found nothing."""
 
 
 class Cloud(Protocol):
@@ -145,5 +150,10 @@ async def open_ec2(
         read_timeout=timeout,
     )
     session = aioboto3.Session()
+    if await session.get_credentials() is None:
+        raise NoCredentials(
+            "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE "
+            "or an instance role (against moto's server any values do)"
+        )
     async with session.client("ec2", endpoint_url=endpoint_url, config=config) as client:
         yield Ec2Cloud(client)
