@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from web3 import HTTPProvider, Web3
@@ -104,3 +105,21 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 async def postgres_url() -> AsyncIterator[str]:
     async with fresh_postgres_database() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[Any]:
+    """moto's EC2 server over HTTP, for the session; reset it between tests yourself."""
+    from tests.cloudhelpers import MotoServer
+
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_ami(moto: Any) -> str:
+    from tests.cloudhelpers import ec2_client
+
+    image: str = ec2_client(moto.url).describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    return image

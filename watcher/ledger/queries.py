@@ -29,6 +29,7 @@ class OrderView:
     instance_type: str
     state: str
     instance_id: str | None
+    launched_at: datetime | None
     reorged: bool
     failure_reason: str | None
     created_at: datetime
@@ -48,6 +49,7 @@ class OrderView:
             "instance_type": self.instance_type,
             "state": self.state,
             "instance_id": self.instance_id,
+            "launched_at": self.launched_at.isoformat() if self.launched_at else None,
             "reorged": self.reorged,
             "failure_reason": self.failure_reason,
             "created_at": self.created_at.isoformat(),
@@ -130,6 +132,7 @@ async def orders(
             instance_type=r.instance_type,
             state=r.state,
             instance_id=r.instance_id,
+            launched_at=r.launched_at,
             reorged=r.reorged,
             failure_reason=r.failure_reason,
             created_at=r.created_at,

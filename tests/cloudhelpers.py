@@ -1,0 +1,165 @@
+"""moto's EC2 server for tests, and a fault-injecting HTTP proxy in front of it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import ClientSession, web
+
+from watcher.devchain import free_port
+
+MOTO_SERVER = str(Path(sys.executable).parent / "moto_server")
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+class MotoServer:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> MotoServer:
+        env = {**os.environ, "MOTO_ENABLE_AMI_VALIDATION": "true"}
+        self._process = subprocess.Popen(
+            [MOTO_SERVER, "-H", "127.0.0.1", "-p", str(self.port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1)
+                return self
+            except OSError:
+                assert self._process.poll() is None, "moto_server exited"
+                assert time.monotonic() < deadline, "moto_server did not start"
+                time.sleep(0.1)
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(request, timeout=5)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(10)
+
+
+def ec2_client(url: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        "ec2",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def instances_by_order(url: str) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for reservation in ec2_client(url).describe_instances()["Reservations"]:
+        for instance in reservation["Instances"]:
+            tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+            found.setdefault(tags.get("OrderId", "?"), []).append({**instance, "TagMap": tags})
+    return found
+
+
+@dataclass
+class FaultProxy:
+    """HTTP proxy to moto. `on_run_instances` decides, per RunInstances call, what happens:
+    return "pass", a fault from _FAULTS ("throttle", "error500", "error503", "capacity"),
+    "hold" (forward it, keep the answer back) or "drop" (never forward it). `run_instances_seen` is set when one arrives."""
+
+    target: str
+    on_run_instances: Callable[[int], str] = lambda n: "pass"
+    calls: int = 0
+    forwarded: int = 0
+    run_instances_seen: asyncio.Event = field(default_factory=asyncio.Event)
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
+    port: int = 0
+    _runner: web.AppRunner | None = None
+    _session: ClientSession | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> FaultProxy:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        self.port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self._session = ClientSession()
+        return self
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        action = "pass"
+        if b"Action=RunInstances" in body:
+            self.calls += 1
+            action = self.on_run_instances(self.calls)
+            self.run_instances_seen.set()
+        if action in _FAULTS:
+            status, code, message = _FAULTS[action]
+            return web.Response(status=status, text=_error(code, message), content_type="text/xml")
+        if action == "drop":
+            await asyncio.sleep(3600)
+        assert self._session is not None
+        headers = {
+            k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")
+        }
+        async with self._session.request(
+            request.method, self.target + request.path_qs, data=body, headers=headers
+        ) as answer:
+            payload = await answer.read()
+            if action in ("pass", "hold") and b"Action=RunInstances" in body:
+                self.forwarded += 1
+            if action == "hold":
+                self.answered.set()
+                await asyncio.sleep(3600)
+            return web.Response(
+                status=answer.status,
+                body=payload,
+                headers={"Content-Type": answer.headers.get("Content-Type", "text/xml")},
+            )
+
+
+_FAULTS = {
+    "throttle": (400, "RequestLimitExceeded", "Request limit exceeded."),
+    "error500": (500, "InternalError", "An internal error has occurred"),
+    "error503": (503, "Unavailable", "Service unavailable"),
+    "capacity": (
+        400,
+        "InsufficientInstanceCapacity",
+        "We currently do not have sufficient t3.micro capacity.",
+    ),
+}
+
+
+def _error(code: str, message: str) -> str:
+    return f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>1</RequestID></Response>'
