@@ -104,7 +104,8 @@ class FaultProxy:
     async def start(self) -> FaultProxy:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app)
+        # Held answers sleep for an hour: do not wait for them when the proxy stops.
+        self._runner = web.AppRunner(app, shutdown_timeout=0.1, handler_cancellation=True)
         await self._runner.setup()
         self.port = free_port()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()

@@ -338,6 +338,23 @@ def demo(**options: Any) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
+@click.option(
+    "--max-wait",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    help="Seconds to wait for jobs in backoff before giving up.",
+)
+@setting_options(*PROVISION)
+def drain(max_wait: float, **options: Any) -> None:
+    """Provision every queued order, then exit (for cron and tests)."""
+    from watcher.runner import run_drain
+
+    settings = settings_from(options)
+    run_async(run_drain(settings, max_wait))
+
+
+@cli.command(context_settings=CONTEXT)
 @setting_options(*RUN)
 def run(**options: Any) -> None:
     """Follow the chain and provision what was paid for: record every CTK payment to the burn
