@@ -3,61 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientSession, web
 
+from watcher.cloud.moto import MotoServer  # noqa: F401 - re-exported for the tests
 from watcher.devchain import free_port
 
-MOTO_SERVER = str(Path(sys.executable).parent / "moto_server")
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-
-
-class MotoServer:
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> MotoServer:
-        env = {**os.environ, "MOTO_ENABLE_AMI_VALIDATION": "true"}
-        self._process = subprocess.Popen(
-            [MOTO_SERVER, "-H", "127.0.0.1", "-p", str(self.port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1)
-                return self
-            except OSError:
-                assert self._process.poll() is None, "moto_server exited"
-                assert time.monotonic() < deadline, "moto_server did not start"
-                time.sleep(0.1)
-
-    def reset(self) -> None:
-        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
-        urllib.request.urlopen(request, timeout=5)
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(10)
 
 
 def ec2_client(url: str) -> Any:

@@ -130,7 +130,7 @@ async def test_sigkill_between_run_instances_and_recording_never_launches_twice(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        out, err = await asyncio.wait_for(finish.communicate(), 120)
+        _, err = await asyncio.wait_for(finish.communicate(), 120)
         assert finish.returncode == 0, err.decode()
     finally:
         await proxy.stop()

@@ -96,6 +96,14 @@ class Ec2Cloud:
         answer = await self._call(self._ec2.run_instances, **arguments)
         return _instance(answer["Instances"][0])
 
+    async def first_image(self) -> str:
+        """An AMI this endpoint knows (moto's server ships Amazon's public ones)."""
+        answer = await self._call(self._ec2.describe_images, Owners=["amazon"])
+        images = sorted(image["ImageId"] for image in answer.get("Images", []))
+        if not images:
+            raise CloudError(ErrorKind.PERMANENT, None, "the endpoint lists no Amazon images")
+        return str(images[0])
+
     async def describe(self, instance_id: str) -> Instance | None:
         try:
             answer = await self._call(self._ec2.describe_instances, InstanceIds=[instance_id])
