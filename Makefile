@@ -45,6 +45,8 @@ clean:
 	rm -rf $(VENV) node_modules .hardhat .pytest_cache .mypy_cache .ruff_cache
 
 # Replays 20,000 payments from a local Hardhat node into SQLite and PostgreSQL, next to a
-# bare eth_getLogs of the same range (see bench/replay_bench.py).
+# bare eth_getLogs of the same range; then the time from a payment's block to its
+# RunInstances call over 100 payments, with confirmations 0 and 2 (see bench/).
 bench: deps
 	$(BIN)/python bench/replay_bench.py --payments 20000 --postgres
+	$(BIN)/python bench/latency_bench.py --payments 100 --block-time 1.0
