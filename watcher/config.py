@@ -309,7 +309,10 @@ SETTINGS: dict[str, SettingSpec] = {
             metavar="URL",
         ),
         SettingSpec(
-            "workers", _int_in(1, 64, "workers"), "Provisioning workers per process.", metavar="N"
+            "workers",
+            _int_in(0, 64, "workers"),
+            "Provisioning workers per process (0: follow only; provision with `watcher drain`).",
+            metavar="N",
         ),
         SettingSpec(
             "lease_seconds",

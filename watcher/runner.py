@@ -75,9 +75,10 @@ async def run_service(settings: Settings) -> None:
                     for n, worker in enumerate(workers)
                 ]
                 await stopping.wait()
-                _, late = await asyncio.wait(running, timeout=SHUTDOWN_GRACE)
-                for task in late:
-                    task.cancel()
+                if running:
+                    _, late = await asyncio.wait(running, timeout=SHUTDOWN_GRACE)
+                    for task in late:
+                        task.cancel()
         except* UserError as failures:
             stop()
             raise failures.exceptions[0] from None
@@ -92,7 +93,7 @@ async def run_drain(settings: Settings, max_wait: float) -> None:
     logs.configure()
     async with (
         open_database(settings, migrate=True) as engine,
-        open_provisioners(settings, engine, settings.workers) as workers,
+        open_provisioners(settings, engine, max(settings.workers, 1)) as workers,
     ):
         loop = asyncio.get_running_loop()
         for worker in workers:

@@ -138,7 +138,11 @@ AWS_TIMEOUT = 30.0
 async def open_provisioners(
     settings: Settings, engine: AsyncEngine, count: int
 ) -> AsyncIterator[list[Provisioner]]:
-    """`count` provisioning workers sharing one EC2 client, each with its own lease id."""
+    """`count` provisioning workers sharing one EC2 client, each with its own lease id
+    (none, and no AWS client at all, for a follow-only process)."""
+    if count == 0:
+        yield []
+        return
     async with open_ec2(settings.aws_region, settings.aws_endpoint_url, AWS_TIMEOUT) as cloud:
         owner = f"{socket.gethostname()}-{os.getpid()}"
         config = ProvisionerConfig(capacity_attempts=settings.capacity_attempts)

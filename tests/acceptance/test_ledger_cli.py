@@ -140,6 +140,23 @@ def test_postgresql_must_be_upgraded_first(
             "cannot open the ledger postgresql+asyncpg://nobody@127.0.0.1:1/x",
         ),
         (("credit",), {}, 1, "there is no ledger at watcher.db yet"),
+        (
+            ("run",),
+            {
+                "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+                "AWS_CONFIG_FILE": "/nonexistent",
+                "AWS_EC2_METADATA_DISABLED": "true",
+            },
+            2,
+            "no AWS credentials: set AWS_ACCESS_KEY_ID",
+        ),
+        (
+            ("drain",),
+            {"WATCHER_AWS_ENDPOINT_URL": "ftp://x"},
+            2,
+            "invalid WATCHER_AWS_ENDPOINT_URL",
+        ),
+        (("run",), {"WATCHER_WORKERS": "-1"}, 2, "invalid WATCHER_WORKERS"),
     ],
 )
 def test_mistakes_get_one_line(
