@@ -100,3 +100,48 @@ def test_every_setting_has_an_env_twin_and_only_secrets_lack_a_flag() -> None:
         assert spec.env == "WATCHER_" + name.upper()
         assert spec.flag == "--" + name.replace("_", "-")
     assert {n for n, s in SETTINGS.items() if s.secret} == {"private_key", "keystore_password"}
+
+
+def test_plan_catalog_from_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "watcher.toml").write_text(
+        'default_plan = "big"\n'
+        '[plans."t3.micro"]\nprice = "10"\n'
+        '[plans.big]\nprice = 42\ninstance_type = "t3.large"\nami = "ami-0123456789abcdef0"\n'
+        'key_name = "ops"\nsecurity_group_ids = ["sg-0123abcd"]\nsubnet_id = "subnet-0123abcd"\n'
+    )
+    catalog = load_settings({}, {}).catalog
+    big = catalog.default_plan
+    assert (big.name, big.price, big.instance_type, big.ami) == (
+        "big",
+        42 * 10**18,
+        "t3.large",
+        "ami-0123456789abcdef0",
+    )
+    assert (big.key_name, big.security_group_ids, big.subnet_id) == (
+        "ops",
+        ("sg-0123abcd",),
+        "subnet-0123abcd",
+    )
+    assert catalog.plans["t3.micro"].ami == "ami-09278528675a8d54e"  # the thesis's AMI by default
+    assert catalog.plan("removed-plan") == big
+
+
+@pytest.mark.parametrize(
+    ("plans", "message"),
+    [
+        ("[plans.a]\nprice = 10.5\n", "string or integer of CTK"),
+        ('[plans.a]\nprice = "-1"\n', "amount must be positive"),
+        ('[plans.a]\nprice = "1"\nami = "ubuntu"\n', "must look like ami-"),
+        ('[plans.a]\nprice = "1"\nsecurity_group_ids = "sg-1"\n', "must be a list"),
+        ('[plans.a]\nprice = "1"\nsize = 3\n', "unknown key 'size'"),
+        (
+            'default_plan = "nope"\n[plans.a]\nprice = "1"\n',
+            "default plan 'nope' is not in the catalog",
+        ),
+    ],
+)
+def test_bad_plans_are_one_line_errors(tmp_path: Path, plans: str, message: str) -> None:
+    (tmp_path / "watcher.toml").write_text(plans)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_settings({}, {})
+    assert "\n" not in str(info.value)
