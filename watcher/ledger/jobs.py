@@ -120,21 +120,7 @@ class JobQueue:
 
     async def record_running(self, order_id: str) -> bool:
         """The order is fulfilled: its job is done."""
-        now = _now()
-        async with self.engine.begin() as conn:
-            if not await self._extend(conn, order_id, now):
-                return False
-            changed = await conn.execute(
-                update(OrderRecord)
-                .where(
-                    OrderRecord.order_id == order_id, OrderRecord.state == OrderState.LAUNCHED.value
-                )
-                .values(state=OrderState.RUNNING.value, updated_at=now)
-            )
-            if changed.rowcount != 1:
-                return False
-            await self._finish(conn, order_id, DONE, None)
-        return True
+        return await self._advance(order_id, OrderState.LAUNCHED, OrderState.RUNNING, done=True)
 
     async def release(self, order_id: str, delay: float, error: str | None) -> None:
         """Give the job back to the queue, due after `delay` seconds (a retry's backoff, or
@@ -223,8 +209,15 @@ class JobQueue:
     # --- internals ---
 
     async def _advance(
-        self, order_id: str, before: OrderState, after: OrderState, **values: object
+        self,
+        order_id: str,
+        before: OrderState,
+        after: OrderState,
+        done: bool = False,
+        **values: object,
     ) -> bool:
+        """Move the order from `before` to `after` (and end the job with `done`), if the
+        lease is still ours."""
         now = _now()
         async with self.engine.begin() as conn:
             if not await self._extend(conn, order_id, now):
@@ -234,7 +227,11 @@ class JobQueue:
                 .where(OrderRecord.order_id == order_id, OrderRecord.state == before.value)
                 .values(state=after.value, updated_at=now, **values)
             )
-            return changed.rowcount == 1
+            if changed.rowcount != 1:
+                return False
+            if done:
+                await self._finish(conn, order_id, DONE, None)
+            return True
 
     async def _extend(self, conn: AsyncConnection, order_id: str, now: datetime) -> bool:
         """Renew our lease inside the caller's transaction; False if it is not ours."""
