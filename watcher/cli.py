@@ -59,7 +59,7 @@ PROVISION = (
     "lease_seconds",
     "capacity_attempts",
 )
-RUN = (*FOLLOW, "ws_url", "poll_interval", *PROVISION[1:])
+RUN = (*FOLLOW, "ws_url", "poll_interval", *PROVISION[1:], "metrics_host", "metrics_port")
 
 
 class AmountType(click.ParamType[int]):

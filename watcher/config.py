@@ -78,6 +78,8 @@ class Settings:
     workers: int = 4
     lease_seconds: float = 60.0
     capacity_attempts: int = 5
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9108
     catalog: Catalog = field(default_factory=Catalog)
     config_file: Path | None = field(default=None, compare=False)
 
@@ -182,6 +184,13 @@ def _region(text: str) -> str:
     value = text.strip()
     if not value or not all(c.isalnum() or c == "-" for c in value):
         raise ValueError(f"{text!r} is not an AWS region name such as eu-north-1")
+    return value
+
+
+def _host(text: str) -> str:
+    value = text.strip()
+    if not value or any(c.isspace() or c in "/:@" for c in value.replace("::", "")):
+        raise ValueError(f"{text!r} is not a host name or address")
     return value
 
 
@@ -325,6 +334,18 @@ SETTINGS: dict[str, SettingSpec] = {
             _int_in(1, 100, "capacity attempts"),
             "Launch tries on capacity errors before the order fails (and is refunded).",
             metavar="N",
+        ),
+        SettingSpec(
+            "metrics_host",
+            _host,
+            "Address `watcher run` serves /metrics on (0.0.0.0: every interface).",
+            metavar="HOST",
+        ),
+        SettingSpec(
+            "metrics_port",
+            _int_in(0, 65535, "port"),
+            "Port of the Prometheus /metrics endpoint (0: off).",
+            metavar="PORT",
         ),
         SettingSpec(
             "default_plan", _plan_name, "Plan new payers get (from the catalog).", metavar="NAME"

@@ -223,6 +223,7 @@ class ChainFollower:
         except CursorMoved:
             return _Step(retry=True)  # `watcher replay` (or another run) got there first
         metrics.CURSOR_BLOCK.set(end)
+        metrics.CHAIN_LAG.set(max(metrics.CHAIN_HEAD._value.get() - end, 0))
         self._count(recorded.payments, recorded.duplicates, recorded.orders)
         if recorded.orders:
             for listener in self.order_listeners:
@@ -461,6 +462,7 @@ class ChainFollower:
 
     def _count(self, payments: list[Payment], duplicates: int, orders: list[Any]) -> None:
         metrics.PAYMENTS_RECORDED.inc(len(payments))
+        metrics.PAYMENTS_CTK.inc(sum(p.amount for p in payments) / 10**18)
         metrics.PAYMENT_DUPLICATES.inc(duplicates)
         metrics.ORDERS_CREATED.inc(len(orders))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, Info
 
 PAYMENTS_RECORDED = Counter(
     "watcher_payments_recorded_total", "Payments into the burn address recorded in the ledger."
@@ -34,3 +34,26 @@ LOG_RANGE_SPLITS = Counter(
 WS_RECONNECTS = Counter(
     "watcher_ws_reconnects_total", "WebSocket newHeads subscriptions lost and retried."
 )
+PAYMENTS_CTK = Counter(
+    "watcher_payments_ctk_total",
+    "CTK paid into the burn address and recorded (a float, for dashboards: the ledger is exact).",
+)
+CHAIN_LAG = Gauge("watcher_chain_lag_blocks", "Blocks between the node's head and the cursor.")
+ORDERS = Gauge("watcher_orders", "Orders in the ledger, by state.", ["state"])
+JOBS_PENDING = Gauge("watcher_provision_jobs_pending", "Provisioning jobs queued or claimed.")
+OLDEST_JOB_AGE = Gauge(
+    "watcher_provision_oldest_job_age_seconds",
+    "Age of the oldest pending provisioning job (0 when none).",
+)
+PROVISIONING_SECONDS = Histogram(
+    "watcher_provisioning_seconds",
+    "From an order's creation (its payment recorded) to its instance running.",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+ORDER_TRANSITIONS = Counter(
+    "watcher_order_transitions_total", "Order state changes recorded.", ["state"]
+)
+AWS_ERRORS = Counter(
+    "watcher_aws_errors_total", "Failed EC2 calls, by kind and code.", ["kind", "code"]
+)
+BUILD = Info("watcher_build", "The running watcher.")

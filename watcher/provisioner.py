@@ -19,7 +19,9 @@ import logging
 import random
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+from watcher import metrics
 from watcher.catalog import Catalog
 from watcher.cloud.ec2 import Cloud, CloudError, Instance, LaunchRequest
 from watcher.core.order import OrderState
@@ -105,6 +107,7 @@ class Provisioner:
         state, instance_id = job.order_state, job.instance_id
         if state is OrderState.QUEUED:
             self._must(await self.queue.mark_launching(job.order_id))
+            metrics.ORDER_TRANSITIONS.labels(state="launching").inc()
             log.info(
                 fields(
                     "order_state", order_id=job.order_id, state="launching", attempt=job.attempts
@@ -142,6 +145,7 @@ class Provisioner:
                 job.order_id, instance.instance_id, instance.launched_at
             )
         )
+        metrics.ORDER_TRANSITIONS.labels(state="launched").inc()
         log.info(
             fields(
                 "order_state",
@@ -165,6 +169,10 @@ class Provisioner:
                 return
             if instance.state == "running":
                 self._must(await self.queue.record_running(job.order_id))
+                metrics.ORDER_TRANSITIONS.labels(state="running").inc()
+                metrics.PROVISIONING_SECONDS.observe(
+                    (datetime.now(UTC) - job.created_at).total_seconds()
+                )
                 log.info(
                     fields(
                         "order_state",
@@ -183,6 +191,7 @@ class Provisioner:
             delay = min(delay * 2, 10.0)
 
     async def _cloud_error(self, job: ProvisionJob, exc: CloudError) -> None:
+        metrics.AWS_ERRORS.labels(kind=exc.kind.value, code=exc.code or "no_answer").inc()
         permanent = exc.kind is ErrorKind.PERMANENT or (
             exc.kind is ErrorKind.CAPACITY and job.attempts >= self.config.capacity_attempts
         )
@@ -207,6 +216,7 @@ class Provisioner:
 
     async def _fail(self, job: ProvisionJob, reason: str) -> None:
         if await self.queue.fail(job.order_id, reason):
+            metrics.ORDER_TRANSITIONS.labels(state="failed").inc()
             log.error(
                 fields(
                     "order_state",

@@ -7,6 +7,8 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import click
 from rich.console import Console
@@ -19,6 +21,7 @@ from watcher.config import Settings
 from watcher.errors import UserError
 from watcher.ledger import queries
 from watcher.logs import fields
+from watcher.monitoring import keep_ledger_gauges, serve_metrics
 from watcher.replay import replay
 from watcher.service import open_database, open_provisioners, open_watcher
 
@@ -37,6 +40,7 @@ async def run_service(settings: Settings) -> None:
     async with (
         open_watcher(settings, max_attempts=None) as watcher,
         open_provisioners(settings, watcher.engine, settings.workers) as workers,
+        _metrics_endpoint(settings),
     ):
         follower = watcher.follower
         follower.order_listeners.extend(worker.wake for worker in workers)
@@ -74,6 +78,9 @@ async def run_service(settings: Settings) -> None:
                     tasks.create_task(worker.run(), name=f"provisioner-{n}")
                     for n, worker in enumerate(workers)
                 ]
+                tasks.create_task(
+                    keep_ledger_gauges(watcher.engine, follower.stop), name="ledger-gauges"
+                )
                 await stopping.wait()
                 if running:
                     _, late = await asyncio.wait(running, timeout=SHUTDOWN_GRACE)
@@ -86,6 +93,21 @@ async def run_service(settings: Settings) -> None:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
         log.info(fields("watcher_stopped"))
+
+
+@asynccontextmanager
+async def _metrics_endpoint(settings: Settings) -> AsyncIterator[None]:
+    if settings.metrics_port == 0:
+        yield
+        return
+    async with serve_metrics(settings.metrics_host, settings.metrics_port):
+        log.info(
+            fields(
+                "metrics_served",
+                url=f"http://{settings.metrics_host}:{settings.metrics_port}/metrics",
+            )
+        )
+        yield
 
 
 async def run_drain(settings: Settings, max_wait: float) -> None:

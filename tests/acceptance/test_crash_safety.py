@@ -99,6 +99,7 @@ def test_sigkill_at_random_moments_then_restart_gives_the_uninterrupted_ledger(
         "WATCHER_MAX_BLOCK_RANGE": "1",  # one commit per block: many moments to die in
         "WATCHER_POLL_INTERVAL": "0.2",
         "WATCHER_WORKERS": "0",  # follow only: the ledger is what is compared
+        "WATCHER_METRICS_PORT": "0",
     }
     subprocess.run([WATCHER, "db", "upgrade"], env=env, check=True, capture_output=True)
     cursors: list[int | None] = []

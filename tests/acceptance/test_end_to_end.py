@@ -19,9 +19,22 @@ WATCHER = str(Path(sys.executable).parent / "watcher")
 USER = dev_account(1).address
 
 
+def scrape(port: int) -> dict[str, float]:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
 def test_pay_with_the_cli_and_get_instances(moto: Any, moto_ami: str, tmp_path: Path) -> None:
     moto.reset()
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     (tmp_path / "watcher.toml").write_text(
         f'[plans."t3.micro"]\nprice = "10"\nami = "{moto_ami}"\n'
     )
@@ -33,6 +46,7 @@ def test_pay_with_the_cli_and_get_instances(moto: Any, moto_ami: str, tmp_path: 
         "WATCHER_CONFIRMATIONS": "0",
         "WATCHER_AWS_ENDPOINT_URL": moto.url,
         "WATCHER_AWS_REGION": "us-east-1",
+        "WATCHER_METRICS_PORT": str(metrics_port),
     }
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -61,6 +75,14 @@ def test_pay_with_the_cli_and_get_instances(moto: Any, moto_ami: str, tmp_path: 
             run = subprocess.Popen(
                 [WATCHER, "run"], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log
             )
+        deadline = time.monotonic() + 30
+        while "watcher_started" not in (tmp_path / "run.log").read_text():
+            assert time.monotonic() < deadline and run.poll() is None, (
+                tmp_path / "run.log"
+            ).read_text()
+            time.sleep(0.1)
+        before = scrape(metrics_port)
+        assert before["watcher_payments_recorded_total"] == 0
         first = cli("pay", "10", "--dev-account", "1", "--json")
         second = cli("pay", "25", "--dev-account", "1", "--json")
         too_much = cli("pay", "100", "--dev-account", "1")
@@ -73,6 +95,20 @@ def test_pay_with_the_cli_and_get_instances(moto: Any, moto_ami: str, tmp_path: 
                 break
             assert time.monotonic() < deadline, orders
             time.sleep(0.3)
+        # What an operator's Prometheus sees move (ledger gauges refresh every 5 s).
+        deadline = time.monotonic() + 15
+        while (after := scrape(metrics_port)).get('watcher_orders{state="running"}') != 3:
+            assert time.monotonic() < deadline, after
+            time.sleep(0.5)
+        assert after["watcher_payments_recorded_total"] == 2
+        assert after["watcher_payments_ctk_total"] == 35
+        assert after["watcher_orders_created_total"] == 3
+        assert after['watcher_order_transitions_total{state="running"}'] == 3
+        assert after["watcher_provisioning_seconds_count"] == 3
+        assert after["watcher_provision_jobs_pending"] == 0
+        assert after['watcher_orders{state="queued"}'] == 0
+        assert after["watcher_cursor_block"] >= after["watcher_chain_head_block"] - 1
+        assert after["watcher_chain_lag_blocks"] <= 1
     finally:
         if run is not None:
             run.send_signal(signal.SIGTERM)

@@ -170,6 +170,7 @@ async def test_two_watcher_runs_on_one_postgresql_provision_every_order_once(
         "WATCHER_AWS_ENDPOINT_URL": moto.url,
         "WATCHER_AWS_REGION": "us-east-1",
         "WATCHER_WORKERS": "3",
+        "WATCHER_METRICS_PORT": "0",  # two processes on one host
     }
     upgrade = await asyncio.create_subprocess_exec(
         WATCHER, "db", "upgrade", env=env, cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL

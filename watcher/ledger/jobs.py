@@ -35,6 +35,7 @@ class ProvisionJob:
     tx_hash: str
     amount: int
     plan: str
+    created_at: datetime
     lease_expires_at: datetime
 
 
@@ -93,6 +94,7 @@ class JobQueue:
             tx_hash=order.tx_hash,
             amount=order.amount,
             plan=order.plan,
+            created_at=order.created_at,
             lease_expires_at=expires,
         )
 

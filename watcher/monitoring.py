@@ -1,0 +1,83 @@
+"""Serving Prometheus metrics from `watcher run`, and the gauges read from the ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from watcher import __version__, metrics
+from watcher.core.order import OrderState
+from watcher.errors import ConfigError
+from watcher.ledger import queries
+from watcher.ledger.jobs import CLAIMED, QUEUED
+from watcher.ledger.schema import OrderRecord, ProvisionJobRecord
+
+LEDGER_GAUGE_INTERVAL = 5.0
+
+
+async def _metrics(_: web.Request) -> web.Response:
+    return web.Response(
+        body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+@asynccontextmanager
+async def serve_metrics(host: str, port: int) -> AsyncIterator[None]:
+    """`GET /metrics` on host:port until the block ends."""
+    app = web.Application()
+    app.router.add_get("/metrics", _metrics)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
+async def refresh_ledger_gauges(engine: AsyncEngine) -> None:
+    """Orders by state, pending jobs and the oldest one's age: read from the ledger, so every
+    process sharing a database reports the same figures."""
+    now = datetime.now(UTC)
+    async with queries.read_only(engine).connect() as conn:
+        counts = dict(
+            (
+                await conn.execute(
+                    select(OrderRecord.state, func.count()).group_by(OrderRecord.state)
+                )
+            ).all()
+        )
+        pending, oldest = (
+            await conn.execute(
+                select(func.count(), func.min(ProvisionJobRecord.created_at)).where(
+                    ProvisionJobRecord.state.in_([QUEUED, CLAIMED])
+                )
+            )
+        ).one()
+    for state in OrderState:
+        metrics.ORDERS.labels(state=state.value).set(counts.get(state.value, 0))
+    metrics.JOBS_PENDING.set(pending)
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)
+    metrics.OLDEST_JOB_AGE.set((now - oldest).total_seconds() if oldest is not None else 0)
+
+
+async def keep_ledger_gauges(engine: AsyncEngine, stop: asyncio.Event) -> None:
+    metrics.BUILD.info({"version": __version__})
+    while not stop.is_set():
+        await refresh_ledger_gauges(engine)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LEDGER_GAUGE_INTERVAL):
+                await stop.wait()
