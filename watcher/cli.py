@@ -59,7 +59,15 @@ PROVISION = (
     "lease_seconds",
     "capacity_attempts",
 )
-RUN = (*FOLLOW, "ws_url", "poll_interval", *PROVISION[1:], "metrics_host", "metrics_port")
+RUN = (
+    *FOLLOW,
+    "ws_url",
+    "poll_interval",
+    *PROVISION[1:],
+    "mqtt_url",
+    "metrics_host",
+    "metrics_port",
+)
 
 
 class AmountType(click.ParamType[int]):
@@ -448,9 +456,20 @@ def show_config(**options: Any) -> None:
         value = getattr(settings, name)
         if spec.secret:
             shown = "(set)" if value is not None else "(not set)"
+        elif name == "mqtt_url" and value is not None:
+            shown = _mask_password(value)
         else:
             shown = "(not set)" if value is None else str(value)
         click.echo(f"{spec.env}={shown}")
+
+
+def _mask_password(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":********@", 1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

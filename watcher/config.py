@@ -78,6 +78,7 @@ class Settings:
     workers: int = 4
     lease_seconds: float = 60.0
     capacity_attempts: int = 5
+    mqtt_url: str | None = None
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9108
     catalog: Catalog = field(default_factory=Catalog)
@@ -185,6 +186,13 @@ def _region(text: str) -> str:
     if not value or not all(c.isalnum() or c == "-" for c in value):
         raise ValueError(f"{text!r} is not an AWS region name such as eu-north-1")
     return value
+
+
+def _mqtt_url(text: str) -> str:
+    from watcher.notify import parse_mqtt_url
+
+    parse_mqtt_url(text)
+    return text.strip()
 
 
 def _host(text: str) -> str:
@@ -334,6 +342,12 @@ SETTINGS: dict[str, SettingSpec] = {
             _int_in(1, 100, "capacity attempts"),
             "Launch tries on capacity errors before the order fails (and is refunded).",
             metavar="N",
+        ),
+        SettingSpec(
+            "mqtt_url",
+            _mqtt_url,
+            "MQTT broker for order events, mqtt://[user:password@]host[:port] (default: off).",
+            metavar="URL",
         ),
         SettingSpec(
             "metrics_host",

@@ -57,3 +57,6 @@ AWS_ERRORS = Counter(
     "watcher_aws_errors_total", "Failed EC2 calls, by kind and code.", ["kind", "code"]
 )
 BUILD = Info("watcher_build", "The running watcher.")
+MQTT_PUBLISHED = Counter("watcher_mqtt_events_published_total", "Order events published to MQTT.")
+MQTT_BACKLOG = Gauge("watcher_mqtt_events_backlog", "Order events waiting in the outbox.")
+MQTT_RECONNECTS = Counter("watcher_mqtt_reconnects_total", "MQTT connections lost or refused.")

@@ -14,14 +14,17 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy import func, select
 
 from watcher import logs
 from watcher.amounts import format_amount
 from watcher.config import Settings
 from watcher.errors import UserError
 from watcher.ledger import queries
+from watcher.ledger.schema import OrderEventRecord
 from watcher.logs import fields
 from watcher.monitoring import keep_ledger_gauges, serve_metrics
+from watcher.notify import OrderEventPublisher, parse_mqtt_url
 from watcher.replay import replay
 from watcher.service import open_database, open_provisioners, open_watcher
 
@@ -81,11 +84,21 @@ async def run_service(settings: Settings) -> None:
                 tasks.create_task(
                     keep_ledger_gauges(watcher.engine, follower.stop), name="ledger-gauges"
                 )
+                publisher = None
+                if settings.mqtt_url is not None:
+                    publisher = OrderEventPublisher(
+                        watcher.engine, parse_mqtt_url(settings.mqtt_url)
+                    )
+                    tasks.create_task(publisher.run(), name="mqtt-publisher")
                 await stopping.wait()
                 if running:
                     _, late = await asyncio.wait(running, timeout=SHUTDOWN_GRACE)
                     for task in late:
                         task.cancel()
+                if publisher is not None:
+                    # The last state changes go out too, if the broker is there.
+                    await _flush(publisher)
+                    publisher.stop.set()
         except* UserError as failures:
             stop()
             raise failures.exceptions[0] from None
@@ -93,6 +106,21 @@ async def run_service(settings: Settings) -> None:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
         log.info(fields("watcher_stopped"))
+
+
+async def _flush(publisher: OrderEventPublisher, within: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        async with queries.read_only(publisher.engine).connect() as conn:
+            waiting = (
+                await conn.execute(
+                    select(func.count()).where(OrderEventRecord.published_at.is_(None))
+                )
+            ).scalar_one()
+        if waiting == 0:
+            return
+        await asyncio.sleep(0.1)
 
 
 @asynccontextmanager

@@ -112,6 +112,7 @@ async def open_watcher(settings: Settings, *, max_attempts: int | None) -> Async
                 settings.catalog,
                 settings.reorg_history,
                 settings.max_orders_per_payment,
+                events=settings.mqtt_url is not None,
             )
             follower = ChainFollower(
                 source,
@@ -148,7 +149,12 @@ async def open_provisioners(
         config = ProvisionerConfig(capacity_attempts=settings.capacity_attempts)
         yield [
             Provisioner(
-                JobQueue(engine, f"{owner}-{n}", settings.lease_seconds),
+                JobQueue(
+                    engine,
+                    f"{owner}-{n}",
+                    settings.lease_seconds,
+                    events=settings.mqtt_url is not None,
+                ),
                 cloud,
                 settings.catalog,
                 config,

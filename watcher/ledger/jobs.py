@@ -16,7 +16,7 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from watcher.core.order import OrderState
-from watcher.ledger import queries
+from watcher.ledger import events, queries
 from watcher.ledger.schema import CreditRecord, OrderRecord, ProvisionJobRecord
 
 QUEUED, CLAIMED, DONE, FAILED = "queued", "claimed", "done", "failed"
@@ -44,8 +44,11 @@ def _now() -> datetime:
 
 
 class JobQueue:
-    def __init__(self, engine: AsyncEngine, worker_id: str, lease_seconds: float) -> None:
+    def __init__(
+        self, engine: AsyncEngine, worker_id: str, lease_seconds: float, events: bool = False
+    ) -> None:
         self.engine = engine
+        self.events = events
         self.worker_id = worker_id
         self.lease = timedelta(seconds=lease_seconds)
 
@@ -198,6 +201,8 @@ class JobQueue:
                     .values(balance=credit + order.amount, updated_at=now)
                 )
             await self._finish(conn, order_id, FAILED, reason)
+            if self.events:
+                await events.append_current(conn, [order_id], now)
         return True
 
     async def pending(self) -> int:
@@ -233,6 +238,8 @@ class JobQueue:
                 return False
             if done:
                 await self._finish(conn, order_id, DONE, None)
+            if self.events:
+                await events.append_current(conn, [order_id], now)
             return True
 
     async def _extend(self, conn: AsyncConnection, order_id: str, now: datetime) -> bool:

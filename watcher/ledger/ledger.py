@@ -23,7 +23,7 @@ from watcher.chain.source import BlockRef
 from watcher.core.order import OrderState
 from watcher.core.payment import Payment
 from watcher.core.pricing import DEFAULT_MAX_ORDERS_PER_PAYMENT, NewOrder, Plan, credit_payments
-from watcher.ledger import queries
+from watcher.ledger import events, queries
 from watcher.ledger.bulk import DbValues, bulk_insert
 from watcher.ledger.schema import (
     BlockRecord,
@@ -109,6 +109,7 @@ class Ledger:
         catalog: Catalog,
         reorg_history: int = 256,
         max_orders_per_payment: int = DEFAULT_MAX_ORDERS_PER_PAYMENT,
+        events: bool = False,
     ) -> None:
         self.engine = engine
         self._read_engine = queries.read_only(engine)
@@ -116,6 +117,8 @@ class Ledger:
         self.catalog = catalog
         self.reorg_history = reorg_history
         self.max_orders_per_payment = max_orders_per_payment
+        # Write order events to the outbox (only when MQTT is on: nobody drains it otherwise).
+        self.events = events
 
     # --- reads ---
 
@@ -227,6 +230,10 @@ class Ledger:
                     )
                 ).scalars()
             )
+            if self.events:
+                removed = [(self.chain_id, o.order_id, o.payer) for o in removable]
+                await events.append_removed(conn, removed, now)
+                await events.append_current(conn, flagged, now)
             delta: dict[str, int] = defaultdict(int)
             for payer, amount in orphaned:
                 delta[payer] -= amount
@@ -445,6 +452,8 @@ class Ledger:
             _JOB_COLUMNS,
             [(o.order_id, JOB_QUEUED, 0, at, at) for o in orders],
         )
+        if self.events:
+            await events.append_current(conn, [o.order_id for o in orders], now)
 
     async def _advance(self, conn: AsyncConnection, block: BlockRef, now: datetime) -> None:
         upsert = self._insert(conn, BlockRecord)

@@ -118,28 +118,30 @@ async def orders(
     )
     async with _reader(engine) as conn:
         rows = (await conn.execute(query)).all()
-    return [
-        OrderView(
-            order_id=r.order_id,
-            chain_id=r.chain_id,
-            tx_hash=r.tx_hash,
-            log_index=r.log_index,
-            unit=r.unit,
-            block_number=r.block_number,
-            payer=r.payer,
-            amount=r.amount,
-            plan=r.plan,
-            instance_type=r.instance_type,
-            state=r.state,
-            instance_id=r.instance_id,
-            launched_at=r.launched_at,
-            reorged=r.reorged,
-            failure_reason=r.failure_reason,
-            created_at=r.created_at,
-            updated_at=r.updated_at,
-        )
-        for r in rows
-    ]
+    return [order_view(r) for r in rows]
+
+
+def order_view(r: Any) -> OrderView:
+    """An OrderView from an `orders` row."""
+    return OrderView(
+        order_id=r.order_id,
+        chain_id=r.chain_id,
+        tx_hash=r.tx_hash,
+        log_index=r.log_index,
+        unit=r.unit,
+        block_number=r.block_number,
+        payer=r.payer,
+        amount=r.amount,
+        plan=r.plan,
+        instance_type=r.instance_type,
+        state=r.state,
+        instance_id=r.instance_id,
+        launched_at=r.launched_at,
+        reorged=r.reorged,
+        failure_reason=r.failure_reason,
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+    )
 
 
 async def credits(

@@ -138,3 +138,20 @@ class ProvisionJobRecord(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class OrderEventRecord(Base):
+    """The outbox: one row per order state change, written in the transaction that makes
+    the change, published to MQTT in id order afterwards (written only when MQTT is on)."""
+
+    __tablename__ = "order_events"
+    __table_args__ = (Index(None, "published_at", "id"),)
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    order_id: Mapped[str] = mapped_column(String(32))
+    payer: Mapped[str] = mapped_column(Address)
+    state: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    published_at: Mapped[datetime | None] = mapped_column(Timestamp)
