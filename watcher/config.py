@@ -408,7 +408,8 @@ def load_settings(
                 spec, str(raw).lower() if isinstance(raw, bool) else str(raw), f"{path}: {key}"
             )
     for spec in SETTINGS.values():
-        if spec.env in environ:
+        # An empty variable counts as unset (compose files and shells produce them).
+        if environ.get(spec.env, "") != "":
             values[spec.name] = _parse(spec, environ[spec.env], spec.env)
     for name, raw_flag in flags.items():
         if raw_flag is not None:

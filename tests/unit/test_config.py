@@ -145,3 +145,18 @@ def test_bad_plans_are_one_line_errors(tmp_path: Path, plans: str, message: str)
     with pytest.raises(ConfigError, match=message) as info:
         load_settings({}, {})
     assert "\n" not in str(info.value)
+
+
+def test_an_empty_environment_variable_counts_as_unset() -> None:
+    settings = load_settings({}, {"WATCHER_AWS_ENDPOINT_URL": "", "WATCHER_RPC_URL": ""})
+    assert settings.aws_endpoint_url is None
+    assert settings.rpc_url == "http://127.0.0.1:8545"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [("http://broker", "not an mqtt:// or mqtts:// URL"), ("mqtt://broker:99999", "invalid port")],
+)
+def test_mqtt_url_is_checked(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings({}, {"WATCHER_MQTT_URL": url})
