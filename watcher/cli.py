@@ -65,6 +65,8 @@ RUN = (
     "poll_interval",
     *PROVISION[1:],
     "mqtt_url",
+    "http_host",
+    "http_port",
     "metrics_host",
     "metrics_port",
 )

@@ -79,6 +79,8 @@ class Settings:
     lease_seconds: float = 60.0
     capacity_attempts: int = 5
     mqtt_url: str | None = None
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9108
     catalog: Catalog = field(default_factory=Catalog)
@@ -348,6 +350,18 @@ SETTINGS: dict[str, SettingSpec] = {
             _mqtt_url,
             "MQTT broker for order events, mqtt://[user:password@]host[:port] (default: off).",
             metavar="URL",
+        ),
+        SettingSpec(
+            "http_host",
+            _host,
+            "Address of the web API `watcher run` serves (0.0.0.0: every interface).",
+            metavar="HOST",
+        ),
+        SettingSpec(
+            "http_port",
+            _int_in(0, 65535, "port"),
+            "Port of the web API and its OpenAPI document (0: off).",
+            metavar="PORT",
         ),
         SettingSpec(
             "metrics_host",

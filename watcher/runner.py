@@ -19,7 +19,8 @@ from sqlalchemy import func, select
 from watcher import logs
 from watcher.amounts import format_amount
 from watcher.config import Settings
-from watcher.errors import UserError
+from watcher.devchain import port_is_free
+from watcher.errors import ConfigError, UserError
 from watcher.ledger import queries
 from watcher.ledger.schema import OrderEventRecord
 from watcher.logs import fields
@@ -27,6 +28,7 @@ from watcher.monitoring import keep_ledger_gauges, serve_metrics
 from watcher.notify import OrderEventPublisher, parse_mqtt_url
 from watcher.replay import replay
 from watcher.service import open_database, open_provisioners, open_watcher
+from watcher.web import serve_api
 
 log = logging.getLogger("watcher.service")
 
@@ -40,6 +42,11 @@ async def run_service(settings: Settings) -> None:
     a job still running then is released (its recorded phase tells the next worker where
     to go on)."""
     logs.configure()
+    if settings.http_port and not port_is_free(settings.http_port, settings.http_host):
+        raise ConfigError(
+            f"cannot serve the web API on {settings.http_host}:{settings.http_port}: the port is "
+            "in use (set WATCHER_HTTP_PORT, or 0 to turn it off)"
+        )
     async with (
         open_watcher(settings, max_attempts=None) as watcher,
         open_provisioners(settings, watcher.engine, settings.workers) as workers,
@@ -84,6 +91,19 @@ async def run_service(settings: Settings) -> None:
                 tasks.create_task(
                     keep_ledger_gauges(watcher.engine, follower.stop), name="ledger-gauges"
                 )
+                if settings.http_port:
+                    tasks.create_task(
+                        serve_api(
+                            watcher.engine,
+                            watcher.ledger.chain_id,
+                            settings.require_token_address(),
+                            settings.catalog,
+                            settings.http_host,
+                            settings.http_port,
+                            follower.stop,
+                        ),
+                        name="http-api",
+                    )
                 publisher = None
                 if settings.mqtt_url is not None:
                     publisher = OrderEventPublisher(

@@ -100,6 +100,7 @@ def test_sigkill_at_random_moments_then_restart_gives_the_uninterrupted_ledger(
         "WATCHER_POLL_INTERVAL": "0.2",
         "WATCHER_WORKERS": "0",  # follow only: the ledger is what is compared
         "WATCHER_METRICS_PORT": "0",
+        "WATCHER_HTTP_PORT": "0",
     }
     subprocess.run([WATCHER, "db", "upgrade"], env=env, check=True, capture_output=True)
     cursors: list[int | None] = []

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ def scrape(port: int) -> dict[str, float]:
 
 def test_pay_with_the_cli_and_get_instances(moto: Any, moto_ami: str, tmp_path: Path) -> None:
     moto.reset()
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port, http_port = free_port(), free_port(), free_port()
     (tmp_path / "watcher.toml").write_text(
         f'[plans."t3.micro"]\nprice = "10"\nami = "{moto_ami}"\n'
     )
@@ -47,6 +48,7 @@ def test_pay_with_the_cli_and_get_instances(moto: Any, moto_ami: str, tmp_path: 
         "WATCHER_AWS_ENDPOINT_URL": moto.url,
         "WATCHER_AWS_REGION": "us-east-1",
         "WATCHER_METRICS_PORT": str(metrics_port),
+        "WATCHER_HTTP_PORT": str(http_port),
     }
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -109,6 +111,16 @@ def test_pay_with_the_cli_and_get_instances(moto: Any, moto_ami: str, tmp_path: 
         assert after['watcher_orders{state="queued"}'] == 0
         assert after["watcher_cursor_block"] >= after["watcher_chain_head_block"] - 1
         assert after["watcher_chain_lag_blocks"] <= 1
+        # And what the user's dashboard reads: the JSON API.
+        api = f"http://127.0.0.1:{http_port}/api"
+        mine = json.loads(urllib.request.urlopen(f"{api}/orders?payer={USER}", timeout=5).read())
+        assert sorted(o["order_id"] for o in mine) == sorted(o["order_id"] for o in orders)
+        assert (
+            json.loads(urllib.request.urlopen(f"{api}/credit/{USER}", timeout=5).read())[
+                "balance_ctk"
+            ]
+            == "5"
+        )
     finally:
         if run is not None:
             run.send_signal(signal.SIGTERM)

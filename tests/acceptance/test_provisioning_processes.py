@@ -171,6 +171,7 @@ async def test_two_watcher_runs_on_one_postgresql_provision_every_order_once(
         "WATCHER_AWS_REGION": "us-east-1",
         "WATCHER_WORKERS": "3",
         "WATCHER_METRICS_PORT": "0",  # two processes on one host
+        "WATCHER_HTTP_PORT": "0",
     }
     upgrade = await asyncio.create_subprocess_exec(
         WATCHER, "db", "upgrade", env=env, cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL
