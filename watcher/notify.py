@@ -109,12 +109,7 @@ class OrderEventPublisher:
 
     async def publish_pending(self, client: object) -> int:
         """Publish up to `batch` unpublished events, oldest first; return how many went out."""
-        async with queries.read_only(self.engine).connect() as conn:
-            waiting = (
-                await conn.execute(
-                    select(func.count()).where(OrderEventRecord.published_at.is_(None))
-                )
-            ).scalar_one()
+        waiting = await self.backlog()
         metrics.MQTT_BACKLOG.set(waiting)
         if waiting == 0:
             return 0
@@ -154,6 +149,14 @@ class OrderEventPublisher:
                     )
         metrics.MQTT_PUBLISHED.inc(len(sent))
         return len(sent)
+
+    async def backlog(self) -> int:
+        """Events in the outbox not published yet."""
+        async with queries.read_only(self.engine).connect() as conn:
+            count = await conn.execute(
+                select(func.count()).where(OrderEventRecord.published_at.is_(None))
+            )
+            return int(count.scalar_one())
 
     async def _wait(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -14,7 +14,6 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import func, select
 
 from watcher import logs
 from watcher.amounts import format_amount
@@ -22,7 +21,6 @@ from watcher.config import Settings
 from watcher.devchain import port_is_free
 from watcher.errors import ConfigError, UserError
 from watcher.ledger import queries
-from watcher.ledger.schema import OrderEventRecord
 from watcher.logs import fields
 from watcher.monitoring import keep_ledger_gauges, serve_metrics
 from watcher.notify import OrderEventPublisher, parse_mqtt_url
@@ -131,15 +129,8 @@ async def run_service(settings: Settings) -> None:
 async def _flush(publisher: OrderEventPublisher, within: float = 5.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
-    while loop.time() < deadline:
-        async with queries.read_only(publisher.engine).connect() as conn:
-            waiting = (
-                await conn.execute(
-                    select(func.count()).where(OrderEventRecord.published_at.is_(None))
-                )
-            ).scalar_one()
-        if waiting == 0:
-            return
+    # The backlog lives in the database, not in an Event: poll it.
+    while loop.time() < deadline and await publisher.backlog():  # noqa: ASYNC110
         await asyncio.sleep(0.1)
 
 
