@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import click
 from rich.console import Console
@@ -99,6 +100,7 @@ async def run_service(settings: Settings) -> None:
                             settings.http_host,
                             settings.http_port,
                             follower.stop,
+                            partial(watcher.source.token_balance, settings.require_token_address()),
                         ),
                         name="http-api",
                     )

@@ -85,6 +85,12 @@ class RpcChainSource:
             raise MalformedChainData(f"eth_getLogs answered {type(result).__name__}, not a list")
         return result
 
+    async def token_balance(self, token: str, owner: str) -> int:
+        """ERC-20 balanceOf(owner) at the latest block."""
+        data = "0x70a08231" + owner.lower().removeprefix("0x").rjust(64, "0")
+        result = await self.transport.call("eth_call", [{"to": token, "data": data}, "latest"])
+        return quantity(result if result != "0x" else "0x0", "balanceOf result")
+
     async def close(self) -> None:
         await self.transport.close()
 

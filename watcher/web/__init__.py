@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from watcher.catalog import Catalog
+
+BalanceReader = Callable[[str], Awaitable[int]]
 
 
 async def serve_api(
@@ -22,6 +24,7 @@ async def serve_api(
     host: str,
     port: int,
     stop: asyncio.Event,
+    balance_of: BalanceReader | None = None,
 ) -> None:
     """Serve the API until `stop` is set (uvicorn, on this event loop)."""
     import uvicorn
@@ -35,7 +38,7 @@ async def serve_api(
             # handlers would replace them and re-raise the signal at exit.
             yield
 
-    app = create_api(engine, chain_id, token_address, catalog)
+    app = create_api(engine, chain_id, token_address, catalog, balance_of)
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
     )

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -64,6 +68,12 @@ class PaymentInfo(BaseModel):
     default_plan: str
 
 
+class BalanceOut(BaseModel):
+    address: str
+    balance: str = Field(description="CTK held by the address on chain, in base units.")
+    balance_ctk: str
+
+
 class HealthOut(BaseModel):
     status: str
     version: str
@@ -72,7 +82,17 @@ class HealthOut(BaseModel):
     pending_jobs: int
 
 
-def create_api(engine: AsyncEngine, chain_id: int, token_address: str, catalog: Catalog) -> FastAPI:
+BalanceReader = Callable[[str], Awaitable[int]]
+_PAGES = resources.files("watcher.web").joinpath("static")
+
+
+def create_api(
+    engine: AsyncEngine,
+    chain_id: int,
+    token_address: str,
+    catalog: Catalog,
+    balance_of: BalanceReader | None = None,
+) -> FastAPI:
     app = FastAPI(
         title="watcher",
         version=__version__,
@@ -87,6 +107,26 @@ def create_api(engine: AsyncEngine, chain_id: int, token_address: str, catalog: 
             return parse_address(value, what)
         except InvalidInput as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def checkout() -> str:
+        return _PAGES.joinpath("checkout.html").read_text("utf-8")
+
+    @app.get("/wallet/{payer}", response_class=HTMLResponse, include_in_schema=False)
+    async def dashboard(payer: str) -> str:
+        address(payer)
+        return _PAGES.joinpath("wallet.html").read_text("utf-8")
+
+    app.mount("/static", StaticFiles(directory=str(_PAGES)), name="static")
+
+    @app.get("/api/balance/{owner}", response_model=BalanceOut, tags=["paying"])
+    async def balance(owner: str = Path(description="Any address.")) -> dict[str, Any]:
+        """The address's CTK balance, read from the chain."""
+        holder = address(owner)
+        if balance_of is None:
+            raise HTTPException(status_code=503, detail="no chain connection")
+        units = await balance_of(holder)
+        return {"address": holder, "balance": str(units), "balance_ctk": format_amount(units)}
 
     @app.get("/api/health", response_model=HealthOut, tags=["operations"])
     async def health() -> dict[str, Any]:
