@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,15 @@ def shop(
             tmp_path / "run.log"
         ).read_text()
         time.sleep(0.1)
-    time.sleep(0.5)  # uvicorn binds right after
+    while True:  # uvicorn binds just after the start-up line
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{http_port}/api/health", timeout=1)
+            break
+        except OSError:
+            assert run.poll() is None and time.monotonic() < deadline, (
+                tmp_path / "run.log"
+            ).read_text()
+            time.sleep(0.1)
     yield f"http://127.0.0.1:{http_port}", ctk
     run.send_signal(signal.SIGTERM)
     assert run.wait(30) == 0, (tmp_path / "run.log").read_text()[-2000:]
