@@ -49,7 +49,9 @@ class FakeChain:
         """Mine a block with Transfer logs given as (token, sender, to, amount), one per tx."""
         parent = self.blocks[-1].ref
         number = parent.number + 1
-        ref = BlockRef(number, _hash(number, parent.hash, self._salt), parent.hash)
+        ref = BlockRef(
+            number, _hash(number, parent.hash, self._salt), parent.hash, 1_700_000_000 + 12 * number
+        )
         logs = []
         for index, (token, sender, to, amount) in enumerate(transfers or []):
             self._tx += 1

@@ -17,6 +17,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from watcher import metrics
@@ -219,7 +220,12 @@ class ChainFollower:
             break
         payments = self._decode(logs, start, end, end_hash=after.hash)
         try:
-            recorded = await self.ledger.record(payments, advance_from=cursor, advance_to=after)
+            # The end block's time is known from its header: when following live (one block
+            # per step) that is every payment's block, for the payment-to-running metric.
+            times = {end: datetime.fromtimestamp(after.timestamp, UTC)} if after.timestamp else {}
+            recorded = await self.ledger.record(
+                payments, advance_from=cursor, advance_to=after, block_times=times
+            )
         except CursorMoved:
             return _Step(retry=True)  # `watcher replay` (or another run) got there first
         metrics.CURSOR_BLOCK.set(end)

@@ -170,9 +170,10 @@ class Provisioner:
             if instance.state == "running":
                 self._must(await self.queue.record_running(job.order_id))
                 metrics.ORDER_TRANSITIONS.labels(state="running").inc()
-                metrics.PROVISIONING_SECONDS.observe(
-                    (datetime.now(UTC) - job.created_at).total_seconds()
-                )
+                if job.paid_at is not None:
+                    metrics.PROVISIONING_SECONDS.observe(
+                        (datetime.now(UTC) - job.paid_at).total_seconds()
+                    )
                 log.info(
                     fields(
                         "order_state",

@@ -342,3 +342,18 @@ async def test_replay_refuses_gaps_and_unconfirmed_blocks(engine: AsyncEngine) -
         await replay(watcher, watcher.ledger, 0, 9)
     with pytest.raises(InvalidInput, match="after --to-block"):
         await replay(watcher, watcher.ledger, 6, 5)
+
+
+async def test_orders_followed_live_carry_their_block_time(engine: AsyncEngine) -> None:
+    from datetime import UTC, datetime
+
+    chain = FakeChain()
+    watcher = follower(chain, engine)
+    chain.mine([pay(ALICE, 10)])
+    chain.mine([pay(BOB, 10)])
+    await watcher.sync()  # one range for both: only its end block's time is known
+    chain.mine([pay(ALICE, 10)])
+    await watcher.sync()  # live: one block, its time known
+    by_block = {o.block_number: o.paid_at for o in await queries.orders(engine)}
+    stamp = lambda n: datetime.fromtimestamp(chain.blocks[n].ref.timestamp, UTC)  # noqa: E731
+    assert by_block == {1: None, 2: stamp(2), 3: stamp(3)}

@@ -17,6 +17,8 @@ class BlockRef:
     number: int
     hash: str
     parent_hash: str
+    # Seconds since the epoch; 0 where unknown.
+    timestamp: int = 0
 
 
 class ChainSource(Protocol):
@@ -102,4 +104,5 @@ def _block_ref(block: Any) -> BlockRef:
         number=quantity(block.get("number"), "block number"),
         hash=hash32(block.get("hash"), "block hash"),
         parent_hash=hash32(block.get("parentHash"), "parent hash"),
+        timestamp=quantity(block.get("timestamp"), "block timestamp"),
     )

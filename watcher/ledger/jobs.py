@@ -36,6 +36,7 @@ class ProvisionJob:
     amount: int
     plan: str
     created_at: datetime
+    paid_at: datetime | None
     lease_expires_at: datetime
 
 
@@ -98,6 +99,7 @@ class JobQueue:
             amount=order.amount,
             plan=order.plan,
             created_at=order.created_at,
+            paid_at=order.paid_at,
             lease_expires_at=expires,
         )
 

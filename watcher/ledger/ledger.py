@@ -8,7 +8,7 @@ credit is always applied in chain order.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -60,6 +60,7 @@ _ORDER_COLUMNS = (
     "reorged",
     "created_at",
     "updated_at",
+    "paid_at",
 )
 _JOB_COLUMNS = ("order_id", "state", "attempts", "available_at", "created_at")
 JOB_QUEUED = "queued"
@@ -162,6 +163,7 @@ class Ledger:
         *,
         advance_from: Cursor | None = None,
         advance_to: BlockRef | None = None,
+        block_times: Mapping[int, datetime] | None = None,
     ) -> Recorded:
         """Record payments (in chain order) with their credit, orders and jobs; with
         `advance_to`, also move the cursor there, but only if it still is `advance_from`."""
@@ -176,7 +178,7 @@ class Ledger:
             orders: list[NewOrder] = []
             if fresh:
                 flagged = await self._flagged_orders(conn)
-                orders = await self._credit(conn, fresh, now, set(flagged))
+                orders = await self._credit(conn, fresh, now, set(flagged), block_times or {})
                 # A payment a reorg took away is back: its provisioned orders are whole again.
                 keys = {(p.tx_hash, p.log_index) for p in fresh}
                 back = [order_id for order_id, key in flagged.items() if key in keys]
@@ -365,7 +367,12 @@ class Ledger:
         return found
 
     async def _credit(
-        self, conn: AsyncConnection, payments: list[Payment], now: datetime, flagged: set[str]
+        self,
+        conn: AsyncConnection,
+        payments: list[Payment],
+        now: datetime,
+        flagged: set[str],
+        block_times: Mapping[int, datetime],
     ) -> list[NewOrder]:
         payers = list(dict.fromkeys(p.payer for p in payments))
         stored = await self._balances(conn, payers)
@@ -400,7 +407,7 @@ class Ledger:
             credit_rows,
         )
         if pricing.orders:
-            await self._insert_orders(conn, pricing.orders, now, flagged)
+            await self._insert_orders(conn, pricing.orders, now, flagged, block_times)
         return pricing.orders
 
     async def _flagged_orders(self, conn: AsyncConnection) -> dict[str, tuple[str, int]]:
@@ -413,7 +420,12 @@ class Ledger:
         return {order_id: (tx_hash, log_index) for order_id, tx_hash, log_index in rows.all()}
 
     async def _insert_orders(
-        self, conn: AsyncConnection, orders: list[NewOrder], now: datetime, flagged: set[str]
+        self,
+        conn: AsyncConnection,
+        orders: list[NewOrder],
+        now: datetime,
+        flagged: set[str],
+        block_times: Mapping[int, datetime],
     ) -> None:
         # An order id can only exist already if a reorg flagged it and its payment is back
         # (`record` then clears the flag): keep that order, with its instance.
@@ -422,6 +434,7 @@ class Ledger:
             return
         db = DbValues(conn)
         at, queued, no = db.time(now), OrderState.QUEUED.value, db.flag(False)
+        paid = {number: db.time(moment) for number, moment in block_times.items()}
         await bulk_insert(
             conn,
             OrderRecord.__table__,  # type: ignore[arg-type]
@@ -442,6 +455,7 @@ class Ledger:
                     no,
                     at,
                     at,
+                    paid.get(o.payment.block_number),
                 )
                 for o in orders
             ],

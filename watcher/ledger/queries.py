@@ -30,6 +30,7 @@ class OrderView:
     state: str
     instance_id: str | None
     launched_at: datetime | None
+    paid_at: datetime | None
     reorged: bool
     failure_reason: str | None
     created_at: datetime
@@ -50,6 +51,7 @@ class OrderView:
             "state": self.state,
             "instance_id": self.instance_id,
             "launched_at": self.launched_at.isoformat() if self.launched_at else None,
+            "paid_at": self.paid_at.isoformat() if self.paid_at else None,
             "reorged": self.reorged,
             "failure_reason": self.failure_reason,
             "created_at": self.created_at.isoformat(),
@@ -137,6 +139,7 @@ def order_view(r: Any) -> OrderView:
         state=r.state,
         instance_id=r.instance_id,
         launched_at=r.launched_at,
+        paid_at=r.paid_at,
         reorged=r.reorged,
         failure_reason=r.failure_reason,
         created_at=r.created_at,

@@ -112,6 +112,8 @@ class OrderRecord(Base):
     state: Mapped[str] = mapped_column(String(16))
     instance_id: Mapped[str | None] = mapped_column(String(32))
     launched_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # The time of the block that carried the payment, when the follower saw it live.
+    paid_at: Mapped[datetime | None] = mapped_column(Timestamp)
     # Set when a reorg orphaned the payment after provisioning had started: the operator
     # must look at it. Cleared if the same payment is included again.
     reorged: Mapped[bool] = mapped_column(Boolean, default=False)

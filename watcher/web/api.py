@@ -45,6 +45,7 @@ class OrderOut(BaseModel):
     state: str = Field(description="queued, launching, launched, running or failed.")
     instance_id: str | None
     launched_at: str | None
+    paid_at: str | None = Field(description="Time of the payment's block, when followed live.")
     reorged: bool
     failure_reason: str | None
     created_at: str
