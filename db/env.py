@@ -13,7 +13,8 @@ import os
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from watcher.ledger.database import DEFAULT_DATABASE_URL, create_engine, normalize_database_url
+from watcher.config import DEFAULT_DATABASE_URL
+from watcher.ledger.database import create_engine, normalize_database_url
 from watcher.ledger.schema import Base
 
 target_metadata = Base.metadata

@@ -22,9 +22,10 @@ from watcher.addresses import parse_address
 from watcher.catalog import Catalog, parse_plans
 from watcher.devchain_accounts import DEV_ACCOUNT_COUNT
 from watcher.errors import ConfigError, InvalidInput
-from watcher.ledger.database import DEFAULT_DATABASE_URL, normalize_database_url
 
 ENV_PREFIX = "WATCHER_"
+# The embedded default ledger: a SQLite file in the working directory.
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///watcher.db"
 DEFAULT_CONFIG_FILE = Path("watcher.toml")
 
 
@@ -166,6 +167,10 @@ def _ws_url(text: str) -> str:
 
 
 def _database_url(text: str) -> str:
+    # Imported here: SQLAlchemy takes a quarter of a second to load, and every command
+    # (even `--help` or a mistyped amount) reads the configuration.
+    from watcher.ledger.database import normalize_database_url
+
     return normalize_database_url(text)
 
 
