@@ -48,6 +48,10 @@ class FaultProxy:
 
     target: str
     on_run_instances: Callable[[int], str] = lambda n: "pass"
+    # Per DescribeInstances call: True answers it with EC2's eventual-consistency error,
+    # InvalidInstanceID.NotFound (only calls naming instance ids; tag look-ups pass).
+    describe_not_found: Callable[[], bool] = lambda: False
+    not_found_answers: int = 0
     calls: int = 0
     forwarded: int = 0
     run_instances_seen: asyncio.Event = field(default_factory=asyncio.Event)
@@ -84,6 +88,13 @@ class FaultProxy:
             self.calls += 1
             action = self.on_run_instances(self.calls)
             self.run_instances_seen.set()
+        if (
+            b"Action=DescribeInstances" in body
+            and b"InstanceId.1=" in body
+            and self.describe_not_found()
+        ):
+            self.not_found_answers += 1
+            action = "not_found"
         if action in _FAULTS:
             status, code, message = _FAULTS[action]
             return web.Response(status=status, text=_error(code, message), content_type="text/xml")
@@ -110,6 +121,11 @@ class FaultProxy:
 
 
 _FAULTS = {
+    "not_found": (
+        400,
+        "InvalidInstanceID.NotFound",
+        "The instance ID does not exist",
+    ),
     "throttle": (400, "RequestLimitExceeded", "Request limit exceeded."),
     "error500": (500, "InternalError", "An internal error has occurred"),
     "error503": (503, "Unavailable", "Service unavailable"),

@@ -4,11 +4,11 @@ Phases, after Stripe's idempotency keys, each recorded before the next side effe
 
     queued -> launching -> launched (instance id stored) -> running
 
-`launching` is written before RunInstances. A worker that finds an order already in
-`launching` (its predecessor died, or the call failed without an answer) looks the
-order's instance up by its OrderId tag first and launches only if there is none. The
-RunInstances call itself carries a ClientToken derived from the order id as well, but moto
-ignores it and AWS honours it only for a while, so the look-up is what makes a retry safe.
+`launching` is written before RunInstances. Before every RunInstances the worker looks
+the order's instance up by its OrderId tag and launches only if there is none, whatever
+the ledger says: the cloud is the truth about whether the order's instance exists. The
+call itself carries a ClientToken derived from the order id as well, but moto ignores it
+and AWS honours it only for a while, so the look-up is what makes a retry safe.
 """
 
 from __future__ import annotations
@@ -25,13 +25,17 @@ from watcher import metrics
 from watcher.catalog import Catalog
 from watcher.cloud.ec2 import Cloud, CloudError, Instance, LaunchRequest
 from watcher.core.order import OrderState
+from watcher.core.pricing import Plan
 from watcher.core.provisioning import ErrorKind, client_token, instance_tags
+from watcher.ledger.errors import DatabaseRetry, LedgerUnusable, classify
 from watcher.ledger.jobs import JobQueue, ProvisionJob
 from watcher.logs import fields
 
 log = logging.getLogger("watcher.provisioner")
 
-_GONE = ("shutting-down", "terminated")
+# StateReason codes of an instance ended by a person, not by EC2 failing to start it.
+ENDED_BY_SOMEONE = frozenset({"Client.UserInitiatedShutdown", "Client.InstanceInitiatedShutdown"})
+UNFUNDED = "payment orphaned by a reorg: waiting for it to be mined again before launching"
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,12 @@ class ProvisionerConfig:
     retry_base: float = 1.0
     retry_cap: float = 300.0
     running_wait: float = 120.0
+    # "Gone" needs this many NotFound answers spanning at least this long (EC2's eventual
+    # consistency after RunInstances), and the tag look-up agreeing.
+    gone_confirmations: int = 5
+    gone_after: float = 60.0
+    # How long an order whose payment a reorg orphaned waits before it is looked at again.
+    unfunded_wait: float = 15.0
     idle_poll: float = 1.0
 
 
@@ -58,9 +68,18 @@ class Provisioner:
     rng: random.Random = field(default_factory=random.Random)
 
     async def run(self) -> None:
-        """Work until `stop`: one job at a time; idle, wait for a wake-up or a poll."""
+        """Work until `stop`: one job at a time; idle, wait for a wake-up or a poll. A
+        transient database error is waited out (the job it hit was released, or its lease
+        runs out, and its recorded phase tells whoever takes it next where to go on)."""
+        retry = DatabaseRetry("provisioner")
         while not self.stop.is_set():
-            if not await self.work_one():
+            try:
+                worked = await self.work_one()
+            except Exception as exc:
+                await retry.wait(exc, self.stop)
+                continue
+            retry.succeeded()
+            if not worked:
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.config.idle_poll):
@@ -71,10 +90,22 @@ class Provisioner:
         return how many are still pending."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max_wait
+        retry = DatabaseRetry("drain")
         while not self.stop.is_set():
-            if await self.work_one():
+            try:
+                if await self.work_one():
+                    retry.succeeded()
+                    continue
+                pending = await self.queue.pending()
+            except Exception as exc:
+                fault = classify(exc)
+                if fault is not None and fault.transient and loop.time() >= deadline:
+                    raise LedgerUnusable(
+                        f"the ledger database is still unavailable: {fault.reason}"
+                    ) from None
+                await retry.wait(exc, self.stop)
                 continue
-            pending = await self.queue.pending()
+            retry.succeeded()
             if pending == 0 or loop.time() >= deadline:
                 return pending
             await asyncio.sleep(min(self.config.idle_poll, max(deadline - loop.time(), 0)))
@@ -84,7 +115,7 @@ class Provisioner:
         job = await self.queue.claim()
         if job is None:
             return False
-        heartbeat = asyncio.create_task(self._heartbeat(job), name=f"lease-{job.order_id[:8]}")
+        heartbeat = asyncio.create_task(self._keep_lease(job), name=f"lease-{job.order_id[:8]}")
         try:
             await self._provision(job)
         except LeaseLost:
@@ -97,11 +128,31 @@ class Provisioner:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.queue.release(job.order_id, 0, "worker stopped"))
             raise
+        except Exception as exc:
+            fault = classify(exc)
+            if fault is not None and fault.transient:
+                # The ledger blinked mid-job. Whatever was recorded stays (each phase is its
+                # own transaction); give the job back for a retry soon, and when even that
+                # fails the lease runs out on its own. `run` waits out the database.
+                with contextlib.suppress(Exception):
+                    await self.queue.release(job.order_id, 1.0, f"database: {fault.reason}")
+            raise
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
         return True
+
+    async def _keep_lease(self, job: ProvisionJob) -> None:
+        """Heartbeats through a database blip: a heartbeat that fails must not end the job
+        (the lease guard makes any late write of a worker that lost it a no-op)."""
+        retry = DatabaseRetry("lease-heartbeat")
+        while True:
+            try:
+                await self._heartbeat(job)
+                return
+            except Exception as exc:
+                await retry.wait(exc, self.stop)
 
     async def _provision(self, job: ProvisionJob) -> None:
         state, instance_id = job.order_state, job.instance_id
@@ -113,26 +164,60 @@ class Provisioner:
                     "order_state", order_id=job.order_id, state="launching", attempt=job.attempts
                 )
             )
-            instance = await self._launch(job, look_first=False)
-            state, instance_id = OrderState.LAUNCHED, instance.instance_id
-        elif state is OrderState.LAUNCHING:
-            instance = await self._launch(job, look_first=True)
+            state = OrderState.LAUNCHING
+        if state is OrderState.LAUNCHING:
+            instance = await self._launch(job)
+            if instance is None:
+                return
             state, instance_id = OrderState.LAUNCHED, instance.instance_id
         if state is OrderState.LAUNCHED:
             assert instance_id is not None
             await self._await_running(job, instance_id)
-        elif state in (OrderState.RUNNING, OrderState.FAILED):
+        elif state in (OrderState.RUNNING, OrderState.FAILED, OrderState.TERMINATED):
             # Finished by a worker whose lease ran out just before it recorded the end.
             await self.queue.release(job.order_id, 0, None)
 
-    async def _launch(self, job: ProvisionJob, look_first: bool) -> Instance:
-        plan = self.catalog.plan(job.plan)
-        instance = await self.cloud.find_instance(job.order_id) if look_first else None
+    def _plan(self, job: ProvisionJob) -> Plan:
+        """What the order paid for: its own snapshot, never today's catalog (a plan
+        removed or repriced since must not change a paid order)."""
+        if job.resource is not None:
+            return Plan.from_order(job.plan, job.amount, job.resource)
+        # Recorded before orders kept their specification (migration 0005): the catalog's
+        # plan of that name, only if it still sells the same thing at the same price.
+        plan = self.catalog.plans.get(job.plan)
+        if plan is None or plan.instance_type != job.instance_type or plan.price != job.amount:
+            raise CloudError(
+                ErrorKind.PERMANENT,
+                None,
+                f"the order predates kept specifications and plan {job.plan!r} no longer "
+                f"sells {job.instance_type} at that price",
+            )
+        return plan
+
+    async def _launch(self, job: ProvisionJob) -> Instance | None:
+        """Launch the order's instance unless the cloud already has one. The look-up runs
+        before every launch, whatever the ledger says: a ledger rebuilt from the chain, a
+        second ledger, or a lost RunInstances answer all look like "not launched yet"
+        to the ledger, and only the cloud knows. (ClientToken alone is not enough: AWS
+        honours it for a limited time, moto not at all.)"""
+        plan = self._plan(job)
+        instance = await self.cloud.find_instance(job.order_id)
         if instance is not None:
             log.info(
-                fields("instance_found", order_id=job.order_id, instance_id=instance.instance_id)
+                fields(
+                    "instance_found",
+                    order_id=job.order_id,
+                    instance_id=instance.instance_id,
+                    state=instance.state,
+                )
             )
         else:
+            if not await self.queue.funded(job.order_id):
+                # A reorg took the payment after the order was marked launching: launch
+                # nothing until it is mined again (the follower then unflags the order).
+                await self.queue.release(job.order_id, self.config.unfunded_wait, UNFUNDED)
+                log.warning(fields("launch_held", order_id=job.order_id, reason=UNFUNDED))
+                return None
             request = LaunchRequest(
                 order_id=job.order_id,
                 client_token=client_token(job.order_id),
@@ -161,35 +246,87 @@ class Provisioner:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.running_wait
         delay = 0.5
+        missing = 0
+        missing_since = 0.0
         while True:
             instance = await self.cloud.describe(instance_id)
-            if instance is None or instance.state in _GONE:
-                state = "gone" if instance is None else instance.state
-                await self._fail(job, f"instance {instance_id} is {state} before it ran")
-                return
-            if instance.state == "running":
-                self._must(await self.queue.record_running(job.order_id))
-                metrics.ORDER_TRANSITIONS.labels(state="running").inc()
-                if job.paid_at is not None:
-                    metrics.PROVISIONING_SECONDS.observe(
-                        (datetime.now(UTC) - job.paid_at).total_seconds()
-                    )
-                log.info(
-                    fields(
-                        "order_state",
-                        order_id=job.order_id,
-                        state="running",
-                        instance_id=instance_id,
-                    )
-                )
-                return
+            if instance is None:
+                # EC2 is eventually consistent: right after RunInstances, DescribeInstances
+                # may answer InvalidInstanceID.NotFound for an instance that exists. Not
+                # found is an unknown answer; "gone" needs repeated answers over time and
+                # the tag look-up agreeing.
+                missing += 1
+                missing_since = missing_since or loop.time()
+                if (
+                    missing >= self.config.gone_confirmations
+                    and loop.time() - missing_since >= self.config.gone_after
+                ):
+                    found = await self.cloud.find_instance(job.order_id)
+                    if found is None:
+                        await self._fail(
+                            job,
+                            f"instance {instance_id} was not found in {missing} look-ups over "
+                            f"{loop.time() - missing_since:.0f} s, nor by its OrderId tag",
+                        )
+                        return
+                    instance = found
+                    if found.instance_id != instance_id:
+                        log.error(
+                            fields(
+                                "instance_mismatch",
+                                order_id=job.order_id,
+                                recorded=instance_id,
+                                found=found.instance_id,
+                            )
+                        )
+            if instance is not None:
+                missing, missing_since = 0, 0.0
+                if instance.ended:
+                    await self._ended(job, instance)
+                    return
+                if instance.state == "running":
+                    await self._running(job, instance_id)
+                    return
             if loop.time() >= deadline:
-                await self.queue.release(
-                    job.order_id, 5.0, f"instance {instance_id} still {instance.state}"
-                )
+                state = instance.state if instance is not None else "not found yet"
+                await self.queue.release(job.order_id, 5.0, f"instance {instance_id} {state}")
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+    async def _running(self, job: ProvisionJob, instance_id: str) -> None:
+        self._must(await self.queue.record_running(job.order_id))
+        metrics.ORDER_TRANSITIONS.labels(state="running").inc()
+        if job.paid_at is not None:
+            metrics.PROVISIONING_SECONDS.observe((datetime.now(UTC) - job.paid_at).total_seconds())
+        log.info(
+            fields("order_state", order_id=job.order_id, state="running", instance_id=instance_id)
+        )
+
+    async def _ended(self, job: ProvisionJob, instance: Instance) -> None:
+        """The order's instance is shutting down or terminated. Ended by a person (the
+        buyer from inside, an operator) it was delivered: the order is `terminated`, not
+        refunded. Ended by EC2 itself before it ran (capacity, an internal error, a bad
+        volume) it never was: the order fails and its price goes back to credit."""
+        reason = instance.state_reason or "unknown"
+        if reason in ENDED_BY_SOMEONE:
+            if await self.queue.end_terminated(
+                job.order_id, f"instance {instance.instance_id} {instance.state}: {reason}"
+            ):
+                metrics.ORDER_TRANSITIONS.labels(state="terminated").inc()
+                log.warning(
+                    fields(
+                        "order_state",
+                        order_id=job.order_id,
+                        state="terminated",
+                        instance_id=instance.instance_id,
+                        reason=reason,
+                    )
+                )
+            return
+        await self._fail(
+            job, f"instance {instance.instance_id} {instance.state} before it ran: {reason}"
+        )
 
     async def _cloud_error(self, job: ProvisionJob, exc: CloudError) -> None:
         metrics.AWS_ERRORS.labels(kind=exc.kind.value, code=exc.code or "no_answer").inc()
@@ -212,18 +349,22 @@ class Provisioner:
                 code=exc.code,
                 attempt=job.attempts,
                 wait=f"{delay:.2f}s",
+                # The reason, not only the code: with no answer from AWS the code is null
+                # and the line said nothing. Whitespace folded and capped: one line stays one.
+                reason=" ".join(str(exc).split())[:300],
             )
         )
 
     async def _fail(self, job: ProvisionJob, reason: str) -> None:
-        if await self.queue.fail(job.order_id, reason):
+        refunded = await self.queue.fail(job.order_id, reason)
+        if refunded is not None:
             metrics.ORDER_TRANSITIONS.labels(state="failed").inc()
             log.error(
                 fields(
                     "order_state",
                     order_id=job.order_id,
                     state="failed",
-                    refunded=job.amount,
+                    refunded=refunded,
                     reason=reason,
                 )
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from watcher.addresses import BURN_ADDRESS
 from watcher.chain.rpc import RpcError, RpcUnavailable, open_transport
 from watcher.chain.source import RpcChainSource
-from watcher.cloud.ec2 import open_ec2
+from watcher.cloud.ec2 import Cloud, CloudError, open_ec2
 from watcher.config import Settings
 from watcher.errors import ChainError, ConfigError, UserError
 from watcher.follower import ChainFollower, FollowerConfig
@@ -24,7 +25,10 @@ from watcher.ledger import migrations
 from watcher.ledger.database import create_engine, describe, is_sqlite
 from watcher.ledger.jobs import JobQueue
 from watcher.ledger.ledger import Ledger
+from watcher.logs import fields
 from watcher.provisioner import Provisioner, ProvisionerConfig
+
+log = logging.getLogger("watcher.service")
 
 
 class DatabaseError(UserError):
@@ -35,13 +39,20 @@ class DatabaseError(UserError):
 async def open_database(settings: Settings, *, migrate: bool) -> AsyncIterator[AsyncEngine]:
     """Open the ledger database. The embedded SQLite ledger is migrated on the spot
     (`migrate`); PostgreSQL must have been upgraded with `watcher db upgrade`."""
-    if not migrate and is_sqlite(settings.database_url):
+    if is_sqlite(settings.database_url):
         path = make_url(settings.database_url).database
         # One stat() before anything else runs: no need to hand it to a thread.
-        if path is not None and not Path(path).exists():  # noqa: ASYNC240
+        if not migrate and path is not None and not Path(path).exists():  # noqa: ASYNC240
             raise DatabaseError(
                 f"there is no ledger at {path} yet: 'watcher run' or 'watcher replay' creates it"
             )
+        if migrate and path is not None:
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseError(
+                    f"cannot create the folder of the ledger {path}: {exc.strerror}"
+                ) from None
     engine = create_engine(settings.database_url)
     try:
         try:
@@ -94,12 +105,23 @@ async def open_watcher(settings: Settings, *, max_attempts: int | None) -> Async
     try:
         try:
             chain_id = await source.chain_id()
+            genesis = await source.block(0)
+            token_deployed = await source.has_code(token)
         except RpcUnavailable as exc:
-            raise ChainError(f"cannot reach the RPC node at {settings.rpc_url}: {exc}") from None
+            raise ChainError(
+                f"cannot reach the RPC node at {source.transport.shown_url}: {exc}"
+            ) from None
         except RpcError as exc:
             raise ChainError(
-                f"the RPC node at {settings.rpc_url} refused eth_chainId: {exc.message}"
+                f"the RPC node at {source.transport.shown_url} refused a request: {exc.message}"
             ) from None
+        if genesis is None:
+            raise ChainError(f"the RPC node at {source.transport.shown_url} has no block 0")
+        if not token_deployed:
+            raise ConfigError(
+                f"there is no contract at the token address {token} on chain {chain_id} "
+                "(WATCHER_TOKEN_ADDRESS): deployed on another chain, or to another address?"
+            )
         if (
             settings.default_plan is not None
             and settings.default_plan not in settings.catalog.plans
@@ -114,6 +136,7 @@ async def open_watcher(settings: Settings, *, max_attempts: int | None) -> Async
                 settings.max_orders_per_payment,
                 events=settings.mqtt_url is not None,
             )
+            await ledger.bind_chain(genesis.hash, token)
             follower = ChainFollower(
                 source,
                 ledger,
@@ -135,6 +158,24 @@ async def open_watcher(settings: Settings, *, max_attempts: int | None) -> Async
 AWS_TIMEOUT = 30.0
 
 
+async def check_catalog(cloud: Cloud, settings: Settings) -> None:
+    """Refuse to sell what cannot be launched: every plan's image, security groups, subnet
+    and key pair must exist in this account and region. A cloud that does not answer now
+    is not a finding: say so and carry on (the workers retry, and orders show why)."""
+    for plan in settings.catalog.plans.values():
+        try:
+            problems = await cloud.check_plan(plan)
+        except CloudError as exc:
+            log.warning(fields("catalog_unchecked", plan=plan.name, error=str(exc)[:200]))
+            continue
+        if problems:
+            raise ConfigError(
+                f"plan {plan.name!r} cannot be launched in {settings.aws_region}: "
+                + "; ".join(problems)
+                + " (fix [plans] in watcher.toml)"
+            )
+
+
 @asynccontextmanager
 async def open_provisioners(
     settings: Settings, engine: AsyncEngine, count: int
@@ -145,6 +186,7 @@ async def open_provisioners(
         yield []
         return
     async with open_ec2(settings.aws_region, settings.aws_endpoint_url, AWS_TIMEOUT) as cloud:
+        await check_catalog(cloud, settings)
         owner = f"{socket.gethostname()}-{os.getpid()}"
         config = ProvisionerConfig(capacity_attempts=settings.capacity_attempts)
         yield [

@@ -208,3 +208,38 @@ async def test_two_watcher_runs_on_one_postgresql_provision_every_order_once(
     }
     text = "".join(p.read_text() for p in tmp_path.glob("run*.log"))
     assert text.count("state=running") == 30  # each order reached running once, in one process
+
+
+def test_a_plan_the_cloud_cannot_launch_is_refused_at_start(
+    moto: Any, moto_ami: str, tmp_path: Path
+) -> None:
+    """Issue 8.12: the README's placeholder security group used to fail every order;
+    now `watcher drain`/`run` check each plan against the cloud first and refuse with
+    one line naming the plan and what is missing."""
+    import subprocess
+
+    moto.reset()
+    (tmp_path / "watcher.toml").write_text(
+        '[plans."small"]\nprice = "10"\ninstance_type = "t3.micro"\n'
+        f'ami = "{moto_ami}"\nsecurity_group_ids = ["sg-0123456789abcdef0"]\n'
+        'subnet_id = "subnet-0123abcd"\nkey_name = "ec2keypair"\n'
+    )
+    env = {
+        **os.environ,
+        **AWS_ENV,
+        "WATCHER_AWS_ENDPOINT_URL": moto.url,
+        "WATCHER_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+    }
+    result = subprocess.run(
+        [WATCHER, "drain", "--max-wait", "1"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "plan 'small' cannot be launched" in line
+    assert "sg-0123456789abcdef0" in line and "subnet-0123abcd" in line and "ec2keypair" in line
+    assert moto_ami not in line  # the image exists

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.cloudhelpers import AWS_ENV, FaultProxy, instances_by_order
+from tests.cloudhelpers import AWS_ENV, FaultProxy, ec2_client, instances_by_order
 from watcher.catalog import Catalog
 from watcher.cloud.ec2 import open_ec2
 from watcher.core.payment import Payment
@@ -157,3 +157,134 @@ async def test_capacity_errors_fail_after_a_bounded_number_of_tries(
     )
     assert proxy.calls == FAST.capacity_attempts
     assert (await queries.credits(engine))[0].balance == 10 * CTK
+
+
+# --- issue 8: the cloud is the truth, whatever the ledger says ---
+
+
+async def test_an_empty_ledger_rebuilt_from_the_chain_launches_nothing_again(
+    database_url: str, moto: Any, moto_ami: str, tmp_path: Any
+) -> None:
+    """Issue 8.2: the same payments recorded into a second, empty ledger (a lost file, a
+    replay into an empty ledger, another working directory) find their instances by tag:
+    no second instance; an order whose instance was terminated meanwhile is `terminated`,
+    not bought again."""
+    catalog = Catalog({"t3.micro": plan(moto_ami)}, "t3.micro")
+    first = create_engine(database_url)
+    await migrations.upgrade(first)
+    await pay(first, catalog, (ALICE, 20), (BOB, 10))
+    assert await drain(first, moto.url, catalog) == 0
+    launched = {o.order_id: o.instance_id for o in await queries.orders(first)}
+    await first.dispose()
+    assert len(launched) == 3
+    gone = sorted(launched)[0]
+    ec2_client(moto.url).terminate_instances(InstanceIds=[launched[gone]])
+
+    second = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'second.db'}")
+    await migrations.upgrade(second)
+    try:
+        await pay(second, catalog, (ALICE, 20), (BOB, 10))
+        assert await drain(second, moto.url, catalog) == 0
+        orders = {o.order_id: o for o in await queries.orders(second)}
+    finally:
+        await second.dispose()
+    assert {k: o.instance_id for k, o in orders.items()} == launched
+    assert orders[gone].state == "terminated"
+    assert {o.state for k, o in orders.items() if k != gone} == {"running"}
+    assert sorted(len(v) for v in instances_by_order(moto.url).values()) == [1, 1, 1]
+
+
+async def test_not_found_right_after_launch_is_not_read_as_gone(
+    engine: AsyncEngine, moto: Any, moto_ami: str
+) -> None:
+    """Issue 8.3: DescribeInstances answers InvalidInstanceID.NotFound for 3 s after
+    RunInstances (EC2's eventual consistency): the order waits, nothing is refunded, no
+    second instance is bought."""
+    import time
+
+    catalog = Catalog({"t3.micro": plan(moto_ami)}, "t3.micro")
+    await pay(engine, catalog, (ALICE, 20))
+    started: list[float] = []
+
+    def lagging() -> bool:
+        if not started:
+            started.append(time.monotonic())
+        return time.monotonic() - started[0] < 3.0
+
+    proxy = await FaultProxy(moto.url, describe_not_found=lagging).start()
+    config = ProvisionerConfig(retry_base=0.02, retry_cap=0.2, idle_poll=0.05, gone_after=60)
+    try:
+        assert await drain(engine, proxy.url, catalog, config=config) == 0
+    finally:
+        await proxy.stop()
+    assert proxy.not_found_answers > 0
+    assert [o.state for o in await queries.orders(engine)] == ["running", "running"]
+    assert sorted(len(v) for v in instances_by_order(moto.url).values()) == [1, 1]
+    assert (await queries.credits(engine))[0].balance == 0  # nothing refunded
+    await assert_balanced(engine)
+
+
+async def test_gone_needs_the_tag_look_up_to_agree(
+    engine: AsyncEngine, moto: Any, moto_ami: str
+) -> None:
+    """Describe by id answers NotFound for ever, past the confirmation window: the tag
+    look-up still finds the instance, so the order is not failed and not refunded."""
+    catalog = Catalog({"t3.micro": plan(moto_ami)}, "t3.micro")
+    await pay(engine, catalog, (ALICE, 10))
+    proxy = await FaultProxy(moto.url, describe_not_found=lambda: True).start()
+    config = ProvisionerConfig(
+        retry_base=0.02, retry_cap=0.2, idle_poll=0.05, gone_after=0.2, gone_confirmations=2
+    )
+    try:
+        assert await drain(engine, proxy.url, catalog, config=config) == 0
+    finally:
+        await proxy.stop()
+    (order,) = await queries.orders(engine)
+    assert order.state == "running"
+    assert (await queries.credits(engine))[0].balance == 0
+    assert sorted(len(v) for v in instances_by_order(moto.url).values()) == [1]
+
+
+async def test_a_paid_order_keeps_its_plan_when_the_catalog_changes(
+    engine: AsyncEngine, moto: Any, moto_ami: str
+) -> None:
+    """Issue 8.4: an order paid for a t3.large at 40 CTK launches a t3.large tagged 40 CTK
+    even after the operator removed that plan (it used to fall back to the default)."""
+    large = Plan(name="large", price=40 * CTK, instance_type="t3.large", ami=moto_ami)
+    await pay(engine, Catalog({"large": large}, "large"), (ALICE, 40))
+    today = Catalog({"t3.micro": plan(moto_ami)}, "t3.micro")
+    assert await drain(engine, moto.url, today) == 0
+    (order,) = await queries.orders(engine)
+    (instance,) = instances_by_order(moto.url)[order.order_id]
+    assert instance["InstanceType"] == "t3.large"
+    assert instance["TagMap"]["TokenCost"] == "40"
+    assert order.amount == 40 * CTK and order.plan == "large"
+
+
+async def test_the_cloud_sweep_reports_an_instance_lost_outside_the_watcher(
+    engine: AsyncEngine, moto: Any, moto_ami: str
+) -> None:
+    """Issue 8.9: the cloud lost instances and their orders stayed `running` with nothing
+    saying so. The sweep of `watcher run` compares and counts (it changes nothing)."""
+    from watcher import metrics
+    from watcher.audit import CloudSweep
+
+    catalog = Catalog({"t3.micro": plan(moto_ami)}, "t3.micro")
+    await pay(engine, catalog, (ALICE, 20))
+    assert await drain(engine, moto.url, catalog) == 0
+    orders = await queries.orders(engine)
+    lost = orders[0]
+    ec2_client(moto.url).terminate_instances(InstanceIds=[lost.instance_id])
+    async with open_ec2("us-east-1", moto.url, 10) as cloud:
+        sweep = CloudSweep(engine, cloud, interval=1)
+        found = await sweep.sweep_once()
+    assert found is not None
+    assert [(d.kind.value, d.order_id, d.resource) for d in found] == [
+        ("resource_ended", lost.order_id, lost.instance_id)
+    ]
+    gauge = metrics.CLOUD_DIFFERENCES.labels(kind="resource_ended")._value.get()
+    assert gauge == 1
+    assert metrics.CLOUD_DIFFERENCES.labels(kind="resource_missing")._value.get() == 0
+    async with open_ec2("us-east-1", "http://127.0.0.1:9", 1) as unreachable:
+        assert await CloudSweep(engine, unreachable, interval=1).sweep_once() is None
+    assert metrics.CLOUD_DIFFERENCES.labels(kind="resource_ended")._value.get() == 1

@@ -20,7 +20,8 @@ from watcher.errors import InvalidInput, UserError
 from watcher.follower import ChainFollower, FollowerConfig, FollowerError
 from watcher.ledger import migrations, queries
 from watcher.ledger.database import create_engine
-from watcher.ledger.ledger import Ledger
+from watcher.ledger.jobs import JobQueue
+from watcher.ledger.ledger import Cursor, Ledger
 from watcher.ledger.schema import OrderRecord
 from watcher.replay import replay
 
@@ -177,8 +178,9 @@ async def test_a_reorg_under_a_started_order_is_flagged_never_silent(
     (kept,) = await queries.orders(engine)
     assert kept.order_id == order.order_id and kept.reorged and kept.state == "launching"
     assert await queries.payments(engine, 1337) == []
-    # The price stays owed: the payer's credit is negative until paid again.
-    assert (await queries.credits(engine))[0].balance == -10 * CTK
+    # The order is unfunded (its payment is gone), never a debt on the payer's credit.
+    assert await queries.credits(engine) == []
+    assert (await queries.totals(engine, 1337)).unfunded == 10 * CTK
     assert metrics.DEEP_REORGS._value.get() == deep + 1
     assert metrics.ORDERS_FLAGGED._value.get() == flagged + 1
     critical = [r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL]
@@ -209,6 +211,117 @@ async def test_reinclusion_of_the_same_payment_clears_the_flag(engine: AsyncEngi
     assert not order.reorged and order.instance_id == "i-123"
     assert (await queries.credits(engine))[0].balance == 0
     await assert_balanced(engine)
+
+
+async def fail_order(engine: AsyncEngine, reason: str = "InvalidSubnetID.NotFound") -> int | None:
+    """Fail the oldest queued order the way a worker does (claim, then fail + refund)."""
+    queue = JobQueue(engine, "test-worker", 30)
+    job = await queue.claim()
+    assert job is not None
+    return await queue.fail(job.order_id, reason)
+
+
+@pytest.mark.parametrize("confirmations", [0, 2])
+async def test_a_failed_order_whose_payment_is_reorged_and_mined_again_loses_nothing(
+    engine: AsyncEngine, confirmations: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 8.1: the failed order's price went back to credit; a reorg took the payment;
+    the same transaction was mined again. The payment must buy a fresh order."""
+    chain = FakeChain()
+    watcher = follower(chain, engine, confirmations=confirmations)
+    chain.mine([pay(ALICE, 10)])
+    chain.mine_empty(confirmations)
+    await watcher.sync()
+    (failed,) = await queries.orders(engine)
+    assert await fail_order(engine) == 10 * CTK
+    assert (await queries.credits(engine))[0].balance == 10 * CTK
+    tx = chain.blocks[1].logs[0]
+
+    chain.reorg(confirmations + 1)
+    chain.mine_empty(confirmations + 1)
+    with caplog.at_level(logging.WARNING, logger="watcher.follower"):
+        await watcher.sync()
+    assert await queries.payments(engine, 1337) == []
+    assert await queries.orders(engine) == []  # it held nothing: undone, as a replay would
+    assert not any("instance" in r.getMessage() for r in caplog.records)
+    await assert_balanced(engine)
+
+    chain.blocks[-1].logs.append(
+        {
+            **tx,
+            "blockNumber": hex(chain.blocks[-1].ref.number),
+            "blockHash": chain.blocks[-1].ref.hash,
+        }
+    )
+    await watcher.ledger.rewind(None, floor=0)  # re-read the chain with the payment back
+    chain.mine_empty(confirmations)
+    await watcher.sync()
+    (again,) = await queries.orders(engine)
+    assert again.order_id == failed.order_id and again.state == "queued" and not again.reorged
+    assert [c.balance for c in await queries.credits(engine)] == [0]
+    totals = await queries.totals(engine, 1337)
+    assert totals.paid == 10 * CTK and totals.spent == 10 * CTK and totals.balanced
+
+
+async def test_an_unfunded_order_that_fails_is_not_refunded_and_is_bought_again(
+    engine: AsyncEngine,
+) -> None:
+    chain = FakeChain()
+    watcher = follower(chain, engine)
+    chain.mine([pay(ALICE, 10)])
+    await watcher.sync()
+    tx = chain.blocks[1].logs[0]
+    queue = JobQueue(engine, "w", 30)
+    job = await queue.claim()
+    assert job is not None and await queue.mark_launching(job.order_id)
+    chain.reorg(1)
+    chain.mine_empty(1)
+    await watcher.sync()
+    assert (await queries.orders(engine))[0].reorged
+    assert await queue.fail(job.order_id, "capacity") == 0  # nobody paid for it now
+    assert await queries.credits(engine) == []
+    await assert_balanced(engine)
+
+    chain.blocks[-1].logs.append(
+        {**tx, "blockNumber": "0x1", "blockHash": chain.blocks[-1].ref.hash}
+    )
+    await watcher.ledger.rewind(None, floor=0)
+    await watcher.sync()
+    (order,) = await queries.orders(engine)
+    assert order.state == "queued" and not order.reorged
+    assert (await queries.totals(engine, 1337)).balanced
+
+
+async def test_a_payment_mined_again_after_other_payments_pays_for_its_own_order_once(
+    engine: AsyncEngine,
+) -> None:
+    """P1 bought X (running); a reorg took P1; P2 arrived; P1 came back: X is P1's again
+    and P2's money buys a second order. Nothing is charged twice or lost."""
+    chain = FakeChain()
+    watcher = follower(chain, engine)
+    chain.mine([pay(ALICE, 5)])
+    chain.mine([pay(ALICE, 10)])
+    await watcher.sync()
+    p1 = chain.blocks[2].logs[0]
+    async with engine.begin() as conn:
+        await conn.execute(update(OrderRecord).values(state="running", instance_id="i-1"))
+    chain.reorg(1)
+    chain.mine([pay(ALICE, 10)])
+    await watcher.sync()
+    assert [o.reorged for o in await queries.orders(engine)] == [True, False]
+    chain.blocks[-1].logs.append(
+        {
+            **p1,
+            "blockNumber": hex(chain.blocks[-1].ref.number),
+            "blockHash": chain.blocks[-1].ref.hash,
+        }
+    )
+    await watcher.ledger.rewind(Cursor(chain.blocks[-2].ref.number, chain.blocks[-2].ref.hash))
+    await watcher.sync()
+    orders = await queries.orders(engine)
+    assert len(orders) == 2 and not any(o.reorged for o in orders)
+    assert [c.balance for c in await queries.credits(engine)] == [5 * CTK]
+    assert (await queries.totals(engine, 1337)).balanced
 
 
 async def test_refused_ranges_are_split_and_nothing_is_missed(engine: AsyncEngine) -> None:

@@ -1,3 +1,4 @@
+import pytest
 from eth_typing import ChecksumAddress
 
 from watcher.core.payment import Payment
@@ -49,7 +50,7 @@ def test_credit_pools_per_payer_in_chain_order() -> None:
     result = credit_payments(
         {BOB: 9 * CTK},
         [pay(5 * CTK, ALICE, 0), pay(1 * CTK, BOB, 1), pay(5 * CTK, ALICE, 2)],
-        {ALICE: PLAN, BOB: PLAN},
+        PLAN,
     )
     assert result.balances == {ALICE: 0, BOB: 0}
     assert [(o.payer, o.payment.log_index) for o in result.orders] == [(BOB, 1), (ALICE, 2)]
@@ -60,3 +61,29 @@ def test_one_payment_buys_at_most_max_orders_and_the_rest_waits_as_credit() -> N
     assert (len(orders), balance) == (3, 970 * CTK)
     balance, orders = credit_payment(balance, pay(1, log_index=1), PLAN, max_orders=3)
     assert (len(orders), balance) == (3, 940 * CTK + 1)
+
+
+def test_a_kept_order_costs_its_own_price_and_keeps_its_unit() -> None:
+    """A payment mined again after a reorg pays for the order it bought before at that
+    order's price (the plan may have been repriced since), then buys new units."""
+    payment = pay(25 * CTK)
+    kept_id = order_id(payment.chain_id, payment.tx_hash, payment.log_index, 0)
+    balance, orders = credit_payment(0, payment, PLAN, kept={kept_id: 12 * CTK})
+    assert [o.unit for o in orders] == [0, 1]
+    assert orders[0].order_id == kept_id
+    assert balance == 25 * CTK - 12 * CTK - PLAN.price
+
+
+def test_an_order_keeps_its_plan_specification() -> None:
+    plan = Plan(
+        name="big",
+        price=42 * CTK,
+        instance_type="t3.large",
+        ami="ami-0123456789abcdef0",
+        key_name="ec2keypair",
+        security_group_ids=("sg-0123abcd",),
+        subnet_id="subnet-0123abcd",
+    )
+    assert Plan.from_order("big", 42 * CTK, plan.resource()) == plan
+    with pytest.raises(ValueError, match="unknown resource"):
+        Plan.from_order("x", 1, '{"kind": "rds"}')

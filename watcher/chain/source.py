@@ -87,6 +87,13 @@ class RpcChainSource:
             raise MalformedChainData(f"eth_getLogs answered {type(result).__name__}, not a list")
         return result
 
+    async def has_code(self, address: str) -> bool:
+        """Whether a contract is deployed at `address` (at the latest block)."""
+        code = await self.transport.call("eth_getCode", [address, "latest"])
+        if not isinstance(code, str) or not code.startswith("0x"):
+            raise MalformedChainData(f"eth_getCode answered {code!r}")
+        return code not in ("0x", "0x0")
+
     async def token_balance(self, token: str, owner: str) -> int:
         """ERC-20 balanceOf(owner) at the latest block."""
         data = "0x70a08231" + owner.lower().removeprefix("0x").rjust(64, "0")

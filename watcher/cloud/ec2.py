@@ -11,6 +11,10 @@ from typing import Any, Protocol
 from watcher.core.pricing import Plan
 from watcher.core.provisioning import ErrorKind, classify_cloud_error
 from watcher.errors import ConfigError
+from watcher.redact import redact
+
+LIVE_STATES = ("pending", "running", "stopping", "stopped")
+ENDED_STATES = ("shutting-down", "terminated")
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,17 @@ class Instance:
     state: str
     instance_type: str
     launched_at: datetime | None
+    # EC2's StateReason code, e.g. "Client.UserInitiatedShutdown" or
+    # "Server.InsufficientInstanceCapacity": why an instance ended.
+    state_reason: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def ended(self) -> bool:
+        return self.state in ENDED_STATES
+
+    def tag(self, key: str) -> str | None:
+        return dict(self.tags).get(key)
 
 
 @dataclass(frozen=True)
@@ -44,6 +59,10 @@ class NoCredentials(ConfigError):
 class Cloud(Protocol):
     async def find_instance(self, order_id: str) -> Instance | None: ...
 
+    async def tagged_instances(self) -> list[Instance]: ...
+
+    async def check_plan(self, plan: Plan) -> list[str]: ...
+
     async def launch(self, request: LaunchRequest) -> Instance: ...
 
     async def describe(self, instance_id: str) -> Instance | None: ...
@@ -56,21 +75,87 @@ class Ec2Cloud:
         self._ec2 = client
 
     async def find_instance(self, order_id: str) -> Instance | None:
-        """The order's instance, if one was launched (terminated ones do not count)."""
+        """The order's instance, if one was ever launched, in any state: a live one first;
+        else one that ended (AWS lists ended instances for about an hour, moto for ever),
+        so that an order whose instance ran and was terminated is not bought twice."""
         answer = await self._call(
             self._ec2.describe_instances,
-            Filters=[
-                {"Name": "tag:OrderId", "Values": [order_id]},
-                {
-                    "Name": "instance-state-name",
-                    "Values": ["pending", "running", "stopping", "stopped"],
-                },
-            ],
+            Filters=[{"Name": "tag:OrderId", "Values": [order_id]}],
         )
         found = [
             _instance(i) for r in answer.get("Reservations", []) for i in r.get("Instances", [])
         ]
-        return min(found, key=lambda i: i.instance_id) if found else None
+        if not found:
+            return None
+        return min(found, key=lambda i: (i.ended, i.instance_id))
+
+    async def tagged_instances(self) -> list[Instance]:
+        """Every instance the watcher launched (tag AllocatedBy=TokenSystem), all pages.
+        An error raises: a partial list must never be read as "these are all"."""
+        found: list[Instance] = []
+        token: str | None = None
+        while True:
+            arguments: dict[str, Any] = {
+                "Filters": [{"Name": "tag:AllocatedBy", "Values": ["TokenSystem"]}],
+                "MaxResults": 1000,
+            }
+            if token:
+                arguments["NextToken"] = token
+            answer = await self._call(self._ec2.describe_instances, **arguments)
+            found.extend(
+                _instance(i) for r in answer.get("Reservations", []) for i in r.get("Instances", [])
+            )
+            token = answer.get("NextToken")
+            if not token:
+                return found
+
+    async def check_plan(self, plan: Plan) -> list[str]:
+        """What in the plan this account and region do not have: its image, security
+        groups, subnet, key pair. Transient errors raise CloudError (retry); a "does not
+        exist" answer is a finding."""
+        problems: list[str] = []
+        checks: list[tuple[Any, dict[str, Any], str, str]] = [
+            (self._ec2.describe_images, {"ImageIds": [plan.ami]}, "Images", f"image {plan.ami}")
+        ]
+        if plan.security_group_ids:
+            checks.append(
+                (
+                    self._ec2.describe_security_groups,
+                    {"GroupIds": list(plan.security_group_ids)},
+                    "SecurityGroups",
+                    "security groups " + ", ".join(plan.security_group_ids),
+                )
+            )
+        if plan.subnet_id:
+            checks.append(
+                (
+                    self._ec2.describe_subnets,
+                    {"SubnetIds": [plan.subnet_id]},
+                    "Subnets",
+                    f"subnet {plan.subnet_id}",
+                )
+            )
+        if plan.key_name:
+            checks.append(
+                (
+                    self._ec2.describe_key_pairs,
+                    {"KeyNames": [plan.key_name]},
+                    "KeyPairs",
+                    f"key pair {plan.key_name}",
+                )
+            )
+        for method, arguments, field, what in checks:
+            try:
+                answer = await self._call(method, **arguments)
+            except CloudError as exc:
+                if exc.kind is ErrorKind.RETRY:
+                    raise
+                problems.append(f"{what}: {exc.code}")
+                continue
+            wanted = len(next(iter(arguments.values())))
+            if len(answer.get(field, [])) < wanted:
+                problems.append(f"{what}: not found")
+        return problems
 
     async def launch(self, request: LaunchRequest) -> Instance:
         plan = request.plan
@@ -130,7 +215,10 @@ class Ec2Cloud:
         except (BotoCoreError, OSError, TimeoutError) as exc:
             # No answer (connection refused, timeout...): the call may or may not have
             # happened; only the tag look-up before the next try can tell.
-            raise CloudError(ErrorKind.RETRY, None, f"{type(exc).__name__}: {exc}") from None
+            # botocore quotes the endpoint URL, credentials and all (EndpointConnectionError).
+            raise CloudError(
+                ErrorKind.RETRY, None, redact(f"{type(exc).__name__}: {exc}")
+            ) from None
 
 
 def _instance(data: dict[str, Any]) -> Instance:
@@ -139,6 +227,8 @@ def _instance(data: dict[str, Any]) -> Instance:
         state=data.get("State", {}).get("Name", "unknown"),
         instance_type=data.get("InstanceType", ""),
         launched_at=data.get("LaunchTime"),
+        state_reason=(data.get("StateReason") or {}).get("Code"),
+        tags=tuple(sorted((t["Key"], t["Value"]) for t in data.get("Tags", []))),
     )
 
 

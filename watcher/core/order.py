@@ -1,5 +1,6 @@
 """Order states. The provisioning phases are recorded, after Stripe's idempotency keys:
-queued -> launching -> launched (instance id stored) -> running, or failed (refunded)."""
+queued -> launching -> launched (instance id stored) -> running, or failed (refunded), or
+terminated (its instance was ended outside the watcher: not refunded, it was delivered)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,15 @@ class OrderState(StrEnum):
     LAUNCHED = "launched"
     RUNNING = "running"
     FAILED = "failed"
+    TERMINATED = "terminated"
 
     @property
     def started(self) -> bool:
         """Whether a side effect may already exist outside the ledger (an EC2 call was made):
         such an order cannot simply be deleted when its payment is orphaned by a reorg."""
         return self is not OrderState.QUEUED
+
+    @property
+    def holds_resource(self) -> bool:
+        """Whether a resource of the order's may exist now (its price is spent on it)."""
+        return self in (OrderState.LAUNCHING, OrderState.LAUNCHED, OrderState.RUNNING)

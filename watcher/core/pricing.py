@@ -1,15 +1,20 @@
 """Plans, prices and credit pooling: how paid amounts become orders.
 
 A payer's credit is a running balance. Each payment adds its amount; every full price in
-the balance becomes one order for the payer's plan; the remainder stays as credit. So
+the balance becomes one order for the plan on offer when the payment is recorded (the
+catalog's default plan, as the checkout shows it); the remainder stays as credit. So
 25 CTK at 10 CTK buys two instances and leaves 5 CTK, and a later 5 CTK buys a third.
+An order snapshots its plan's resource specification and price when it is created: what
+the catalog says later never changes what was paid for.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from eth_typing import ChecksumAddress
 
@@ -32,6 +37,38 @@ class Plan:
     def __post_init__(self) -> None:
         if self.price <= 0:
             raise ValueError(f"plan {self.name!r}: price must be greater than zero")
+
+    def resource(self) -> str:
+        """The resource specification an order keeps (JSON text): everything the
+        provisioner needs, so the order does not depend on the catalog after it is paid."""
+        spec: dict[str, Any] = {
+            "kind": EC2_INSTANCE,
+            "instance_type": self.instance_type,
+            "ami": self.ami,
+            "key_name": self.key_name,
+            "security_group_ids": list(self.security_group_ids),
+            "subnet_id": self.subnet_id,
+        }
+        return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_order(cls, name: str, price: int, resource: str) -> Plan:
+        """The plan as an order recorded it (see `resource`)."""
+        spec = json.loads(resource)
+        if not isinstance(spec, dict) or spec.get("kind") != EC2_INSTANCE:
+            raise ValueError(f"unknown resource specification {resource[:80]!r}")
+        return cls(
+            name=name,
+            price=price,
+            instance_type=str(spec["instance_type"]),
+            ami=str(spec.get("ami") or ""),
+            key_name=spec.get("key_name"),
+            security_group_ids=tuple(spec.get("security_group_ids") or ()),
+            subnet_id=spec.get("subnet_id"),
+        )
+
+
+EC2_INSTANCE = "ec2_instance"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,15 +95,25 @@ DEFAULT_MAX_ORDERS_PER_PAYMENT = 100
 
 
 def credit_payment(
-    balance: int, payment: Payment, plan: Plan, max_orders: int = DEFAULT_MAX_ORDERS_PER_PAYMENT
+    balance: int,
+    payment: Payment,
+    plan: Plan,
+    max_orders: int = DEFAULT_MAX_ORDERS_PER_PAYMENT,
+    kept: Mapping[str, int] | None = None,
 ) -> tuple[int, list[NewOrder]]:
     """Add one payment to a balance; return the new balance and the orders it completes.
 
-    A negative balance (a debt left by a deep reorg) is paid off before anything is bought.
     One payment buys at most `max_orders` orders: a mistyped amount must not launch a fleet
     (or 10**57 orders); the rest stays as credit, and the next payment buys from it.
+
+    `kept` maps the ids of orders that already exist (a reorg orphaned their payment after
+    provisioning had started, and this is that payment, mined again) to the price they
+    were bought at: such an order costs its own price, not the plan's, so the payment pays
+    exactly for what it bought the first time.
     """
     total = balance + payment.amount
+    if kept:
+        return _credit_with_kept(total, payment, plan, max_orders, kept)
     units = min(total // plan.price, max_orders) if total > 0 else 0
     orders = [
         NewOrder(
@@ -80,6 +127,20 @@ def credit_payment(
     return total - units * plan.price, orders
 
 
+def _credit_with_kept(
+    total: int, payment: Payment, plan: Plan, max_orders: int, kept: Mapping[str, int]
+) -> tuple[int, list[NewOrder]]:
+    orders: list[NewOrder] = []
+    for unit in range(max_orders):
+        new_id = order_id(payment.chain_id, payment.tx_hash, payment.log_index, unit)
+        price = kept.get(new_id, plan.price)
+        if total < price:
+            break
+        total -= price
+        orders.append(NewOrder(new_id, payment, unit, plan))
+    return total, orders
+
+
 @dataclass(frozen=True)
 class Pricing:
     """The outcome of crediting a batch of payments in chain order."""
@@ -91,15 +152,17 @@ class Pricing:
 def credit_payments(
     balances: Mapping[ChecksumAddress, int],
     payments: Iterable[Payment],
-    plan_of: Mapping[ChecksumAddress, Plan],
+    plan: Plan,
     max_orders: int = DEFAULT_MAX_ORDERS_PER_PAYMENT,
+    kept: Mapping[str, int] | None = None,
 ) -> Pricing:
-    """Credit payments (already in chain order) on top of the payers' balances."""
+    """Credit payments (already in chain order) on top of the payers' balances; every
+    order is for `plan` (the one on offer), except kept orders (see `credit_payment`)."""
     updated = dict(balances)
     orders: list[NewOrder] = []
     for payment in payments:
         balance, bought = credit_payment(
-            updated.get(payment.payer, 0), payment, plan_of[payment.payer], max_orders
+            updated.get(payment.payer, 0), payment, plan, max_orders, kept
         )
         updated[payment.payer] = balance
         orders.extend(bought)

@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from watcher.core.order import OrderState
-from watcher.ledger import events, queries
-from watcher.ledger.schema import CreditRecord, OrderRecord, ProvisionJobRecord
+from watcher.ledger import accounts, events, queries
+from watcher.ledger.schema import OrderRecord, ProvisionJobRecord
 
 QUEUED, CLAIMED, DONE, FAILED = "queued", "claimed", "done", "failed"
 
@@ -35,6 +35,11 @@ class ProvisionJob:
     tx_hash: str
     amount: int
     plan: str
+    # The resource specification the order was paid for (None before migration 0005).
+    resource: str | None
+    instance_type: str
+    # A reorg orphaned the payment: the order is unfunded until it is mined again.
+    reorged: bool
     created_at: datetime
     paid_at: datetime | None
     lease_expires_at: datetime
@@ -98,6 +103,9 @@ class JobQueue:
             tx_hash=order.tx_hash,
             amount=order.amount,
             plan=order.plan,
+            resource=order.resource,
+            instance_type=order.instance_type,
+            reorged=order.reorged,
             created_at=order.created_at,
             paid_at=order.paid_at,
             lease_expires_at=expires,
@@ -113,6 +121,14 @@ class JobQueue:
         instance up by tag before it launches anything, and a reorg flags the order instead
         of deleting it."""
         return await self._advance(order_id, OrderState.QUEUED, OrderState.LAUNCHING)
+
+    async def funded(self, order_id: str) -> bool:
+        """Whether the order is still paid for (no reorg orphaned its payment)."""
+        async with queries.read_only(self.engine).connect() as conn:
+            flagged = await conn.execute(
+                select(OrderRecord.reorged).where(OrderRecord.order_id == order_id)
+            )
+            return flagged.scalar_one_or_none() is False
 
     async def record_launched(
         self, order_id: str, instance_id: str, launched_at: datetime | None
@@ -149,63 +165,65 @@ class JobQueue:
                 )
             )
 
-    async def fail(self, order_id: str, reason: str) -> bool:
+    async def fail(self, order_id: str, reason: str) -> int | None:
         """End the order as failed and return its price to the payer's credit, in one
-        transaction: paid tokens are never lost."""
+        transaction: paid tokens are never lost. Returns the amount refunded (0 for an
+        order a reorg left unfunded: nobody paid for it), or None if the order was not
+        ours to fail."""
         now = _now()
         async with self.engine.begin() as conn:
             order = (
                 await conn.execute(
-                    select(
-                        OrderRecord.chain_id,
-                        OrderRecord.payer,
-                        OrderRecord.amount,
-                        OrderRecord.plan,
-                        OrderRecord.state,
-                    ).where(OrderRecord.order_id == order_id)
+                    select(OrderRecord.chain_id).where(OrderRecord.order_id == order_id)
                 )
             ).first()
             if order is None:
-                return False
+                return None
             # The chain's writer lock first, as the follower takes it: never the other way
-            # round, or a rewind and a refund could wait for each other.
+            # round, or a rewind and a refund could wait for each other. Read the order
+            # (its `reorged` flag above all) only once the lock is held.
             await queries.lock_chain(conn, order.chain_id)
             if not await self._extend(conn, order_id, now):
-                return False
-            changed = await conn.execute(
-                update(OrderRecord)
-                .where(
-                    OrderRecord.order_id == order_id,
-                    OrderRecord.state.notin_([OrderState.RUNNING.value, OrderState.FAILED.value]),
-                )
-                .values(state=OrderState.FAILED.value, failure_reason=reason[:2000], updated_at=now)
-            )
-            if changed.rowcount != 1:
-                return False
-            where = (CreditRecord.chain_id == order.chain_id, CreditRecord.payer == order.payer)
-            credit = (
-                await conn.execute(select(CreditRecord.balance).where(*where))
-            ).scalar_one_or_none()
-            if credit is None:  # the payer's only payments were orphaned by a reorg
+                return None
+            ended = (
                 await conn.execute(
-                    insert(CreditRecord).values(
-                        chain_id=order.chain_id,
-                        payer=order.payer,
-                        balance=order.amount,
-                        plan=order.plan,
-                        updated_at=now,
+                    update(OrderRecord)
+                    .where(
+                        OrderRecord.order_id == order_id,
+                        OrderRecord.state.in_(
+                            [
+                                OrderState.QUEUED.value,
+                                OrderState.LAUNCHING.value,
+                                OrderState.LAUNCHED.value,
+                            ]
+                        ),
                     )
+                    .values(
+                        state=OrderState.FAILED.value, failure_reason=reason[:2000], updated_at=now
+                    )
+                    .returning(OrderRecord.payer, OrderRecord.amount, OrderRecord.reorged)
                 )
-            else:
-                await conn.execute(
-                    update(CreditRecord)
-                    .where(*where)
-                    .values(balance=credit + order.amount, updated_at=now)
-                )
+            ).first()
+            if ended is None:
+                return None
+            refunded = 0 if ended.reorged else ended.amount
+            if refunded:
+                await accounts.refund(conn, order.chain_id, ended.payer, refunded, now)
             await self._finish(conn, order_id, FAILED, reason)
             if self.events:
                 await events.append_current(conn, [order_id], now)
-        return True
+        return refunded
+
+    async def end_terminated(self, order_id: str, reason: str) -> bool:
+        """The order's instance was terminated outside the watcher after it was delivered:
+        the order ends `terminated`, not refunded (the buyer had it)."""
+        return await self._advance_from(
+            order_id,
+            (OrderState.LAUNCHING, OrderState.LAUNCHED, OrderState.RUNNING),
+            OrderState.TERMINATED,
+            done=True,
+            failure_reason=reason[:2000],
+        )
 
     async def pending(self) -> int:
         """Jobs not yet done or failed (queued, in backoff, or claimed)."""
@@ -227,13 +245,26 @@ class JobQueue:
     ) -> bool:
         """Move the order from `before` to `after` (and end the job with `done`), if the
         lease is still ours."""
+        return await self._advance_from(order_id, (before,), after, done, **values)
+
+    async def _advance_from(
+        self,
+        order_id: str,
+        before: tuple[OrderState, ...],
+        after: OrderState,
+        done: bool = False,
+        **values: object,
+    ) -> bool:
         now = _now()
         async with self.engine.begin() as conn:
             if not await self._extend(conn, order_id, now):
                 return False
             changed = await conn.execute(
                 update(OrderRecord)
-                .where(OrderRecord.order_id == order_id, OrderRecord.state == before.value)
+                .where(
+                    OrderRecord.order_id == order_id,
+                    OrderRecord.state.in_([state.value for state in before]),
+                )
                 .values(state=after.value, updated_at=now, **values)
             )
             if changed.rowcount != 1:

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from eth_typing import ChecksumAddress
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -23,11 +22,15 @@ from watcher.chain.source import BlockRef
 from watcher.core.order import OrderState
 from watcher.core.payment import Payment
 from watcher.core.pricing import DEFAULT_MAX_ORDERS_PER_PAYMENT, NewOrder, Plan, credit_payments
+from watcher.errors import UserError
 from watcher.ledger import events, queries
+from watcher.ledger.accounts import apply as accounts_apply
+from watcher.ledger.accounts import set_balances as accounts_set
 from watcher.ledger.bulk import DbValues, bulk_insert
 from watcher.ledger.schema import (
     BlockRecord,
     ChainCursor,
+    ChainRecord,
     CreditRecord,
     OrderRecord,
     PaymentRecord,
@@ -56,6 +59,7 @@ _ORDER_COLUMNS = (
     "amount",
     "plan",
     "instance_type",
+    "resource",
     "state",
     "reorged",
     "created_at",
@@ -74,6 +78,11 @@ class Cursor:
     hash: str
 
 
+class ChainMismatch(UserError):
+    """The node serves another chain, or the settings name another token, than the one
+    this ledger has followed."""
+
+
 class CursorMoved(Exception):
     """Another writer advanced or rewound the cursor since this one read it."""
 
@@ -86,11 +95,17 @@ class Recorded:
 
 
 @dataclass(frozen=True)
+class FlaggedOrder:
+    order_id: str
+    state: OrderState
+
+
+@dataclass(frozen=True)
 class Rewound:
     ancestor: Cursor | None
     payments_removed: int
     orders_removed: int
-    orders_flagged: list[str]
+    orders_flagged: list[FlaggedOrder]
 
 
 def _now() -> datetime:
@@ -157,6 +172,43 @@ class Ledger:
 
     # --- writes ---
 
+    async def bind_chain(self, genesis_hash: str, token_address: str) -> None:
+        """Record which chain (its genesis block) and token this ledger follows, or refuse
+        another one: a dev chain restarted with the same id, a fork or a different token
+        would otherwise look like a deep reorg and erase every payment."""
+        async with self.engine.begin() as conn:
+            await self._lock(conn)
+            known = (
+                await conn.execute(
+                    select(ChainRecord.genesis_hash, ChainRecord.token_address).where(
+                        ChainRecord.chain_id == self.chain_id
+                    )
+                )
+            ).first()
+            if known is None:
+                await conn.execute(
+                    insert(ChainRecord).values(
+                        chain_id=self.chain_id,
+                        genesis_hash=genesis_hash,
+                        token_address=token_address,
+                        created_at=_now(),
+                    )
+                )
+                return
+        if known.genesis_hash.lower() != genesis_hash.lower():
+            raise ChainMismatch(
+                f"this ledger follows chain {self.chain_id} with genesis block "
+                f"{known.genesis_hash[:18]}..., but the node serves a chain with genesis "
+                f"{genesis_hash[:18]}... (a restarted dev chain?): use a new ledger "
+                "(WATCHER_DATABASE_URL) for the new chain"
+            )
+        if known.token_address.lower() != token_address.lower():
+            raise ChainMismatch(
+                f"this ledger follows the token {known.token_address} on chain "
+                f"{self.chain_id}, not {token_address}: use a new ledger "
+                "(WATCHER_DATABASE_URL) for another token"
+            )
+
     async def record(
         self,
         payments: Sequence[Payment],
@@ -177,25 +229,18 @@ class Ledger:
             fresh = await self._insert_payments(conn, payments, now)
             orders: list[NewOrder] = []
             if fresh:
-                flagged = await self._flagged_orders(conn)
-                orders = await self._credit(conn, fresh, now, set(flagged), block_times or {})
-                # A payment a reorg took away is back: its provisioned orders are whole again.
-                keys = {(p.tx_hash, p.log_index) for p in fresh}
-                back = [order_id for order_id, key in flagged.items() if key in keys]
-                for ids in _chunks(back):
-                    await conn.execute(
-                        update(OrderRecord)
-                        .where(OrderRecord.order_id.in_(ids))
-                        .values(reorged=False, updated_at=now)
-                    )
+                orders = await self._credit(conn, fresh, now, block_times or {})
             if advance_to is not None:
                 await self._advance(conn, advance_to, now)
         return Recorded(fresh, len(payments) - len(fresh), orders)
 
     async def rewind(self, ancestor: Cursor | None, floor: int = -1) -> Rewound:
-        """Undo everything above `ancestor`, in one transaction: orphaned payments and their
-        credit, and their orders whose provisioning has not started. Orders that had started
-        are kept and flagged for the operator (their price stays owed)."""
+        """Undo everything above `ancestor`, in one transaction, so that the ledger is what
+        a replay up to `ancestor` would have made: orphaned payments leave credit, their
+        orders that hold nothing in the cloud (queued, or failed and refunded) are deleted.
+        Orders whose provisioning had started are kept but flagged unfunded (`reorged`):
+        their price goes back to the payer's credit's books as if never spent, and the
+        operator is told. If the same payment is mined again, it pays for them again."""
         now = _now()
         async with self.engine.begin() as conn:
             await self._lock(conn)
@@ -212,52 +257,58 @@ class Ledger:
                 OrderRecord.block_number > above,
                 OrderRecord.reorged.is_(False),
             )
-            # Delete only what has not started, with the state in the statement itself: on
+            # Delete only what holds nothing, with the state in the statement itself: on
             # PostgreSQL a worker may mark an order launching concurrently, and the row is
-            # then re-checked against this condition, not against an earlier read.
+            # then re-checked against this condition, not against an earlier read. (A
+            # refund takes this chain's lock, so no order fails while this runs.)
             removable = (
                 await conn.execute(
                     delete(OrderRecord)
-                    .where(orphan_orders, OrderRecord.state == OrderState.QUEUED.value)
-                    .returning(OrderRecord.order_id, OrderRecord.payer, OrderRecord.amount)
+                    .where(
+                        orphan_orders,
+                        OrderRecord.state.in_([OrderState.QUEUED.value, OrderState.FAILED.value]),
+                    )
+                    .returning(
+                        OrderRecord.order_id,
+                        OrderRecord.payer,
+                        OrderRecord.amount,
+                        OrderRecord.state,
+                    )
                 )
             ).all()
-            flagged = list(
-                (
-                    await conn.execute(
-                        update(OrderRecord)
-                        .where(orphan_orders)
-                        .values(reorged=True, updated_at=now)
-                        .returning(OrderRecord.order_id)
+            flagged = (
+                await conn.execute(
+                    update(OrderRecord)
+                    .where(orphan_orders)
+                    .values(reorged=True, updated_at=now)
+                    .returning(
+                        OrderRecord.order_id,
+                        OrderRecord.payer,
+                        OrderRecord.amount,
+                        OrderRecord.state,
                     )
-                ).scalars()
-            )
+                )
+            ).all()
             if self.events:
                 removed = [(self.chain_id, o.order_id, o.payer) for o in removable]
                 await events.append_removed(conn, removed, now)
-                await events.append_current(conn, flagged, now)
+                await events.append_current(conn, [o.order_id for o in flagged], now)
             delta: dict[str, int] = defaultdict(int)
             for payer, amount in orphaned:
                 delta[payer] -= amount
             for order in removable:
+                if order.state == OrderState.QUEUED.value:
+                    delta[order.payer] += order.amount
+                # A failed order's price is in credit already (its refund).
+            for order in flagged:
+                # Unfunded now: its price is no longer spent out of this payer's payments.
                 delta[order.payer] += order.amount
             await conn.execute(
                 delete(PaymentRecord).where(
                     PaymentRecord.chain_id == self.chain_id, PaymentRecord.block_number > above
                 )
             )
-            balances = await self._balances(conn, list(delta))
-            still_paying = await self._payers_with_payments(conn, list(delta))
-            for payer, change in delta.items():
-                balance = balances[payer][0] + change
-                where = (CreditRecord.chain_id == self.chain_id, CreditRecord.payer == payer)
-                if balance == 0 and payer not in still_paying:
-                    # A payer whose only payments were orphaned leaves no trace.
-                    await conn.execute(delete(CreditRecord).where(*where))
-                elif change:
-                    await conn.execute(
-                        update(CreditRecord).where(*where).values(balance=balance, updated_at=now)
-                    )
+            await accounts_apply(conn, self.chain_id, delta, now, drop_empty=True)
             await conn.execute(
                 delete(BlockRecord).where(
                     BlockRecord.chain_id == self.chain_id, BlockRecord.number > above
@@ -267,7 +318,12 @@ class Ledger:
                 await self._set_cursor(conn, ancestor, now)
             else:
                 await conn.execute(delete(ChainCursor).where(ChainCursor.chain_id == self.chain_id))
-        return Rewound(ancestor, len(orphaned), len(removable), flagged)
+        return Rewound(
+            ancestor,
+            len(orphaned),
+            len(removable),
+            [FlaggedOrder(o.order_id, OrderState(o.state)) for o in flagged],
+        )
 
     # --- internals ---
 
@@ -343,27 +399,14 @@ class Ledger:
             )
         return fresh
 
-    async def _balances(
-        self, conn: AsyncConnection, payers: Sequence[str]
-    ) -> dict[str, tuple[int, str]]:
-        found: dict[str, tuple[int, str]] = {}
+    async def _balances(self, conn: AsyncConnection, payers: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
         for chunk in _chunks(list(payers)):
-            query = select(CreditRecord.payer, CreditRecord.balance, CreditRecord.plan).where(
+            query = select(CreditRecord.payer, CreditRecord.balance).where(
                 CreditRecord.chain_id == self.chain_id, CreditRecord.payer.in_(chunk)
             )
-            for payer, balance, plan in (await conn.execute(query)).all():
-                found[payer] = (balance, plan)
-        return found
-
-    async def _payers_with_payments(self, conn: AsyncConnection, payers: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for chunk in _chunks(list(payers)):
-            query = (
-                select(PaymentRecord.payer)
-                .where(PaymentRecord.chain_id == self.chain_id, PaymentRecord.payer.in_(chunk))
-                .distinct()
-            )
-            found.update((await conn.execute(query)).scalars())
+            for payer, balance in (await conn.execute(query)).all():
+                found[payer] = balance
         return found
 
     async def _credit(
@@ -371,70 +414,78 @@ class Ledger:
         conn: AsyncConnection,
         payments: list[Payment],
         now: datetime,
-        flagged: set[str],
         block_times: Mapping[int, datetime],
     ) -> list[NewOrder]:
         payers = list(dict.fromkeys(p.payer for p in payments))
         stored = await self._balances(conn, payers)
-        plan_of: dict[ChecksumAddress, Plan] = {
-            payer: self.catalog.plan(stored[payer][1])
-            if payer in stored
-            else self.catalog.default_plan
-            for payer in payers
-        }
+        unfunded = await self._unfunded_orders(conn, payments)
+        # An unfunded order this payment bought before a reorg is bought again at its own
+        # price (kept, unflagged); one that failed meanwhile holds nothing and is replaced.
+        kept = {o.order_id: o.amount for o in unfunded if o.state != OrderState.FAILED.value}
         pricing = credit_payments(
-            {p: stored[p][0] for p in payers if p in stored},
+            {p: stored[p] for p in payers if p in stored},
             payments,
-            plan_of,
+            self.catalog.default_plan,
             self.max_orders_per_payment,
+            kept,
         )
-        credit_rows = [
-            {
-                "chain_id": self.chain_id,
-                "payer": payer,
-                "balance": pricing.balances[payer],
-                "plan": stored[payer][1] if payer in stored else plan_of[payer].name,
-                "updated_at": now,
-            }
-            for payer in payers
-        ]
-        upsert = self._insert(conn, CreditRecord)
-        await conn.execute(
-            upsert.on_conflict_do_update(
-                index_elements=["chain_id", "payer"],
-                set_={"balance": upsert.excluded.balance, "updated_at": upsert.excluded.updated_at},
-            ),
-            credit_rows,
+        await accounts_set(
+            conn,
+            self.chain_id,
+            {payer: pricing.balances[payer] for payer in payers},
+            now,
         )
         if pricing.orders:
-            await self._insert_orders(conn, pricing.orders, now, flagged, block_times)
+            relinked = [o.order_id for o in pricing.orders if o.order_id in kept]
+            replaced = {o.order_id for o in unfunded if o.order_id not in kept}
+            new = [o for o in pricing.orders if o.order_id not in kept]
+            for ids in _chunks(relinked):
+                await conn.execute(
+                    update(OrderRecord)
+                    .where(OrderRecord.order_id.in_(ids))
+                    .values(reorged=False, updated_at=now)
+                )
+            stale = [o.order_id for o in new if o.order_id in replaced]
+            for ids in _chunks(stale):
+                await conn.execute(delete(OrderRecord).where(OrderRecord.order_id.in_(ids)))
+            await self._insert_orders(conn, new, now, block_times)
+            if self.events and relinked:
+                await events.append_current(conn, relinked, now)
         return pricing.orders
 
-    async def _flagged_orders(self, conn: AsyncConnection) -> dict[str, tuple[str, int]]:
-        """Orders a reorg flagged (few, usually none), with their payment's key."""
-        rows = await conn.execute(
-            select(OrderRecord.order_id, OrderRecord.tx_hash, OrderRecord.log_index).where(
-                OrderRecord.chain_id == self.chain_id, OrderRecord.reorged.is_(True)
+    async def _unfunded_orders(
+        self, conn: AsyncConnection, payments: Sequence[Payment]
+    ) -> list[Any]:
+        """Orders a reorg left unfunded (few, usually none) whose payment is among these."""
+        rows = (
+            await conn.execute(
+                select(
+                    OrderRecord.order_id,
+                    OrderRecord.tx_hash,
+                    OrderRecord.log_index,
+                    OrderRecord.amount,
+                    OrderRecord.state,
+                ).where(OrderRecord.chain_id == self.chain_id, OrderRecord.reorged.is_(True))
             )
-        )
-        return {order_id: (tx_hash, log_index) for order_id, tx_hash, log_index in rows.all()}
+        ).all()
+        if not rows:
+            return []
+        keys = {(p.tx_hash, p.log_index) for p in payments}
+        return [row for row in rows if (row.tx_hash, row.log_index) in keys]
 
     async def _insert_orders(
         self,
         conn: AsyncConnection,
         orders: list[NewOrder],
         now: datetime,
-        flagged: set[str],
         block_times: Mapping[int, datetime],
     ) -> None:
-        # An order id can only exist already if a reorg flagged it and its payment is back
-        # (`record` then clears the flag): keep that order, with its instance.
-        orders = [o for o in orders if o.order_id not in flagged]
         if not orders:
             return
         db = DbValues(conn)
         at, queued, no = db.time(now), OrderState.QUEUED.value, db.flag(False)
         paid = {number: db.time(moment) for number, moment in block_times.items()}
+        resources: dict[Plan, str] = {}
         await bulk_insert(
             conn,
             OrderRecord.__table__,  # type: ignore[arg-type]
@@ -451,6 +502,7 @@ class Ledger:
                     db.amount(o.plan.price),
                     o.plan.name,
                     o.plan.instance_type,
+                    resources.get(o.plan) or resources.setdefault(o.plan, o.plan.resource()),
                     queued,
                     no,
                     at,

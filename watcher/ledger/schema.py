@@ -38,6 +38,18 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+class ChainRecord(Base):
+    """Which chain and token a ledger follows: a node that serves another chain under the
+    same id (a reset dev chain, a fork) or another token is refused, not taken for a reorg."""
+
+    __tablename__ = "chains"
+
+    chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    genesis_hash: Mapped[str] = mapped_column(Hash)
+    token_address: Mapped[str] = mapped_column(Address)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
 class ChainCursor(Base):
     """The last block whose payments are all in the ledger, per chain."""
 
@@ -81,14 +93,13 @@ class PaymentRecord(Base):
 
 class CreditRecord(Base):
     """A payer's running balance: payments in, full prices out to orders, refunds back in.
-    Negative only after a reorg orphaned a payment whose order was already provisioned."""
+    Never negative: an order whose payment a reorg orphaned is flagged unfunded instead."""
 
     __tablename__ = "credits"
 
     chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     payer: Mapped[str] = mapped_column(Address, primary_key=True)
     balance: Mapped[int] = mapped_column(TokenAmount)
-    plan: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
@@ -109,13 +120,17 @@ class OrderRecord(Base):
     amount: Mapped[int] = mapped_column(TokenAmount)
     plan: Mapped[str] = mapped_column(String(64))
     instance_type: Mapped[str] = mapped_column(String(64))
+    # The plan's resource specification when the order was paid (JSON, see
+    # Plan.resource); NULL only for orders recorded before migration 0005.
+    resource: Mapped[str | None] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(16))
     instance_id: Mapped[str | None] = mapped_column(String(32))
     launched_at: Mapped[datetime | None] = mapped_column(Timestamp)
     # The time of the block that carried the payment, when the follower saw it live.
     paid_at: Mapped[datetime | None] = mapped_column(Timestamp)
-    # Set when a reorg orphaned the payment after provisioning had started: the operator
-    # must look at it. Cleared if the same payment is included again.
+    # Set when a reorg orphaned the payment after provisioning had started: the order is
+    # unfunded (its price is in no payment), the operator must look at it. Cleared when
+    # the same payment is included again and pays for it.
     reorged: Mapped[bool] = mapped_column(Boolean, default=False)
     failure_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
