@@ -7,8 +7,12 @@ import contextlib
 
 
 class TcpProxy:
-    def __init__(self, target_port: int) -> None:
+    """`reply_delay` holds every chunk from the target back that many seconds (order kept,
+    no throughput limit): a slow server, e.g. a broker whose every PUBACK takes seconds."""
+
+    def __init__(self, target_port: int, reply_delay: float = 0.0) -> None:
         self.target_port = target_port
+        self.reply_delay = reply_delay
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -48,6 +52,29 @@ class TcpProxy:
                     await sink.drain()
             sink.transport.abort()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        async def delayed_pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            loop = asyncio.get_running_loop()
+            chunks: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+            async def deliver() -> None:
+                while True:
+                    due, data = await chunks.get()
+                    await asyncio.sleep(max(due - loop.time(), 0))
+                    if not data:
+                        break
+                    sink.write(data)
+                    await sink.drain()
+
+            delivering = asyncio.ensure_future(deliver())
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                while data := await source.read(65536):
+                    chunks.put_nowait((loop.time() + self.reply_delay, data))
+            chunks.put_nowait((loop.time() + self.reply_delay, b""))
+            with contextlib.suppress(OSError):
+                await delivering
+            sink.transport.abort()
+
+        replies = delayed_pipe if self.reply_delay > 0 else pipe
+        await asyncio.gather(pipe(reader, up_writer), replies(up_reader, writer))
         self._writers.discard(writer)
         self._writers.discard(up_writer)

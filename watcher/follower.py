@@ -24,6 +24,7 @@ from watcher import metrics
 from watcher.chain.rpc import RpcError, RpcUnavailable, is_rate_limit
 from watcher.chain.source import BlockRef, ChainSource, HeadTag
 from watcher.core.backoff import Backoff
+from watcher.core.order import OrderState
 from watcher.core.payment import (
     TRANSFER_TOPIC,
     MalformedChainData,
@@ -33,9 +34,11 @@ from watcher.core.payment import (
 )
 from watcher.core.pricing import NewOrder
 from watcher.core.ranges import RangeSizer, classify_range_error
-from watcher.errors import ChainError
+from watcher.errors import ChainError, UserError
+from watcher.ledger.errors import DatabaseRetry
 from watcher.ledger.ledger import Cursor, CursorMoved, Ledger
 from watcher.logs import fields
+from watcher.redact import mask_url, redact
 
 log = logging.getLogger("watcher.follower")
 T = TypeVar("T")
@@ -184,7 +187,7 @@ class ChainFollower:
                 await self.stop.wait()
                 if subscription is not None:
                     subscription.cancel()  # it only looks at `stop` when a head arrives
-        except* FollowerError as group:
+        except* UserError as group:  # the node refuses for good, or the ledger is unusable
             raise group.exceptions[0] from None
 
     # --- one step ---
@@ -359,21 +362,41 @@ class ChainFollower:
         )
         if rewound.orders_flagged:
             metrics.ORDERS_FLAGGED.inc(len(rewound.orders_flagged))
-            log.critical(
-                fields(
-                    "reorg_orphaned_provisioned_orders",
-                    chain_depth_at_least=chain_depth,
-                    orders=",".join(rewound.orders_flagged),
-                    action="operator must review: the payment is gone, the instance is not",
+            # Say what is known per order: a `launching` order may or may not have an
+            # instance (its launch is held until the payment is back); the others do.
+            for flagged in rewound.orders_flagged:
+                has = (
+                    "its instance may exist (launch held until the payment is mined again)"
+                    if flagged.state is OrderState.LAUNCHING
+                    else "its instance exists"
                 )
-            )
+                log.critical(
+                    fields(
+                        "reorg_orphaned_provisioned_order",
+                        chain_depth_at_least=chain_depth,
+                        order_id=flagged.order_id,
+                        state=flagged.state.value,
+                        action=f"unfunded until its payment is mined again; {has}: "
+                        "operator must review",
+                    )
+                )
 
     # --- live following ---
 
     async def _follow(self, wake: asyncio.Event) -> None:
+        # A database error mid-step is safe to retry from the top: a step commits its
+        # payments and the cursor in one transaction, so the ledger is at a range boundary
+        # whether or not the failed commit went through, and the next step starts from
+        # whatever cursor is recorded.
+        retry = DatabaseRetry("chain-follower")
         while not self.stop.is_set():
             wake.clear()
-            await self.sync()
+            try:
+                await self.sync()
+            except Exception as exc:
+                await retry.wait(exc, self.stop)
+                continue
+            retry.succeeded()
             await self._until(wake, None)
 
     async def _poll(self, wake: asyncio.Event, interval: float) -> None:
@@ -389,7 +412,7 @@ class ChainFollower:
             try:
                 async with AsyncWeb3(WebSocketProvider(url, max_connection_retries=1)) as w3:
                     await w3.eth.subscribe("newHeads")
-                    log.info(fields("heads_subscribed", url=url))
+                    log.info(fields("heads_subscribed", url=mask_url(url)))
                     backoff.reset()
                     wake.set()  # backfill from the cursor whatever was missed while down
                     async for _ in w3.socket.process_subscriptions():
@@ -403,9 +426,9 @@ class ChainFollower:
                 log.warning(
                     fields(
                         "heads_subscription_lost",
-                        url=url,
+                        url=mask_url(url),
                         error=type(exc).__name__,
-                        detail=str(exc)[:200],
+                        detail=redact(str(exc), url)[:200],
                     )
                 )
             wake.set()
@@ -459,7 +482,7 @@ class ChainFollower:
                     kind=kind,
                     attempt=backoff.attempt,
                     wait=f"{delay:.2f}s",
-                    error=str(error)[:300],
+                    error=redact(str(error))[:300],
                 )
             )
             await self._until(None, delay)

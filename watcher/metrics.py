@@ -45,6 +45,18 @@ OLDEST_JOB_AGE = Gauge(
     "watcher_provision_oldest_job_age_seconds",
     "Age of the oldest pending provisioning job (0 when none).",
 )
+JOBS_RETRYING = Gauge(
+    "watcher_provision_jobs_retrying",
+    "Pending provisioning jobs whose last attempt failed (waiting to be retried).",
+)
+JOBS_FAILING = Gauge(
+    "watcher_provision_jobs_failing",
+    "Retrying provisioning jobs that have been tried at least 3 times (keep failing).",
+)
+JOBS_OVERDUE = Gauge(
+    "watcher_provision_jobs_overdue",
+    "Pending provisioning jobs older than 10 minutes: paid orders stuck without an instance.",
+)
 PROVISIONING_SECONDS = Histogram(
     "watcher_provisioning_seconds",
     "From the block that carried the payment to the order's instance running (payments "
@@ -61,3 +73,21 @@ BUILD = Info("watcher_build", "The running watcher.")
 MQTT_PUBLISHED = Counter("watcher_mqtt_events_published_total", "Order events published to MQTT.")
 MQTT_BACKLOG = Gauge("watcher_mqtt_events_backlog", "Order events waiting in the outbox.")
 MQTT_RECONNECTS = Counter("watcher_mqtt_reconnects_total", "MQTT connections lost or refused.")
+DATABASE_ERRORS = Counter(
+    "watcher_database_errors_total",
+    "Ledger database errors met by the service's tasks, by kind (transient ones were retried).",
+    ["kind"],
+)
+
+CLOUD_DIFFERENCES = Gauge(
+    "watcher_cloud_differences",
+    "Differences between orders and the cloud's tagged resources at the last sweep "
+    "(resource_missing: an order that holds a resource has none; resource_ended: it was "
+    "terminated outside the watcher; resource_duplicate, resource_without_order, ...).",
+    ["kind"],
+)
+CLOUD_SWEEPS = Counter(
+    "watcher_cloud_sweeps_total",
+    "Sweeps comparing orders with the cloud, by outcome (done, or error: no conclusion).",
+    ["outcome"],
+)

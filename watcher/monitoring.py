@@ -17,8 +17,10 @@ from watcher import __version__, metrics
 from watcher.core.order import OrderState
 from watcher.errors import ConfigError
 from watcher.ledger import queries
+from watcher.ledger.errors import DatabaseRetry
 from watcher.ledger.jobs import CLAIMED, QUEUED
 from watcher.ledger.schema import OrderRecord, ProvisionJobRecord
+from watcher.notify import outbox_backlog
 
 LEDGER_GAUGE_INTERVAL = 5.0
 
@@ -47,9 +49,11 @@ async def serve_metrics(host: str, port: int) -> AsyncIterator[None]:
         await runner.cleanup()
 
 
-async def refresh_ledger_gauges(engine: AsyncEngine) -> None:
-    """Orders by state, pending jobs and the oldest one's age: read from the ledger, so every
-    process sharing a database reports the same figures."""
+async def refresh_ledger_gauges(engine: AsyncEngine, events: bool = False) -> None:
+    """Orders by state, pending jobs and the oldest one's age, and with `events` (MQTT on)
+    the outbox backlog: read from the ledger, so every process sharing a database reports
+    the same figures, and the backlog keeps counting while the broker is away (the
+    publisher only looks at it while connected)."""
     now = datetime.now(UTC)
     async with queries.read_only(engine).connect() as conn:
         counts = dict(
@@ -72,12 +76,26 @@ async def refresh_ledger_gauges(engine: AsyncEngine) -> None:
     if oldest is not None and oldest.tzinfo is None:
         oldest = oldest.replace(tzinfo=UTC)
     metrics.OLDEST_JOB_AGE.set((now - oldest).total_seconds() if oldest is not None else 0)
+    jobs = await queries.job_health(engine)
+    metrics.JOBS_RETRYING.set(jobs.retrying)
+    metrics.JOBS_FAILING.set(jobs.failing)
+    metrics.JOBS_OVERDUE.set(jobs.overdue)
+    if events:
+        metrics.MQTT_BACKLOG.set(await outbox_backlog(engine))
 
 
-async def keep_ledger_gauges(engine: AsyncEngine, stop: asyncio.Event) -> None:
+async def keep_ledger_gauges(
+    engine: AsyncEngine, stop: asyncio.Event, events: bool = False
+) -> None:
     metrics.BUILD.info({"version": __version__})
+    retry = DatabaseRetry("ledger-gauges")
     while not stop.is_set():
-        await refresh_ledger_gauges(engine)
+        try:
+            await refresh_ledger_gauges(engine, events)
+        except Exception as exc:
+            await retry.wait(exc, stop)
+            continue
+        retry.succeeded()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(LEDGER_GAUGE_INTERVAL):
                 await stop.wait()

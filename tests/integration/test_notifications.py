@@ -156,3 +156,30 @@ async def test_a_broker_outage_delays_events_and_loses_none(
         after.stop.set()
         await asyncio.wait_for(publishing, 10)
         listening.cancel()
+
+
+async def test_the_backlog_gauge_counts_unpublished_events_while_the_broker_is_down(
+    engine: AsyncEngine, broker: Broker, moto: Any, moto_ami: str
+) -> None:
+    from watcher import metrics
+    from watcher.monitoring import keep_ledger_gauges
+
+    broker.stop()
+    metrics.MQTT_BACKLOG.set(0)
+    reconnects = metrics.MQTT_RECONNECTS._value.get()
+    publisher = OrderEventPublisher(engine, parse_mqtt_url(broker.url), idle_poll=0.05)
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(publisher.run()),
+        asyncio.create_task(keep_ledger_gauges(engine, stop, events=True)),
+    ]
+    try:
+        await asyncio.wait_for(pay_and_provision(engine, moto, moto_ami, "three", 20), 60)
+        await wait_for(lambda: metrics.MQTT_RECONNECTS._value.get() > reconnects)
+        # 2 orders x 4 state changes, none published: the gauge says so within one refresh.
+        assert await publisher.backlog() == 8
+        await wait_for(lambda: metrics.MQTT_BACKLOG._value.get() == 8)
+    finally:
+        publisher.stop.set()
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)

@@ -9,6 +9,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from watcher.redact import mask_url
+
 _DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
     "postgresql": "postgresql+asyncpg",
@@ -39,19 +41,40 @@ def is_sqlite(url: str | URL) -> bool:
 
 
 def describe(url: str) -> str:
-    """The URL with any password masked, for messages and logs."""
-    return make_url(url).render_as_string(hide_password=True)
+    """The URL with its user and password masked, for messages and logs."""
+    return mask_url(make_url(url).render_as_string(hide_password=False))
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if is_sqlite(url):
         return _sqlite_engine(url, **kwargs)
     kwargs.setdefault("pool_size", 5)
+    # After the server or the network dropped connections, the pool tests each one at
+    # checkout and replaces the dead ones, so the first query after a blip does not fail
+    # on a stale connection (a connection cut under a statement is invalidated anyway).
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **kwargs)
 
 
+# How long a SQLite writer waits for another process's write lock before the statement
+# fails with "database is locked" (the service then retries it with backoff). The URL's
+# `?timeout=<seconds>` (pysqlite's own parameter) overrides it.
+SQLITE_BUSY_TIMEOUT = 30.0
+
+
+def _busy_timeout_ms(url: str) -> int:
+    value = make_url(url).query.get("timeout")
+    if not isinstance(value, str):
+        return int(SQLITE_BUSY_TIMEOUT * 1000)
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"timeout={value!r} in the database URL is not a number") from None
+    return max(int(seconds * 1000), 0)
+
+
 def _sqlite_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    busy_ms = _busy_timeout_ms(url)
     engine = create_async_engine(url, **kwargs)
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -64,7 +87,7 @@ def _sqlite_engine(url: str, **kwargs: Any) -> AsyncEngine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
