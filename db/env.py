@@ -13,7 +13,7 @@ import os
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from watcher.config import DEFAULT_DATABASE_URL
+from watcher.config import default_database_url
 from watcher.ledger.database import create_engine, normalize_database_url
 from watcher.ledger.schema import Base
 
@@ -32,7 +32,7 @@ def run_with(connection: Connection) -> None:
 
 
 async def run_standalone() -> None:
-    url = normalize_database_url(os.environ.get("WATCHER_DATABASE_URL", DEFAULT_DATABASE_URL))
+    url = normalize_database_url(os.environ.get("WATCHER_DATABASE_URL") or default_database_url())
     engine = create_engine(url)
     async with engine.connect() as connection:
         await connection.run_sync(run_with)

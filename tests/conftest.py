@@ -29,10 +29,12 @@ class CliResult:
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No WATCHER_* setting or watcher.toml of the developer's leaks into a test."""
+    """No WATCHER_* setting, watcher.toml or ledger of the developer's leaks into a test:
+    the embedded default ledger lives under $XDG_DATA_HOME, here the test's own folder."""
     for name in list(os.environ):
         if name.startswith("WATCHER_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.chdir(tmp_path)
 
 

@@ -19,7 +19,7 @@ import click
 from watcher import __version__
 from watcher.addresses import BURN_ADDRESS, parse_address
 from watcher.amounts import format_amount, parse_amount
-from watcher.config import SETTINGS, Settings, load_settings
+from watcher.config import MAX_BIGINT, SETTINGS, Settings, load_settings, parse_whole_number
 from watcher.errors import InvalidInput, UserError
 
 if TYPE_CHECKING:
@@ -58,6 +58,7 @@ PROVISION = (
     "workers",
     "lease_seconds",
     "capacity_attempts",
+    "reconcile_interval",
 )
 RUN = (
     *FOLLOW,
@@ -101,10 +102,53 @@ class BlockType(click.ParamType[int]):
         text = str(value).strip().lower()
         if self.allow_latest and text == "latest":
             return -1
-        if not text.isdigit():
-            wanted = "a block number or latest" if self.allow_latest else "a block number"
+        wanted = "a block number or latest" if self.allow_latest else "a block number"
+        try:
+            number = parse_whole_number(text)
+        except ValueError:
             self.fail(f"must be {wanted}, got {value!r}", param, ctx)
-        return int(text)
+        if not 0 <= number <= MAX_BIGINT:
+            self.fail(f"must be {wanted} between 0 and {MAX_BIGINT}, got {value!r}", param, ctx)
+        return number
+
+
+class ChainIdType(click.ParamType[int]):
+    """A chain id as the ledger stores it: ASCII digits, 0 to 2**63-1 (a signed BIGINT)."""
+
+    name = "CHAIN_ID"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            number = parse_whole_number(str(value))
+        except ValueError:
+            self.fail(f"must be a chain id (a whole number), got {value!r}", param, ctx)
+        if not 0 <= number <= MAX_BIGINT:
+            self.fail(f"must be between 0 and {MAX_BIGINT}, got {value!r}", param, ctx)
+        return number
+
+
+class SecondsType(click.ParamType[float]):
+    """Seconds, 0 to a day, in ASCII: float() also takes `1_0`, other scripts' digits and nan."""
+
+    name = "SECONDS"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        text = str(value).strip()
+        try:
+            if not text.isascii() or "_" in text:
+                raise ValueError(text)
+            seconds = float(text)
+        except ValueError:
+            self.fail(f"must be a number of seconds, got {value!r}", param, ctx)
+        if not 0 <= seconds <= 86_400:  # also false for nan
+            self.fail(f"must be between 0 and 86400 seconds, got {value!r}", param, ctx)
+        return seconds
 
 
 class AddressType(click.ParamType[str]):
@@ -350,7 +394,7 @@ def demo(**options: Any) -> None:
 @cli.command(context_settings=CONTEXT)
 @click.option(
     "--max-wait",
-    type=click.FloatRange(min=0),
+    type=SecondsType(),
     default=300.0,
     show_default=True,
     help="Seconds to wait for jobs in backoff before giving up.",
@@ -402,7 +446,7 @@ def replay(first: int, last: int, **options: Any) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.option("--payer", type=AddressType(), default=None, help="Only this payer's orders.")
-@click.option("--chain-id", type=click.IntRange(min=0), default=None, help="Only this chain.")
+@click.option("--chain-id", type=ChainIdType(), default=None, help="Only this chain.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @setting_options("database_url")
 def orders(payer: str | None, chain_id: int | None, as_json: bool, **options: Any) -> None:
@@ -415,7 +459,7 @@ def orders(payer: str | None, chain_id: int | None, as_json: bool, **options: An
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("address", type=AddressType(), required=False)
-@click.option("--chain-id", type=click.IntRange(min=0), default=None, help="Only this chain.")
+@click.option("--chain-id", type=ChainIdType(), default=None, help="Only this chain.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @setting_options("database_url")
 def credit(address: str | None, chain_id: int | None, as_json: bool, **options: Any) -> None:
@@ -424,6 +468,25 @@ def credit(address: str | None, chain_id: int | None, as_json: bool, **options: 
 
     settings = settings_from(options)
     run_async(show_credit(settings, address, chain_id, as_json))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--skip-chain", is_flag=True, help="Do not compare with a replay of the chain.")
+@click.option("--skip-cloud", is_flag=True, help="Do not compare with the cloud's resources.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@setting_options(*FOLLOW, "aws_region", "aws_endpoint_url")
+def audit(skip_chain: bool, skip_cloud: bool, as_json: bool, **options: Any) -> int:
+    """Compare the ledger with a fresh replay of the chain (payments, credit, orders) and
+    with the cloud (one tagged resource per order that holds one, none without an order).
+    Changes nothing. Exit 0: clean; 1: differences found; 2: bad input."""
+    from watcher.runner import run_audit
+
+    if skip_chain and skip_cloud:
+        raise click.UsageError("--skip-chain and --skip-cloud leave nothing to audit")
+    settings = settings_from(options)
+    return run_async(
+        run_audit(settings, chain=not skip_chain, cloud=not skip_cloud, as_json=as_json)
+    )
 
 
 @cli.group(context_settings=CONTEXT)
@@ -451,27 +514,44 @@ def db_upgrade(**options: Any) -> None:
 @setting_options(*SETTINGS)
 def show_config(**options: Any) -> None:
     """Print the effective settings (secrets are only said to be set)."""
+    from watcher.catalog import THESIS_PLAN, Catalog
+    from watcher.redact import mask_url
+
     settings = settings_from(options)
     if settings.config_file is not None:
         click.echo(f"# from {settings.config_file}, the environment and flags")
+    catalog = settings.catalog
     for name, spec in SETTINGS.items():
         value = getattr(settings, name)
         if spec.secret:
             shown = "(set)" if value is not None else "(not set)"
-        elif name == "mqtt_url" and value is not None:
-            shown = _mask_password(value)
+        elif name == "default_plan":
+            # The plan in effect, and why: a setting, or the catalog's own default.
+            if value is not None:
+                origin = "set"
+            elif catalog.default == THESIS_PLAN.name:
+                origin = "built-in default, not set"
+            else:
+                origin = "first plan of the catalog, not set"
+            shown = f"{catalog.default} ({origin})"
+        elif value is None:
+            shown = "(not set)"
         else:
-            shown = "(not set)" if value is None else str(value)
+            # Every URL setting (RPC, WebSocket, database, AWS endpoint, MQTT) may carry a
+            # user, a password or an API key.
+            shown = mask_url(str(value)) if "://" in str(value) else str(value)
         click.echo(f"{spec.env}={shown}")
-
-
-def _mask_password(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return url.replace(f":{parts.password}@", ":********@", 1)
+    source = "built-in" if catalog.plans == Catalog().plans else f"from {settings.config_file}"
+    click.echo(f"# plans ({source}):")
+    for plan in catalog.plans.values():
+        default = "  (default)" if plan.name == catalog.default else ""
+        click.echo(
+            f"plan {plan.name}: price={format_amount(plan.price)} CTK "
+            f"instance_type={plan.instance_type} ami={plan.ami} "
+            f"key_pair={plan.key_name or '(none)'} "
+            f"security_groups={','.join(plan.security_group_ids) or '(default)'} "
+            f"subnet={plan.subnet_id or '(default)'}{default}"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

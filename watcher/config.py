@@ -7,8 +7,10 @@ message (naming where it came from) whichever way it was given.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -22,11 +24,27 @@ from watcher.addresses import parse_address
 from watcher.catalog import Catalog, parse_plans
 from watcher.devchain_accounts import DEV_ACCOUNT_COUNT
 from watcher.errors import ConfigError, InvalidInput
+from watcher.redact import redact
 
 ENV_PREFIX = "WATCHER_"
-# The embedded default ledger: a SQLite file in the working directory.
-DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///watcher.db"
+
+
+def default_database_url() -> str:
+    """The embedded ledger: a SQLite file in the user's data directory
+    ($XDG_DATA_HOME/watcher/ledger.db, else ~/.local/share/watcher/ledger.db). Never the
+    working directory: a watcher started from another folder would find an empty ledger
+    and take every payment on the chain for a new one."""
+    base = os.environ.get("XDG_DATA_HOME", "")
+    # The XDG spec: a relative path is invalid and must be ignored.
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "share"
+    return f"sqlite+aiosqlite:///{root / 'watcher' / 'ledger.db'}"
+
+
 DEFAULT_CONFIG_FILE = Path("watcher.toml")
+# The order of secp256k1's group: a private key is a number in [1, n).
+SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+# Chain ids and block numbers are stored in BIGINT columns (PostgreSQL's is signed).
+MAX_BIGINT = 2**63 - 1
 
 
 class Secret:
@@ -64,7 +82,7 @@ class Settings:
     dev_account: int | None = None
     devchain_port: int = 8545
     hardhat_dir: Path | None = None
-    database_url: str = DEFAULT_DATABASE_URL
+    database_url: str = field(default_factory=default_database_url)
     ws_url: str | None = None
     confirmations: int = 2
     finality: str = "confirmations"
@@ -79,6 +97,7 @@ class Settings:
     workers: int = 4
     lease_seconds: float = 60.0
     capacity_attempts: int = 5
+    reconcile_interval: int = 300
     mqtt_url: str | None = None
     http_host: str = "127.0.0.1"
     http_port: int = 8080
@@ -117,8 +136,24 @@ def _address(text: str) -> ChecksumAddress:
         raise ValueError(str(exc).removeprefix("value ")) from None
 
 
+# Python's int() and float() also take `1_0` and the digits of every script (Arabic-Indic
+# ten reads as 10; `str.isdigit` even passes a superscript two, which int() then refuses):
+# a setting or argument is plain ASCII digits, or it is a mistake.
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+
+
+def parse_whole_number(text: str) -> int:
+    """ASCII decimal digits (an optional sign) into an int; ValueError for anything else."""
+    value = text.strip()
+    if not _WHOLE_NUMBER.fullmatch(value):
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(value)
+
+
 def _seconds(text: str) -> float:
     try:
+        if not text.isascii() or "_" in text:
+            raise ValueError(text)
         value = float(text)
     except ValueError:
         raise ValueError(f"{text!r} is not a number of seconds") from None
@@ -129,10 +164,7 @@ def _seconds(text: str) -> float:
 
 def _int_in(low: int, high: int, what: str) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        try:
-            value = int(text.strip())
-        except ValueError:
-            raise ValueError(f"{text!r} is not a whole number") from None
+        value = parse_whole_number(text)
         if not low <= value <= high:
             raise ValueError(f"{what} must be between {low} and {high}, got {value}")
         return value
@@ -150,8 +182,9 @@ def _private_key(text: str) -> Secret:
     body = text.strip().removeprefix("0x")
     if len(body) != 64 or any(c not in "0123456789abcdefABCDEF" for c in body):
         raise ValueError("not a 32-byte hex private key (64 hex digits, optional 0x)")
-    if int(body, 16) == 0:
-        raise ValueError("not a valid private key")
+    if not 0 < int(body, 16) < SECP256K1_ORDER:
+        # Never the value, not even in decimal: a key one digit off is still a key.
+        raise ValueError("not a valid secp256k1 private key (zero, or not below the curve order)")
     return Secret("0x" + body.lower())
 
 
@@ -204,7 +237,14 @@ def _mqtt_url(text: str) -> str:
 
 def _host(text: str) -> str:
     value = text.strip()
-    if not value or any(c.isspace() or c in "/:@" for c in value.replace("::", "")):
+    if ":" in value or all(label.isdigit() for label in value.split(".")):
+        # Numeric: it must be an address, or a bind would send `300.1.1.1` to DNS.
+        try:
+            ipaddress.ip_address(value.strip("[]"))
+        except ValueError:
+            raise ValueError(f"{text!r} is not a valid IP address") from None
+        return value.strip("[]")
+    if not value or any(c.isspace() or c in "/:@[]" for c in value):
         raise ValueError(f"{text!r} is not a host name or address")
     return value
 
@@ -280,7 +320,8 @@ SETTINGS: dict[str, SettingSpec] = {
         SettingSpec(
             "database_url",
             _database_url,
-            "Ledger database: sqlite:///FILE (default ./watcher.db) or postgresql://...",
+            "Ledger database: sqlite:///FILE (default ~/.local/share/watcher/ledger.db) "
+            "or postgresql://...",
             metavar="URL",
         ),
         SettingSpec(
@@ -300,7 +341,7 @@ SETTINGS: dict[str, SettingSpec] = {
         ),
         SettingSpec(
             "start_block",
-            _int_in(0, 2**63 - 1, "start block"),
+            _int_in(0, MAX_BIGINT, "start block"),
             "First block to follow on an empty ledger.",
             metavar="N",
         ),
@@ -349,6 +390,13 @@ SETTINGS: dict[str, SettingSpec] = {
             _int_in(1, 100, "capacity attempts"),
             "Launch tries on capacity errors before the order fails (and is refunded).",
             metavar="N",
+        ),
+        SettingSpec(
+            "reconcile_interval",
+            _int_in(0, 86_400, "reconcile interval"),
+            "Seconds between sweeps comparing orders with the cloud's tagged instances "
+            "(0: off); differences are logged and counted in watcher_cloud_differences.",
+            metavar="SECONDS",
         ),
         SettingSpec(
             "mqtt_url",
@@ -470,10 +518,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {exc.start} is not valid UTF-8; TOML files must be "
+            "UTF-8)"
+        ) from None
 
 
 def _parse(spec: SettingSpec, raw: str, source: str) -> Any:
     try:
         return spec.parse(raw)
     except ValueError as exc:
-        raise ConfigError(f"invalid {source}: {exc}") from None
+        # Parsers quote what they were given: a URL with a password or an API key in it
+        # must not come back in the message.
+        raise ConfigError(f"invalid {source}: {redact(str(exc), raw)}") from None

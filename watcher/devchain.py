@@ -6,6 +6,7 @@ HTTP and WebSocket JSON-RPC on the same port.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -45,15 +46,32 @@ def _hardhat_bin(folder: Path) -> Path:
 
 
 def port_is_free(port: int, host: str = HOST) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+    return bind_problem(port, host) is None
+
+
+def bind_problem(port: int, host: str = HOST) -> str | None:
+    """Why a server could not listen on host:port, in words, or None if it could. Each
+    cause gets its own words: a mistyped host is not a busy port."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError):
+        return f"{host!r} is not a known host name or address"
+    family, kind, protocol, _, address = found[0]
+    with socket.socket(family, kind, protocol) as probe:
         # As a server would bind: connections of a stopped node lingering in TIME_WAIT
         # do not make the port busy.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is already in use"
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return f"{host} is not an address of this machine"
+            if exc.errno == errno.EACCES:
+                return f"no permission to listen on port {port} of {host}"
+            return f"cannot listen on {host}:{port}: {(exc.strerror or str(exc)).lower()}"
+    return None
 
 
 def free_port(host: str = HOST) -> int:
@@ -97,10 +115,9 @@ class DevChain:
         ]
 
     def spawn(self, stdout: IO[bytes] | int) -> subprocess.Popen[bytes]:
-        if not port_is_free(self.port):
-            raise ConfigError(
-                f"port {self.port} on {HOST} is already in use; pick another with --port"
-            )
+        problem = bind_problem(self.port)
+        if problem is not None:
+            raise ConfigError(f"{problem}; pick another with --port")
         env = dict(os.environ, HARDHAT_DISABLE_TELEMETRY_PROMPT="true")
         # Its own session, so stopping it also stops anything it spawned and a Ctrl-C in
         # our terminal reaches us first, to shut it down in order.

@@ -11,6 +11,7 @@ from eth_account import Account
 from eth_account.datastructures import SignedTransaction
 from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
+from eth_utils.exceptions import ValidationError
 
 from watcher.config import SETTINGS, Settings
 from watcher.devchain_accounts import DEV_CHAIN_ID, dev_account
@@ -70,7 +71,22 @@ def resolve_signer(
     if settings.keystore is not None:
         return _from_keystore(settings, prompt_password)
     assert settings.private_key is not None
-    return Signer(Account.from_key(settings.private_key.reveal()), "WATCHER_PRIVATE_KEY")
+    return Signer(
+        _account(settings.private_key.reveal(), "WATCHER_PRIVATE_KEY"), "WATCHER_PRIVATE_KEY"
+    )
+
+
+def _account(key: str | bytes, source: str) -> LocalAccount:
+    """The account of `key`, or one line naming where the key came from. eth_keys' own
+    error quotes the key in decimal, so it must not reach a traceback or a log."""
+    try:
+        account: LocalAccount = Account.from_key(key)
+    except (ValueError, ValidationError):
+        raise InvalidInput(
+            f"{source} does not hold a valid secp256k1 private key "
+            "(zero, or not below the curve order)"
+        ) from None
+    return account
 
 
 def _describe(name: str) -> str:
@@ -108,4 +124,4 @@ def _from_keystore(settings: Settings, prompt_password: PasswordPrompt | None) -
         raise InvalidInput(f"keystore {path} is damaged or of an unknown kind") from None
     except (KeyError, TypeError):
         raise InvalidInput(f"keystore {path} is damaged or of an unknown kind") from None
-    return Signer(Account.from_key(key), f"keystore {path.name}")
+    return Signer(_account(key, f"keystore {path}"), f"keystore {path.name}")

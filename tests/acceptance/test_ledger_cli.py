@@ -67,7 +67,15 @@ def test_replay_on_the_embedded_default_then_orders_and_credit(
     env, start = paid
     first = watcher("replay", "--from-block", str(start), env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert (tmp_path / "watcher.db").exists()  # the embedded default, migrated on the spot
+    # The embedded default, migrated on the spot, in the user's data folder (issue 8.2): a
+    # watcher started from another folder finds the same ledger, not an empty one.
+    assert (tmp_path / "data" / "watcher" / "ledger.db").exists()
+    assert not (tmp_path / "watcher.db").exists()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert "0 new payments, 2 already recorded" in (
+        watcher("replay", "--from-block", str(start), env=env, cwd=elsewhere).stdout
+    )
     assert "2 new payments, 0 already recorded, 3 orders" in first.stdout
     again = watcher(
         "replay", "--from-block", str(start), "--to-block", "latest", env=env, cwd=tmp_path
@@ -89,7 +97,7 @@ def test_replay_on_the_embedded_default_then_orders_and_credit(
     assert nobody.stdout.strip() == "no orders"
 
     credit = json.loads(watcher("credit", PAYER.address, "--json", env=env, cwd=tmp_path).stdout)
-    assert (credit["payer"], credit["balance"], credit["plan"]) == (PAYER.address, "0", "t3.micro")
+    assert (credit["payer"], credit["balance"]) == (PAYER.address, "0")
     table = watcher("orders", env=env, cwd=tmp_path)
     assert table.returncode == 0 and PAYER.address in table.stdout and "10 CTK" in table.stdout
 
@@ -106,6 +114,50 @@ def test_postgresql_must_be_upgraded_first(
     assert "up to date" in watcher("db", "upgrade", env=env, cwd=tmp_path).stdout
     done = watcher("replay", "--from-block", str(paid[1]), env=env, cwd=tmp_path)
     assert done.returncode == 0 and "2 new payments" in done.stdout
+
+
+def test_a_reset_chain_or_another_token_is_refused_not_taken_for_a_reorg(
+    paid: tuple[dict[str, str], int], tmp_path: Path, w3: Web3
+) -> None:
+    """Issue 8.8: the ledger records the genesis block and the token it follows. A node
+    serving another chain under the same id (a restarted dev chain: simulated by editing
+    the recorded genesis) or another token is refused with one line, and nothing changes."""
+    import sqlite3
+
+    env, start = paid
+    assert watcher("replay", "--from-block", str(start), env=env, cwd=tmp_path).returncode == 0
+    ledger = tmp_path / "data" / "watcher" / "ledger.db"
+    with sqlite3.connect(ledger) as db:
+        (genesis,) = db.execute("SELECT genesis_hash FROM chains").fetchone()
+        assert genesis == w3.eth.get_block(0)["hash"].to_0x_hex()
+        db.execute("UPDATE chains SET genesis_hash = ?", ("0x" + "ab" * 32,))
+    refused = watcher("replay", "--from-block", str(start), env=env, cwd=tmp_path)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert "genesis" in refused.stderr and "use a new ledger" in refused.stderr
+    with sqlite3.connect(ledger) as db:
+        db.execute("UPDATE chains SET genesis_hash = ?", (genesis,))
+        assert db.execute("SELECT count(*) FROM payments").fetchone() == (2,)
+
+    other = DevChainDriver(w3).token()
+    moved = watcher(
+        "replay",
+        "--from-block",
+        str(start),
+        env={**env, "WATCHER_TOKEN_ADDRESS": other.address},
+        cwd=tmp_path,
+    )
+    assert moved.returncode == 1 and f"not {other.address}" in moved.stderr
+
+    nothing = watcher(
+        "replay",
+        "--from-block",
+        str(start),
+        env={**env, "WATCHER_TOKEN_ADDRESS": dev_account(14).address},
+        cwd=tmp_path,
+    )
+    assert nothing.returncode == 2
+    assert "there is no contract at the token address" in nothing.stderr
 
 
 @pytest.mark.parametrize(
@@ -137,9 +189,9 @@ def test_postgresql_must_be_upgraded_first(
             ("replay", "--from-block", "0"),
             {"WATCHER_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x"},
             1,
-            "cannot open the ledger postgresql+asyncpg://nobody@127.0.0.1:1/x",
+            "cannot open the ledger postgresql+asyncpg://***@127.0.0.1:1/x",
         ),
-        (("credit",), {}, 1, "there is no ledger at watcher.db yet"),
+        (("credit",), {}, 1, "/data/watcher/ledger.db yet"),
         (
             ("run",),
             {

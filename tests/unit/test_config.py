@@ -160,3 +160,95 @@ def test_an_empty_environment_variable_counts_as_unset() -> None:
 def test_mqtt_url_is_checked(url: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings({}, {"WATCHER_MQTT_URL": url})
+
+
+# --- issue 8, item 11: bad input is one line, never a traceback or a silent guess ---
+
+
+@pytest.mark.parametrize("text", ["1_0", "\u0661\u0660", "\u00b2", "1e3", "0x10", " ", "10.0"])
+def test_integer_settings_are_plain_ascii_digits(text: str) -> None:
+    # int() reads "1_0" and Arabic-Indic one-zero as 10 without a word.
+    with pytest.raises(ConfigError, match=r"invalid WATCHER_CONFIRMATIONS: .* is not a whole"):
+        load_settings({}, {"WATCHER_CONFIRMATIONS": text})
+
+
+@pytest.mark.parametrize("text", ["1_0", "\u0661\u0660"])
+def test_seconds_settings_are_plain_ascii(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"invalid WATCHER_RPC_TIMEOUT: .* not a number"):
+        load_settings({}, {"WATCHER_RPC_TIMEOUT": text})
+
+
+def test_integer_settings_still_accept_plain_numbers(tmp_path: Path) -> None:
+    (tmp_path / "watcher.toml").write_text("confirmations = 1_2\n")  # TOML's own integer syntax
+    assert load_settings({}, {}).confirmations == 12
+    assert load_settings({}, {"WATCHER_CONFIRMATIONS": " 7 "}).confirmations == 7
+
+
+SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+@pytest.mark.parametrize("number", [SECP256K1_ORDER, SECP256K1_ORDER + 1, 2**256 - 1])
+def test_private_key_at_or_above_the_curve_order_is_refused_without_echo(number: int) -> None:
+    key = f"0x{number:064x}"
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, {"WATCHER_PRIVATE_KEY": key})
+    message = str(info.value)
+    assert message.startswith("invalid WATCHER_PRIVATE_KEY: not a valid secp256k1 private key")
+    for form in (key[2:], key[2:].upper(), str(number), key[2:18]):
+        assert form not in message
+
+
+def test_largest_private_key_is_accepted() -> None:
+    key = f"0x{SECP256K1_ORDER - 1:064x}"
+    assert load_settings({}, {"WATCHER_PRIVATE_KEY": key}).private_key == Secret(key)
+
+
+def test_config_file_that_is_not_utf8_is_one_line_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "watcher.toml").write_bytes(b'rpc_url = "http://h\xe9:8545"\n')
+    with pytest.raises(ConfigError, match=r"^watcher.toml is not UTF-8 text") as info:
+        load_settings({}, {})
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [
+        ("300.1.1.1", "is not a valid IP address"),
+        ("1.2.3", "is not a valid IP address"),
+        ("2001:db8::zz", "is not a valid IP address"),
+        ("a host", "is not a host name or address"),
+        ("h/x", "is not a host name or address"),
+    ],
+)
+def test_bad_hosts_are_refused_for_what_they_are(host: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=f"invalid WATCHER_HTTP_HOST: .*{message}"):
+        load_settings({}, {"WATCHER_HTTP_HOST": host})
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1", "::1", "2001:db8::1", "[::1]", "local"])
+def test_good_hosts_are_accepted(host: str) -> None:
+    assert load_settings({}, {"WATCHER_HTTP_HOST": host}).http_host == host.strip("[]")
+
+
+# --- issue 8, item 10: a rejected URL is not echoed with its credentials ---
+
+
+@pytest.mark.parametrize(
+    ("name", "url"),
+    [
+        ("WATCHER_RPC_URL", "ftp://robert:hunter2@node/v3/9aa3d95b3bc440fa88ea12eaa4456161"),
+        (
+            "WATCHER_RPC_URL",
+            "https://robert:hunter2@node:99999/v3/9aa3d95b3bc440fa88ea12eaa4456161",
+        ),
+        ("WATCHER_WS_URL", "http://robert:hunter2@node/v3/9aa3d95b3bc440fa88ea12eaa4456161"),
+        ("WATCHER_DATABASE_URL", "mysql://robert:hunter2@db/ledger"),
+        ("WATCHER_MQTT_URL", "http://robert:hunter2@broker"),
+        ("WATCHER_AWS_ENDPOINT_URL", "ws://robert:hunter2@moto:5000"),
+    ],
+)
+def test_invalid_url_settings_do_not_echo_credentials(name: str, url: str) -> None:
+    with pytest.raises(ConfigError, match=f"invalid {name}") as info:
+        load_settings({}, {name: url})
+    for secret in ("robert", "hunter2", "9aa3d95b3bc440fa88ea12eaa4456161"):
+        assert secret not in str(info.value)

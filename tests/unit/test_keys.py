@@ -1,8 +1,11 @@
+import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_account import Account
+from eth_utils import keccak
 
 from watcher.config import load_settings
 from watcher.devchain_accounts import dev_account
@@ -90,3 +93,41 @@ def test_keystore_errors(tmp_path: Path) -> None:
         resolve_signer(
             load_settings({"keystore": str(other)}, {"WATCHER_KEYSTORE_PASSWORD": "x"}), 1
         )
+
+
+def test_keystore_holding_a_key_above_the_curve_order_is_one_line(tmp_path: Path) -> None:
+    # eth_account encrypts any 32 bytes; decrypting gives a key eth_keys refuses, and its
+    # error quotes the key in decimal.
+    number = 2**256 - 1
+    key = f"0x{number:064x}"
+    keystore = Account.encrypt(KEY, "pw", kdf="pbkdf2", iterations=1000)
+    path = tmp_path / "key.json"
+    path.write_text(json.dumps(_with_key(keystore, bytes.fromhex(key[2:]), "pw")))
+    settings = load_settings({"keystore": str(path)}, {"WATCHER_KEYSTORE_PASSWORD": "pw"})
+    with pytest.raises(InvalidInput) as info:
+        resolve_signer(settings, 1)
+    message = str(info.value)
+    assert message == (
+        f"keystore {path} does not hold a valid secp256k1 private key "
+        "(zero, or not below the curve order)"
+    )
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    for form in (key[2:], str(number)):
+        assert form not in message
+
+
+def _with_key(keystore: dict[str, Any], key: bytes, password: str) -> dict[str, Any]:
+    """`keystore` (pbkdf2, aes-128-ctr, encrypting KEY) changed to encrypt `key`, whatever its
+    value: eth_account refuses to encrypt a key above the curve order, a file may hold one.
+    CTR mode XORs a key stream, so swapping the plaintext is an XOR; the MAC is recomputed."""
+    crypto = keystore["crypto"]
+    params = crypto["kdfparams"]
+    derived = hashlib.pbkdf2_hmac(
+        "sha256", password.encode(), bytes.fromhex(params["salt"]), params["c"], 32
+    )
+    old = bytes.fromhex(crypto["ciphertext"])
+    stream = bytes(a ^ b for a, b in zip(old, bytes.fromhex(KEY[2:]), strict=True))
+    ciphertext = bytes(a ^ b for a, b in zip(stream, key, strict=True))
+    mac = keccak(derived[16:32] + ciphertext)
+    changed = {**crypto, "ciphertext": ciphertext.hex(), "mac": mac.hex()}
+    return {**keystore, "crypto": changed}

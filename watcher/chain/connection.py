@@ -19,6 +19,7 @@ from web3.exceptions import (
 )
 
 from watcher.errors import ChainError
+from watcher.redact import mask_url, redact
 
 
 @dataclass(frozen=True)
@@ -32,29 +33,36 @@ class Chain:
 
 @contextmanager
 def chain_errors(url: str, action: str = "talk to") -> Iterator[None]:
-    """Translate what a dead, slow or unhappy node raises into a ChainError naming the URL."""
+    """Translate what a dead, slow or unhappy node raises into a ChainError naming the URL,
+    its credentials and API key masked (the message reaches terminals and logs)."""
+    shown = mask_url(url)
     try:
         yield
     except ChainError:
         raise
     except (TimeoutError, TimeExhausted):
-        raise ChainError(f"the RPC node at {url} did not answer in time") from None
+        raise ChainError(f"the RPC node at {shown} did not answer in time") from None
     except aiohttp.ClientConnectorError as exc:
         raise ChainError(
-            f"cannot reach the RPC node at {url}: {_os_reason(exc.os_error)}"
+            f"cannot reach the RPC node at {shown}: {_os_reason(exc.os_error)}"
         ) from None
     except aiohttp.ClientResponseError as exc:
         raise ChainError(
-            f"the RPC node at {url} answered HTTP {exc.status} {exc.message}"
+            f"the RPC node at {shown} answered HTTP {exc.status} {redact(exc.message, url)}"
         ) from None
     except TooManyRequests:
-        raise ChainError(f"the RPC node at {url} is rate limiting us (HTTP 429)") from None
+        raise ChainError(f"the RPC node at {shown} is rate limiting us (HTTP 429)") from None
     except (aiohttp.ClientError, ProviderConnectionError, ConnectionError, OSError) as exc:
+        # Library messages quote the URL they were given, credentials and all.
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ChainError(f"cannot {action} the RPC node at {url}: {detail}") from None
+        raise ChainError(
+            f"cannot {action} the RPC node at {shown}: {redact(detail, url)}"
+        ) from None
     except Web3RPCError as exc:
         message = exc.rpc_response.get("error", {}).get("message") if exc.rpc_response else None
-        raise ChainError(f"the RPC node at {url} refused the request: {message or exc}") from None
+        raise ChainError(
+            f"the RPC node at {shown} refused the request: {redact(str(message or exc), url)}"
+        ) from None
 
 
 def _os_reason(error: OSError) -> str:

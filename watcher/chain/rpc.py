@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from watcher.redact import mask_url, redact
+
 
 class RpcError(Exception):
     """The node answered with a JSON-RPC error object."""
@@ -38,6 +40,8 @@ class RpcUnavailable(Exception):
 
 class RpcTransport(Protocol):
     url: str
+    # The URL as logs and messages may show it: a provider's API key is often in the URL.
+    shown_url: str
 
     async def call(self, method: str, params: list[Any]) -> Any: ...
 
@@ -63,6 +67,7 @@ def is_rate_limit(error: RpcError) -> bool:
 class HttpTransport:
     def __init__(self, url: str, timeout: float) -> None:
         self.url = url
+        self.shown_url = mask_url(url)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
         self._ids = itertools.count(1)
@@ -74,17 +79,26 @@ class HttpTransport:
         try:
             async with self._session.post(self.url, json=payload) as response:
                 if response.status == 429:
-                    raise RpcUnavailable("rate_limited", f"{self.url} answered HTTP 429")
+                    raise RpcUnavailable("rate_limited", f"{self.shown_url} answered HTTP 429")
                 if response.status >= 500:
-                    raise RpcUnavailable("http_5xx", f"{self.url} answered HTTP {response.status}")
+                    raise RpcUnavailable(
+                        "http_5xx", f"{self.shown_url} answered HTTP {response.status}"
+                    )
                 raw = await response.read()
         except TimeoutError:
-            raise RpcUnavailable("timeout", f"{self.url} did not answer {method} in time") from None
+            raise RpcUnavailable(
+                "timeout", f"{self.shown_url} did not answer {method} in time"
+            ) from None
         except aiohttp.ClientConnectorError as exc:
             kind = "unknown_host" if isinstance(exc.os_error, socket.gaierror) else "connection"
-            raise RpcUnavailable(kind, f"cannot connect to {self.url}: {exc.os_error}") from None
+            raise RpcUnavailable(
+                kind, f"cannot connect to {self.shown_url}: {redact(str(exc.os_error), self.url)}"
+            ) from None
         except aiohttp.ClientError as exc:
-            raise RpcUnavailable("connection", f"{self.url}: {exc}") from None
+            # aiohttp's messages quote the request URL, credentials and all.
+            raise RpcUnavailable(
+                "connection", f"{self.shown_url}: {redact(str(exc), self.url)}"
+            ) from None
         return _result(raw, response.status, method)
 
     async def close(self) -> None:
@@ -100,6 +114,7 @@ class WebSocketTransport:
         from web3 import WebSocketProvider
 
         self.url = url
+        self.shown_url = mask_url(url)
         self._timeout = timeout
         self._provider = WebSocketProvider(url, request_timeout=timeout, max_connection_retries=1)
         self._connected = False
@@ -113,10 +128,15 @@ class WebSocketTransport:
                 self._connected = True
             response: Any = await self._provider.make_request(method, params)  # type: ignore[arg-type]
         except (TimeoutError, TimeExhausted):
-            raise RpcUnavailable("timeout", f"{self.url} did not answer {method} in time") from None
+            raise RpcUnavailable(
+                "timeout", f"{self.shown_url} did not answer {method} in time"
+            ) from None
         except (ProviderConnectionError, OSError, ConnectionError) as exc:
             await self.close()
-            raise RpcUnavailable("connection", f"cannot connect to {self.url}: {exc}") from None
+            # web3's connection errors quote the URL it was given.
+            raise RpcUnavailable(
+                "connection", f"cannot connect to {self.shown_url}: {redact(str(exc), self.url)}"
+            ) from None
         return _unwrap(response, method)
 
     async def close(self) -> None:
