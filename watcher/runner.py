@@ -19,12 +19,14 @@ from rich.table import Table
 from watcher import logs
 from watcher.amounts import format_amount
 from watcher.config import Settings
-from watcher.devchain import port_is_free
+from watcher.devchain import bind_problem
 from watcher.errors import ConfigError, UserError
 from watcher.ledger import queries
+from watcher.ledger.errors import classify
 from watcher.logs import fields
 from watcher.monitoring import keep_ledger_gauges, serve_metrics
 from watcher.notify import OrderEventPublisher, parse_mqtt_url
+from watcher.redact import mask_url
 from watcher.replay import replay
 from watcher.service import open_database, open_provisioners, open_watcher
 from watcher.web import serve_api
@@ -41,10 +43,11 @@ async def run_service(settings: Settings) -> None:
     a job still running then is released (its recorded phase tells the next worker where
     to go on)."""
     logs.configure()
-    if settings.http_port and not port_is_free(settings.http_port, settings.http_host):
+    problem = bind_problem(settings.http_port, settings.http_host) if settings.http_port else None
+    if problem is not None:
         raise ConfigError(
-            f"cannot serve the web API on {settings.http_host}:{settings.http_port}: the port is "
-            "in use (set WATCHER_HTTP_PORT, or 0 to turn it off)"
+            f"cannot serve the web API: {problem} "
+            "(set WATCHER_HTTP_HOST and WATCHER_HTTP_PORT, or WATCHER_HTTP_PORT=0 to turn it off)"
         )
     async with (
         open_watcher(settings, max_attempts=None) as watcher,
@@ -75,7 +78,10 @@ async def run_service(settings: Settings) -> None:
                 heads="websocket" if settings.ws_url else "polling",
                 workers=len(workers),
                 aws_region=settings.aws_region,
-                aws_endpoint=settings.aws_endpoint_url or "aws",
+                rpc=mask_url(settings.rpc_url),
+                aws_endpoint=mask_url(settings.aws_endpoint_url)
+                if settings.aws_endpoint_url
+                else "aws",
             )
         )
         try:
@@ -87,8 +93,18 @@ async def run_service(settings: Settings) -> None:
                     tasks.create_task(worker.run(), name=f"provisioner-{n}")
                     for n, worker in enumerate(workers)
                 ]
+                if workers and settings.reconcile_interval:
+                    from watcher.audit import CloudSweep
+
+                    sweep = CloudSweep(
+                        watcher.engine, workers[0].cloud, settings.reconcile_interval
+                    )
+                    tasks.create_task(sweep.run(follower.stop), name="cloud-sweep")
                 tasks.create_task(
-                    keep_ledger_gauges(watcher.engine, follower.stop), name="ledger-gauges"
+                    keep_ledger_gauges(
+                        watcher.engine, follower.stop, events=settings.mqtt_url is not None
+                    ),
+                    name="ledger-gauges",
                 )
                 if settings.http_port:
                     tasks.create_task(
@@ -132,8 +148,13 @@ async def _flush(publisher: OrderEventPublisher, within: float = 5.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     # The backlog lives in the database, not in an Event: poll it.
-    while loop.time() < deadline and await publisher.backlog():  # noqa: ASYNC110
-        await asyncio.sleep(0.1)
+    try:
+        while loop.time() < deadline and await publisher.backlog():  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+    except Exception as exc:
+        if classify(exc) is None:
+            raise
+        # The ledger is away: what is left goes out on the next start.
 
 
 @asynccontextmanager
@@ -161,11 +182,14 @@ async def run_drain(settings: Settings, max_wait: float) -> None:
         loop = asyncio.get_running_loop()
         for worker in workers:
             loop.add_signal_handler(signal.SIGINT, worker.stop.set)
-        async with asyncio.TaskGroup() as tasks:
-            drains = [
-                tasks.create_task(worker.drain(max_wait), name=f"drain-{n}")
-                for n, worker in enumerate(workers)
-            ]
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                drains = [
+                    tasks.create_task(worker.drain(max_wait), name=f"drain-{n}")
+                    for n, worker in enumerate(workers)
+                ]
+        except* UserError as failures:  # e.g. the ledger unusable: one line, no group
+            raise failures.exceptions[0] from None
         pending = max(task.result() for task in drains)
     if pending:
         raise UserError(
@@ -210,6 +234,19 @@ async def run_replay(settings: Settings, first: int, last: int | None) -> None:
     )
 
 
+def _provisioning(order: queries.OrderView) -> str:
+    """How the order's provisioning goes, in a few words: the error is what an operator
+    needs first when orders wait (it used to be only in provision_jobs.last_error)."""
+    if order.failure_reason is not None:
+        return f"failed, price back in credit: {order.failure_reason}"
+    parts = []
+    if order.last_error is not None:
+        parts.append(f"attempt {order.attempts} failed: {order.last_error}")
+    if order.next_attempt_at is not None and order.attempts:
+        parts.append(f"next try {order.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC")
+    return "; ".join(parts) or "-"
+
+
 async def show_orders(
     settings: Settings, payer: str | None, chain_id: int | None, as_json: bool
 ) -> None:
@@ -223,10 +260,11 @@ async def show_orders(
         click.echo("no orders")
         return
     table = Table()
-    for column in ("order", "block", "payer", "paid", "plan", "state", "instance"):
+    for column in ("order", "block", "payer", "paid", "plan", "state", "instance", "provisioning"):
         table.add_column(column, no_wrap=column in {"order", "payer"})
     for order in rows:
         state = order.state + (" (reorged!)" if order.reorged else "")
+        state += " (overdue!)" if order.overdue else ""
         table.add_row(
             order.order_id[:12],
             str(order.block_number),
@@ -235,6 +273,7 @@ async def show_orders(
             order.plan,
             state,
             order.instance_id or "-",
+            _provisioning(order),
         )
     # Not a terminal: let the table take its natural width instead of squeezing into 80.
     Console(width=None if sys.stdout.isatty() else 250).print(table)
@@ -255,7 +294,7 @@ async def show_credit(
     for entry in rows:
         click.echo(
             f"{entry.payer}: {format_amount(entry.balance)} CTK credit "
-            f"(plan {entry.plan}, chain {entry.chain_id})"
+            f"(chain {entry.chain_id}; the next payment buys plan {settings.catalog.default})"
         )
 
 
@@ -263,3 +302,20 @@ def _json(record: dict[str, object]) -> str:
     import json
 
     return json.dumps(record, separators=(",", ":"))
+
+
+async def run_audit(settings: Settings, *, chain: bool, cloud: bool, as_json: bool) -> int:
+    """Print one line per difference and a summary (or one JSON object); 0 when clean."""
+    from watcher.audit import audit
+
+    logging.getLogger("watcher").setLevel(logging.WARNING)
+    report = await audit(settings, chain=chain, cloud=cloud)
+    if as_json:
+        click.echo(_json(report.as_json()))
+    else:
+        for difference in report.differences:
+            click.echo(difference.line())
+        for note in report.notes:
+            click.echo(f"note: {note}")
+        click.echo(report.summary())
+    return 0 if report.clean else 1

@@ -4,11 +4,16 @@ unlocked dev account: pay, watch the order reach running, and the messages a use
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,12 +70,25 @@ def shop(
 ) -> Iterator[tuple[str, Any]]:
     """`watcher run` with its web API, a fresh CTK, and a buyer holding 100 CTK."""
     moto.reset()
+    with running_shop(devchain, w3, moto.url, moto_ami, tmp_path) as (url, ctk):
+        yield url, ctk
+
+
+@contextlib.contextmanager
+def running_shop(
+    devchain: DevChain,
+    w3: Web3,
+    aws_url: str,
+    ami: str,
+    tmp_path: Path,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[tuple[str, Any]]:
     driver = DevChainDriver(w3)
     ctk = driver.token()
     driver.fund(ctk, BUYER, 100)
     http_port = free_port()
     (tmp_path / "watcher.toml").write_text(
-        f'[plans."t3.micro"]\nprice = "10"\nami = "{moto_ami}"\n[plans."t3.large"]\nprice = "25"\ninstance_type = "t3.large"\nami = "{moto_ami}"\n'
+        f'[plans."t3.micro"]\nprice = "10"\nami = "{ami}"\n[plans."t3.large"]\nprice = "25"\ninstance_type = "t3.large"\nami = "{ami}"\n'
     )
     env = {
         **os.environ,
@@ -80,10 +98,12 @@ def shop(
         "WATCHER_TOKEN_ADDRESS": ctk.address,
         "WATCHER_CONFIRMATIONS": "0",
         "WATCHER_START_BLOCK": str(driver.head),
-        "WATCHER_AWS_ENDPOINT_URL": moto.url,
+        "WATCHER_AWS_ENDPOINT_URL": aws_url,
         "WATCHER_AWS_REGION": "us-east-1",
         "WATCHER_HTTP_PORT": str(http_port),
         "WATCHER_METRICS_PORT": "0",
+        "WATCHER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}",
+        **(extra_env or {}),
     }
     log = (tmp_path / "run.log").open("w")
     run = subprocess.Popen(
@@ -99,15 +119,20 @@ def shop(
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{http_port}/api/health", timeout=1)
             break
+        except urllib.error.HTTPError:  # up, and saying it is degraded
+            break
         except OSError:
             assert run.poll() is None and time.monotonic() < deadline, (
                 tmp_path / "run.log"
             ).read_text()
             time.sleep(0.1)
-    yield f"http://127.0.0.1:{http_port}", ctk
-    run.send_signal(signal.SIGTERM)
-    assert run.wait(30) == 0, (tmp_path / "run.log").read_text()[-2000:]
-    log.close()
+    try:
+        yield f"http://127.0.0.1:{http_port}", ctk
+    finally:
+        run.send_signal(signal.SIGTERM)
+        code = run.wait(30)
+        log.close()
+    assert code == 0, (tmp_path / "run.log").read_text()[-2000:]
 
 
 def wallet(w3: Web3, account: str, chain_id: str | None = None, reject: bool = False) -> Any:
@@ -228,3 +253,259 @@ def test_messages_a_user_can_meet(
             browser.close()
     assert w3.eth.block_number == before  # nothing was sent
     assert ctk.functions.balanceOf(BUYER.address).call() == 100 * 10**18
+
+
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+
+# A wallet whose confirmation prompt stays open until the test answers it, as a person
+# reading MetaMask's prompt: every eth_sendTransaction waits for window.__answer().
+HOLDING_PROMPT = """
+(() => {
+  const request = window.ethereum.request;
+  window.__held = [];
+  window.__answered = false;
+  window.__answer = () => { window.__answered = true; window.__held.splice(0).forEach((go) => go()); };
+  window.ethereum.request = async (args) => {
+    if (args.method === "eth_sendTransaction" && !window.__answered) {
+      await new Promise((go) => window.__held.push(go));
+    }
+    return request.call(window.ethereum, args);
+  };
+})();
+"""
+
+
+def screenshots(page: Any, name: str) -> None:
+    """The page as it is, at desktop and at phone width (390 px)."""
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.set_viewport_size(PHONE)
+    page.screenshot(path=str(SHOTS / f"{name}-390.png"), full_page=True)
+    page.set_viewport_size(DESKTOP)
+
+
+def api_orders(url: str, payer: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"{url}/api/orders?payer={payer}", timeout=10) as answer:
+        orders: list[dict[str, Any]] = json.load(answer)
+    return orders
+
+
+def test_a_double_click_on_pay_pays_once(chromium: str, shop: tuple[str, Any], w3: Web3) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, ctk = shop
+    sent: list[Any] = []
+    answer = wallet(w3, BUYER.address)
+
+    def counting(method: str, params: list[Any]) -> dict[str, Any]:
+        if method == "eth_sendTransaction":
+            sent.append(params)
+        return answer(method, params)  # type: ignore[no-any-return]
+
+    nonce = w3.eth.get_transaction_count(BUYER.address)
+    start = w3.eth.block_number
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
+        try:
+            page = page_with(browser, counting)
+            page.add_init_script(HOLDING_PROMPT)
+            page.goto(url)
+            page.click("#connect")
+            expect(page.locator("#balance")).to_have_text("100 CTK")
+            box = page.locator("#pay").bounding_box()
+            assert box is not None
+            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+            page.mouse.click(x, y)
+            page.wait_for_function("window.__held.length === 1")  # the wallet prompt is open
+            expect(page.locator("#pay")).to_be_disabled()
+            expect(page.locator("#pay")).to_have_text("Waiting for your wallet…")
+            expect(page.locator("#banner")).to_have_text(
+                "Confirm the payment of 10 CTK in your wallet. Nothing is sent until you confirm there."
+            )
+            time.sleep(0.3)  # an impatient second click, 0.3 s later
+            page.mouse.click(x, y)
+            page.mouse.dblclick(x, y)
+            # And past the disabled attribute (a script, an old browser): the code refuses too.
+            page.evaluate(
+                "() => { const b = document.getElementById('pay'); b.disabled = false; b.click(); b.click(); }"
+            )
+            screenshots(page, "pay-waiting-for-wallet")
+            assert page.evaluate("window.__held.length") == 1
+
+            page.evaluate("window.__answer()")  # the user confirms in the wallet
+            expect(page.locator("#pay")).to_be_enabled()
+            expect(page.locator("#pay")).to_have_text("Pay with CTK")
+            expect(page.locator("#payments .payment")).to_have_count(1)
+            expect(page.locator("#banner")).to_contain_text("running", timeout=30_000)
+            expect(page.locator("#payments .payment")).to_contain_text("recorded: 1 order.")
+            expect(page.locator("#orders tr[data-order]")).to_have_count(1)
+            screenshots(page, "pay-once-running")
+        finally:
+            browser.close()
+    assert len(sent) == 1
+    assert w3.eth.get_transaction_count(BUYER.address) == nonce + 1
+    transfers = ctk.events.Transfer().get_logs(
+        from_block=start, argument_filters={"from": BUYER.address}
+    )
+    assert len(transfers) == 1 and transfers[0]["args"]["value"] == 10 * 10**18
+    assert ctk.functions.balanceOf(BUYER.address).call() == 90 * 10**18
+    assert len(api_orders(url, BUYER.address)) == 1
+
+
+@contextlib.contextmanager
+def fault_proxy(target: str, on_run_instances: Any) -> Iterator[Any]:
+    """tests.cloudhelpers.FaultProxy (asyncio) on a loop of its own thread, for sync tests."""
+    from tests.cloudhelpers import FaultProxy
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="fault-proxy", daemon=True)
+    thread.start()
+    proxy = asyncio.run_coroutine_threadsafe(
+        FaultProxy(target, on_run_instances=on_run_instances).start(), loop
+    ).result(30)
+    try:
+        yield proxy
+    finally:
+        asyncio.run_coroutine_threadsafe(proxy.stop(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()
+
+
+def age_pending_jobs(database_url: str, minutes: int) -> None:
+    """Move the pending jobs' creation back, as if their orders had waited that long (the
+    ledger's own types write the timestamps; run on a thread: Playwright owns this one)."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select, update
+
+    from watcher.ledger.database import create_engine
+    from watcher.ledger.schema import OrderRecord, ProvisionJobRecord
+
+    async def move() -> None:
+        engine = create_engine(database_url)
+        then = datetime.now(UTC) - timedelta(minutes=minutes)
+        pending = ProvisionJobRecord.state.in_(["queued", "claimed"])
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    update(ProvisionJobRecord).where(pending).values(created_at=then)
+                )
+                waiting = select(ProvisionJobRecord.order_id).where(pending)
+                await conn.execute(
+                    update(OrderRecord)
+                    .where(OrderRecord.order_id.in_(waiting))
+                    .values(created_at=then, paid_at=then)
+                )
+        finally:
+            await engine.dispose()
+
+    worker = threading.Thread(target=asyncio.run, args=(move(),))
+    worker.start()
+    worker.join(60)
+
+
+def test_pages_say_what_happens_to_failed_retrying_and_stuck_orders(
+    chromium: str, devchain: DevChain, w3: Web3, moto: Any, moto_ami: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    moto.reset()
+    # EC2's first launch answers "no capacity" (with one capacity attempt allowed, the order
+    # fails and is refunded); every later one "503 Service unavailable" (retried for ever).
+    with (
+        fault_proxy(moto.url, lambda n: "capacity" if n == 1 else "error503") as proxy,
+        running_shop(
+            devchain, w3, proxy.url, moto_ami, tmp_path, {"WATCHER_CAPACITY_ATTEMPTS": "1"}
+        ) as (url, _ctk),
+        sync_playwright() as playwright,
+    ):
+        browser = playwright.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
+        try:
+            page = page_with(browser, wallet(w3, BUYER.address))
+            page.goto(url)
+            page.click("#connect")
+            expect(page.locator("#balance")).to_have_text("100 CTK")
+            page.click("#pay")
+            failed = page.locator("#orders tr.note.bad")
+            expect(failed).to_contain_text(
+                "This instance could not be launched: InsufficientInstanceCapacity: We currently "
+                "do not have sufficient t3.micro capacity. Its price, 10 CTK, is back in your "
+                "credit and counts toward your next payment.",
+                timeout=30_000,
+            )
+            expect(page.locator("#orders .badge.failed")).to_have_text("failed · refunded")
+            expect(page.locator("#banner")).to_contain_text("back in your credit")
+            screenshots(page, "checkout-failed-refunded")
+
+            page.click("#pay")  # again: this one's launches fail, and are retried
+            retrying = page.locator("#orders tr.note.warn").first
+            expect(retrying).to_contain_text(
+                "failed: Unavailable: Service unavailable. The watcher tries again",
+                timeout=30_000,
+            )
+            expect(retrying).to_contain_text(
+                "by itself; your payment is safe and you do not need to do anything."
+            )
+            expect(page.locator("#orders .badge.retrying").first).to_be_visible()
+            expect(page.locator("#banner")).to_have_text(
+                "Your payment is recorded. Launching failed for now and is retried "
+                "automatically; see below."
+            )
+            screenshots(page, "checkout-retrying")
+
+            page.goto(f"{url}/wallet/{BUYER.address}")
+            expect(page.locator("#orders .badge.failed")).to_have_count(1)
+            expect(page.locator("#orders .badge.retrying").first).to_be_visible()
+            expect(page.locator("#banner")).to_contain_text("failed for now and is retried")
+            screenshots(page, "dashboard-retrying")
+
+            age_pending_jobs(f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}", minutes=25)
+            stuck = page.locator("#orders tr.note.bad", has_text="taking much longer")
+            expect(stuck.first).to_contain_text("it has waited 25 minutes.")
+            expect(stuck.first).to_contain_text(
+                "Your payment is recorded and nothing is lost: the order goes ahead as soon as "
+                "launching works again."
+            )
+            expect(page.locator("#orders .badge.stuck").first).to_be_visible()
+            expect(page.locator("#banner")).to_contain_text("stuck")
+            screenshots(page, "dashboard-stuck")
+        finally:
+            browser.close()
+        with pytest.raises(urllib.error.HTTPError) as degraded:
+            urllib.request.urlopen(f"{url}/api/health", timeout=10)
+        assert degraded.value.code == 503
+        assert json.load(degraded.value)["status"] == "degraded"
+
+
+def test_api_docs_render_without_internet(chromium: str, shop: tuple[str, Any]) -> None:
+    from urllib.parse import urlsplit
+
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _ctk = shop
+    outside: list[str] = []
+
+    def local_only(route: Any) -> None:
+        # The machine has no internet anyway; this also catches a page that would try.
+        if urlsplit(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
+        try:
+            page = page_with(browser, None)
+            page.route("**/*", local_only)
+            page.goto(f"{url}/docs")
+            expect(page.locator(".opblock").first).to_be_visible()
+            expect(page.locator(".opblock-summary-path", has_text="/api/orders")).to_be_visible()
+            screenshots(page, "docs")
+        finally:
+            browser.close()
+    assert outside == []

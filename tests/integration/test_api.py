@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from watcher.addresses import BURN_ADDRESS
 from watcher.catalog import Catalog
 from watcher.core.payment import Payment
 from watcher.core.pricing import Plan
-from watcher.ledger import migrations
+from watcher.ledger import migrations, queries
 from watcher.ledger.database import create_engine
+from watcher.ledger.jobs import JobQueue
 from watcher.ledger.ledger import Ledger
+from watcher.ledger.schema import ProvisionJobRecord
 from watcher.web.api import create_api
 
 CTK = 10**18
@@ -30,18 +35,24 @@ CATALOG = Catalog(
 
 
 @pytest.fixture
-async def client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """A ledger where ALICE paid 25 CTK: two queued orders, 5 CTK of credit."""
     engine: AsyncEngine = create_engine(database_url)
     await migrations.upgrade(engine)
     await Ledger(engine, 1337, CATALOG).record(
         [Payment(1337, "0x" + "ab" * 32, 0, 7, "0x" + "cd" * 32, ALICE, 25 * CTK)]
     )  # type: ignore[arg-type]
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def client(engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
     app = create_api(engine, 1337, TOKEN, CATALOG)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://watcher"
     ) as http:
         yield http
-    await engine.dispose()
 
 
 async def test_orders_and_credit_of_a_payer(client: httpx.AsyncClient) -> None:
@@ -97,3 +108,102 @@ async def test_the_api_is_documented_with_openapi(client: httpx.AsyncClient) -> 
     } <= set(spec["paths"])
     order = spec["components"]["schemas"]["OrderOut"]["properties"]
     assert "base units" in order["amount"]["description"]
+
+
+UNREACHABLE = (
+    "no answer: EndpointConnectionError: Could not connect to the endpoint URL: "
+    '"http://127.0.0.1:9/"'
+)
+
+
+async def fail_attempts(
+    engine: AsyncEngine, times: int, delay: float = 0, order_id: str | None = None
+) -> str:
+    """Claim a job and give it back with AWS's "unreachable" error, `times` times, through
+    the provisioners' own queue; the order's id (the same order each time)."""
+    queue = JobQueue(engine, "test-worker", lease_seconds=30)
+    target, failed = order_id, 0
+    while failed < times:
+        job = await queue.claim()
+        assert job is not None
+        if target is not None and job.order_id != target:
+            await queue.release(job.order_id, 0, None)  # another order: untouched
+            continue
+        target, failed = job.order_id, failed + 1
+        await queue.release(job.order_id, delay, UNREACHABLE)
+    assert target is not None
+    return target
+
+
+async def test_orders_show_the_last_error_attempts_and_next_try(
+    engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    before = datetime.now(UTC)
+    retrying = await fail_attempts(engine, 1, delay=120)
+    orders = {
+        o["order_id"]: o for o in (await client.get("/api/orders", params={"payer": ALICE})).json()
+    }
+    order = orders.pop(retrying)
+    assert (order["state"], order["attempts"], order["last_error"], order["overdue"]) == (
+        "queued",
+        1,
+        UNREACHABLE,
+        False,
+    )
+    next_try = datetime.fromisoformat(order["next_attempt_at"])
+    assert before + timedelta(seconds=119) < next_try < datetime.now(UTC) + timedelta(seconds=121)
+    (waiting,) = orders.values()  # never tried: due at once, nothing failed
+    assert (waiting["attempts"], waiting["last_error"], waiting["overdue"]) == (0, None, False)
+    spec = (await client.get("/openapi.json")).json()["components"]["schemas"]["OrderOut"]
+    assert {"attempts", "last_error", "next_attempt_at", "overdue"} <= set(spec["properties"])
+
+
+async def test_health_degrades_while_orders_keep_failing(
+    engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    failing = await fail_attempts(engine, queries.FAILING_AFTER_ATTEMPTS - 1)
+    answer = await client.get("/api/health")
+    assert answer.status_code == 200  # a retry or two is routine
+    assert (answer.json()["status"], answer.json()["retrying_jobs"]) == ("ok", 1)
+    await fail_attempts(engine, 1, order_id=failing)
+    answer = await client.get("/api/health")
+    assert answer.status_code == 503
+    health = answer.json()
+    assert (health["status"], health["failing_jobs"], health["overdue_jobs"]) == ("degraded", 1, 0)
+    assert health["reasons"] == [
+        "1 order(s) failed to provision 3 or more times and are being retried "
+        "(see `watcher orders` for the errors)"
+    ]
+
+
+async def test_health_degrades_and_orders_say_so_when_paid_orders_wait_too_long(
+    engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    # The orders were paid 11 minutes ago (the queue's own timestamps, moved back).
+    long_ago = datetime.now(UTC) - queries.OVERDUE_AFTER - timedelta(minutes=1)
+    async with engine.begin() as conn:
+        await conn.execute(update(ProvisionJobRecord).values(created_at=long_ago))
+    answer = await client.get("/api/health")
+    assert answer.status_code == 503
+    health = answer.json()
+    assert (health["status"], health["overdue_jobs"], health["pending_jobs"]) == (
+        "degraded",
+        2,
+        2,
+    )
+    assert health["reasons"] == ["2 paid order(s) waited more than 10 minutes for provisioning"]
+    orders = (await client.get("/api/orders", params={"payer": ALICE})).json()
+    assert [o["overdue"] for o in orders] == [True, True]
+
+
+async def test_docs_work_offline_from_the_packages_assets(client: httpx.AsyncClient) -> None:
+    answer = await client.get("/docs")
+    assert answer.status_code == 200
+    html = answer.text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html) + re.findall(r"url: '([^']+)'", html)
+    assert len(assets) == 4, html  # the CSS, the favicon, the script, the OpenAPI document
+    assert not re.search(r"https?://", html), html  # no CDN
+    for asset in assets:
+        served = await client.get(asset)
+        assert served.status_code == 200 and len(served.content) > 100, asset
+    assert (await client.get("/redoc")).status_code == 404  # it would load its logo from a CDN

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import json
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import case, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from watcher.addresses import to_checksum_address
-from watcher.core.order import OrderState
 from watcher.core.payment import Payment
-from watcher.ledger.schema import CreditRecord, OrderRecord, PaymentRecord
+from watcher.ledger import accounts
+from watcher.ledger.accounts import Totals
+from watcher.ledger.schema import (
+    ChainCursor,
+    CreditRecord,
+    OrderRecord,
+    PaymentRecord,
+    ProvisionJobRecord,
+)
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,15 @@ class OrderView:
     failure_reason: str | None
     created_at: datetime
     updated_at: datetime
+    # How provisioning goes, from the order's job (None where the view was read without
+    # it, as in the MQTT snapshots): attempts so far, why the last one failed, when the
+    # next one is due, and whether the order waits longer than OVERDUE_AFTER.
+    attempts: int | None = None
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+    overdue: bool = False
+    # The resource specification the order paid for (JSON text; None before 0005).
+    resource: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -56,7 +73,35 @@ class OrderView:
             "failure_reason": self.failure_reason,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "next_attempt_at": self.next_attempt_at.isoformat() if self.next_attempt_at else None,
+            "overdue": self.overdue,
+            "resource": json.loads(self.resource) if self.resource else None,
         }
+
+
+# A paid order whose job is still pending after this long is overdue ("stuck"): the pages
+# say so, /api/health degrades, and deploy/alerts.yml's PaymentsNotFulfilled pages at the
+# same 10 minutes.
+OVERDUE_AFTER = timedelta(minutes=10)
+# A pending job whose last attempt failed and that has been tried this often keeps failing:
+# one throttled call is routine, three in a row (with backoff between them) are not.
+FAILING_AFTER_ATTEMPTS = 3
+# The job queue's states (watcher/ledger/jobs.py, which imports this module).
+_QUEUED, _CLAIMED = "queued", "claimed"
+_PENDING = (_QUEUED, _CLAIMED)
+
+
+@dataclass(frozen=True)
+class JobHealth:
+    """The provisioning queue at a glance, for /api/health and the metrics."""
+
+    pending: int  # queued (maybe in backoff) or claimed
+    overdue: int  # pending for longer than OVERDUE_AFTER
+    retrying: int  # pending, and its last attempt failed
+    failing: int  # retrying, tried at least FAILING_AFTER_ATTEMPTS times
+    oldest_created_at: datetime | None  # of the pending jobs
 
 
 @dataclass(frozen=True)
@@ -64,7 +109,6 @@ class CreditView:
     chain_id: int
     payer: str
     balance: int
-    plan: str
     updated_at: datetime
 
     def as_json(self) -> dict[str, Any]:
@@ -72,19 +116,8 @@ class CreditView:
             "chain_id": self.chain_id,
             "payer": self.payer,
             "balance": str(self.balance),
-            "plan": self.plan,
             "updated_at": self.updated_at.isoformat(),
         }
-
-
-@dataclass(frozen=True)
-class Totals:
-    """Where every paid base unit is: paid == credit + ordered (a failed order's price is
-    back in credit, so only orders that did not fail count as ordered)."""
-
-    paid: int
-    credit: int
-    ordered: int
 
 
 async def lock_chain(conn: AsyncConnection, chain_id: int) -> None:
@@ -110,7 +143,16 @@ def read_only(engine: AsyncEngine) -> AsyncEngine:
 async def orders(
     engine: AsyncEngine, chain_id: int | None = None, payer: str | None = None
 ) -> list[OrderView]:
-    query = select(OrderRecord)
+    """Orders with how their provisioning goes (attempts, last error, next try, overdue)."""
+    job = ProvisionJobRecord
+    query = select(
+        OrderRecord,
+        job.state.label("job_state"),
+        job.attempts,
+        job.available_at,
+        job.last_error,
+        job.created_at.label("job_created_at"),
+    ).outerjoin(job, job.order_id == OrderRecord.order_id)
     if chain_id is not None:
         query = query.where(OrderRecord.chain_id == chain_id)
     if payer is not None:
@@ -120,7 +162,27 @@ async def orders(
     )
     async with _reader(engine) as conn:
         rows = (await conn.execute(query)).all()
-    return [order_view(r) for r in rows]
+    now = datetime.now(UTC)
+    return [_with_job(order_view(r), r, now) for r in rows]
+
+
+def _with_job(order: OrderView, r: Any, now: datetime) -> OrderView:
+    """Add the order's job (an outer-joined `provision_jobs` row in `r`) to its view."""
+    if r.job_state is None:
+        return order
+    pending = r.job_state in _PENDING
+    return replace(
+        order,
+        attempts=r.attempts,
+        last_error=r.last_error,
+        # A claimed job is being worked on now; a finished one has no next attempt.
+        next_attempt_at=r.available_at if r.job_state == _QUEUED else None,
+        overdue=pending and _as_utc(r.job_created_at) < now - OVERDUE_AFTER,
+    )
+
+
+def _as_utc(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def order_view(r: Any) -> OrderView:
@@ -144,7 +206,48 @@ def order_view(r: Any) -> OrderView:
         failure_reason=r.failure_reason,
         created_at=r.created_at,
         updated_at=r.updated_at,
+        resource=r.resource,
     )
+
+
+async def job_health(engine: AsyncEngine, chain_id: int | None = None) -> JobHealth:
+    """Pending, overdue, retrying and failing provisioning jobs (of one chain, or all)."""
+    job = ProvisionJobRecord
+    overdue_before = datetime.now(UTC) - OVERDUE_AFTER
+    retrying = job.last_error.is_not(None)
+
+    def count(condition: Any) -> Any:
+        # SUM(CASE) rather than COUNT(*) FILTER: one spelling for both databases.
+        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+    query = select(
+        func.count(),
+        count(job.created_at < overdue_before),
+        count(retrying),
+        count(retrying & (job.attempts >= FAILING_AFTER_ATTEMPTS)),
+        func.min(job.created_at),
+    ).where(job.state.in_(_PENDING))
+    if chain_id is not None:
+        query = query.join(OrderRecord, OrderRecord.order_id == job.order_id).where(
+            OrderRecord.chain_id == chain_id
+        )
+    async with _reader(engine) as conn:
+        pending, overdue, retrying_count, failing, oldest = (await conn.execute(query)).one()
+    return JobHealth(
+        pending=int(pending),
+        overdue=int(overdue),
+        retrying=int(retrying_count),
+        failing=int(failing),
+        oldest_created_at=_as_utc(oldest) if oldest is not None else None,
+    )
+
+
+async def cursor_block(engine: AsyncEngine, chain_id: int) -> int | None:
+    """The last block whose payments are all in the ledger (None before the first step)."""
+    query = select(ChainCursor.block_number).where(ChainCursor.chain_id == chain_id)
+    async with _reader(engine) as conn:
+        block: int | None = (await conn.execute(query)).scalar_one_or_none()
+    return block
 
 
 async def credits(
@@ -157,7 +260,7 @@ async def credits(
         query = query.where(CreditRecord.payer == payer)
     async with _reader(engine) as conn:
         rows = (await conn.execute(query.order_by(CreditRecord.chain_id, CreditRecord.payer))).all()
-    return [CreditView(r.chain_id, r.payer, r.balance, r.plan, r.updated_at) for r in rows]
+    return [CreditView(r.chain_id, r.payer, r.balance, r.updated_at) for r in rows]
 
 
 async def payments(engine: AsyncEngine, chain_id: int) -> list[Payment]:
@@ -183,25 +286,6 @@ async def payments(engine: AsyncEngine, chain_id: int) -> list[Payment]:
 
 
 async def totals(engine: AsyncEngine, chain_id: int) -> Totals:
+    """The money invariant's figures, read in one snapshot (see accounts.Totals)."""
     async with _reader(engine) as conn:
-        paid = (
-            await conn.execute(
-                select(PaymentRecord.amount).where(PaymentRecord.chain_id == chain_id)
-            )
-        ).scalars()
-        paid_total = sum(paid)
-        credit = (
-            await conn.execute(
-                select(CreditRecord.balance).where(CreditRecord.chain_id == chain_id)
-            )
-        ).scalars()
-        credit_total = sum(credit)
-        ordered = (
-            await conn.execute(
-                select(OrderRecord.amount).where(
-                    OrderRecord.chain_id == chain_id, OrderRecord.state != OrderState.FAILED.value
-                )
-            )
-        ).scalars()
-        ordered_total = sum(ordered)
-    return Totals(paid_total, credit_total, ordered_total)
+        return await accounts.totals(conn, chain_id)

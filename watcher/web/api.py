@@ -6,21 +6,21 @@ from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi import FastAPI, HTTPException, Path, Query, Response
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from watcher import __version__
 from watcher.addresses import BURN_ADDRESS, parse_address
 from watcher.amounts import CTK_DECIMALS, format_amount
 from watcher.catalog import Catalog
+from watcher.chain.rpc import RpcError, RpcUnavailable
+from watcher.core.payment import MalformedChainData
 from watcher.errors import InvalidInput
 from watcher.ledger import queries
-from watcher.ledger.jobs import CLAIMED, QUEUED
-from watcher.ledger.schema import ChainCursor, ProvisionJobRecord
 
 
 class PlanOut(BaseModel):
@@ -42,7 +42,10 @@ class OrderOut(BaseModel):
     amount: str = Field(description="What the order cost, in CTK base units, as a string.")
     plan: str
     instance_type: str
-    state: str = Field(description="queued, launching, launched, running or failed.")
+    state: str = Field(
+        description="queued, launching, launched, running, failed (refunded) or terminated "
+        "(its instance was ended outside the watcher after delivery)."
+    )
     instance_id: str | None
     launched_at: str | None
     paid_at: str | None = Field(description="Time of the payment's block, when followed live.")
@@ -50,6 +53,20 @@ class OrderOut(BaseModel):
     failure_reason: str | None
     created_at: str
     updated_at: str
+    attempts: int | None = Field(description="Provisioning attempts so far.")
+    last_error: str | None = Field(
+        description="Why the last provisioning attempt failed (null once it succeeded)."
+    )
+    next_attempt_at: str | None = Field(
+        description="When the next provisioning attempt is due, while the order waits for one."
+    )
+    overdue: bool = Field(
+        description="The order has waited longer than it should for its instance (stuck)."
+    )
+    resource: dict[str, Any] | None = Field(
+        description="What the order paid for (kind and parameters), kept from the moment "
+        "it was paid: a later catalog change does not alter it."
+    )
 
 
 class CreditOut(BaseModel):
@@ -57,7 +74,7 @@ class CreditOut(BaseModel):
     payer: str
     balance: str = Field(description="Paid CTK not yet spent on an order, in base units.")
     balance_ctk: str
-    plan: str
+    plan: str = Field(description="The plan the next payment buys with this credit.")
 
 
 class PaymentInfo(BaseModel):
@@ -76,15 +93,26 @@ class BalanceOut(BaseModel):
 
 
 class HealthOut(BaseModel):
-    status: str
+    status: str = Field(description='"ok", or "degraded" (HTTP 503) with the reasons.')
+    reasons: list[str] = Field(description="Why the service is degraded; empty when ok.")
     version: str
     chain_id: int
     cursor_block: int | None
     pending_jobs: int
+    overdue_jobs: int = Field(description="Paid orders waiting longer than they should.")
+    retrying_jobs: int = Field(description="Orders whose last provisioning attempt failed.")
+    failing_jobs: int = Field(description="Retrying orders that failed several times in a row.")
 
 
 BalanceReader = Callable[[str], Awaitable[int]]
 _PAGES = resources.files("watcher.web").joinpath("static")
+# Swagger UI as the fastapi-offline package ships it (swagger-ui 5),
+# instead of FastAPI's default CDN: /docs must work on a machine without internet and tell
+# no third party who reads it. The package is maintained and pinned, where vendoring
+# npm's swagger-ui-dist would put 1.7 MB of minified JS into this repository to update
+# by hand; tests/integration/test_api.py checks the files are there.
+_DOCS_ASSETS = resources.files("fastapi_offline").joinpath("static")
+_DOCS_ASSETS_URL = "/docs-assets"
 
 
 def create_api(
@@ -101,6 +129,10 @@ def create_api(
             "Token-gated, prepaid cloud provisioning. Pay by sending CTK to the burn address "
             "from your own wallet; follow your orders here (or on MQTT)."
         ),
+        # /docs is served below with local assets instead of FastAPI's CDN ones. No ReDoc:
+        # even with its script local, it loads its logo from its own CDN.
+        docs_url=None,
+        redoc_url=None,
     )
 
     def address(value: str, what: str = "address") -> str:
@@ -119,35 +151,77 @@ def create_api(
         return _PAGES.joinpath("wallet.html").read_text("utf-8")
 
     app.mount("/static", StaticFiles(directory=str(_PAGES)), name="static")
+    app.mount(_DOCS_ASSETS_URL, StaticFiles(directory=str(_DOCS_ASSETS)), name="docs-assets")
+    openapi_url = app.openapi_url or "/openapi.json"
 
-    @app.get("/api/balance/{owner}", response_model=BalanceOut, tags=["paying"])
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=openapi_url,
+            title=f"{app.title} API",
+            swagger_js_url=f"{_DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{_DOCS_ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{_DOCS_ASSETS_URL}/favicon.png",
+        )
+
+    @app.get(
+        "/api/balance/{owner}",
+        response_model=BalanceOut,
+        tags=["paying"],
+        responses={503: {"description": "The chain node is down, slow or refused the call."}},
+    )
     async def balance(owner: str = Path(description="Any address.")) -> dict[str, Any]:
         """The address's CTK balance, read from the chain."""
         holder = address(owner)
         if balance_of is None:
             raise HTTPException(status_code=503, detail="no chain connection")
-        units = await balance_of(holder)
+        try:
+            units = await balance_of(holder)
+        except RpcUnavailable as exc:
+            # The page retries; the node's URL (and any key in it) stays on the server.
+            raise HTTPException(
+                status_code=503, detail=f"the chain node is not answering ({exc.kind})"
+            ) from None
+        except (RpcError, MalformedChainData):
+            raise HTTPException(
+                status_code=503, detail="the chain node could not read the balance"
+            ) from None
         return {"address": holder, "balance": str(units), "balance_ctk": format_amount(units)}
 
-    @app.get("/api/health", response_model=HealthOut, tags=["operations"])
-    async def health() -> dict[str, Any]:
-        async with queries.read_only(engine).connect() as conn:
-            cursor = (
-                await conn.execute(
-                    select(ChainCursor.block_number).where(ChainCursor.chain_id == chain_id)
-                )
-            ).scalar_one_or_none()
-            pending = (
-                await conn.execute(
-                    select(func.count()).where(ProvisionJobRecord.state.in_([QUEUED, CLAIMED]))
-                )
-            ).scalar_one()
+    @app.get(
+        "/api/health",
+        response_model=HealthOut,
+        tags=["operations"],
+        responses={503: {"model": HealthOut, "description": "Degraded: see `reasons`."}},
+    )
+    async def health(response: Response) -> dict[str, Any]:
+        """`ok`, or `degraded` with HTTP 503 while paid orders wait too long or keep failing
+        to provision (a load balancer or uptime check sees it without parsing the body)."""
+        cursor = await queries.cursor_block(engine, chain_id)
+        jobs = await queries.job_health(engine, chain_id)
+        reasons = []
+        if jobs.overdue:
+            minutes = int(queries.OVERDUE_AFTER.total_seconds() // 60)
+            reasons.append(
+                f"{jobs.overdue} paid order(s) waited more than {minutes} minutes for provisioning"
+            )
+        if jobs.failing:
+            reasons.append(
+                f"{jobs.failing} order(s) failed to provision {queries.FAILING_AFTER_ATTEMPTS} "
+                "or more times and are being retried (see `watcher orders` for the errors)"
+            )
+        if reasons:
+            response.status_code = 503
         return {
-            "status": "ok",
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
             "version": __version__,
             "chain_id": chain_id,
             "cursor_block": cursor,
-            "pending_jobs": pending,
+            "pending_jobs": jobs.pending,
+            "overdue_jobs": jobs.overdue,
+            "retrying_jobs": jobs.retrying,
+            "failing_jobs": jobs.failing,
         }
 
     @app.get("/api/payment-info", response_model=PaymentInfo, tags=["paying"])
@@ -185,7 +259,7 @@ def create_api(
     ) -> dict[str, Any]:
         owner = address(payer, "payer")
         found = await queries.credits(engine, chain_id, owner)
-        balance, plan = (found[0].balance, found[0].plan) if found else (0, catalog.default)
+        balance, plan = (found[0].balance if found else 0), catalog.default
         return {
             "chain_id": chain_id,
             "payer": owner,

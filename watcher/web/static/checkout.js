@@ -6,7 +6,11 @@ const BALANCE_OF = "0x70a08231"; // balanceOf(address)
 const TRANSFER = "0xa9059cbb"; // transfer(address,uint256)
 const REJECTED = 4001; // EIP-1193: the user rejected the request
 
-const state = { info: null, plans: [], plan: null, account: null, balance: null, tx: null };
+// `paying` is set from the first click until the wallet has answered (sent or refused):
+// a click meanwhile starts nothing, whatever the button's disabled attribute says.
+// `payments` are this page's transactions, newest last, each followed to its orders.
+const state = { info: null, plans: [], plan: null, account: null, balance: null, paying: false, payments: [], following: false };
+const PAY_LABEL = "Pay with CTK";
 
 const word = (hex) => hex.replace(/^0x/, "").toLowerCase().padStart(64, "0");
 
@@ -41,7 +45,13 @@ function renderPlans() {
 
 function renderTotal() {
   document.getElementById("total").textContent = formatCtk(total());
-  document.getElementById("pay").disabled = !state.account;
+  renderPay();
+}
+
+function renderPay() {
+  const button = document.getElementById("pay");
+  button.disabled = !state.account || state.paying;
+  button.textContent = state.paying ? "Waiting for your wallet…" : PAY_LABEL;
 }
 
 async function onRightNetwork(provider) {
@@ -96,6 +106,20 @@ async function switchNetwork() {
 }
 
 async function pay() {
+  // Taken before the first await: a second click (a double click, an impatient one while
+  // the wallet prompt is open) must not start a second payment.
+  if (state.paying) return renderPay(); // and disabled again, had anything enabled it
+  state.paying = true;
+  renderPay();
+  try {
+    await payOnce();
+  } finally {
+    state.paying = false;
+    renderPay();
+  }
+}
+
+async function payOnce() {
   clearBanner();
   const provider = wallet();
   if (!provider || !state.account) return connect();
@@ -107,8 +131,10 @@ async function pay() {
     return;
   }
   const data = TRANSFER + word(state.info.burn_address) + word(amount.toString(16));
+  show("info", `Confirm the payment of ${formatCtk(amount)} CTK in your wallet. Nothing is sent until you confirm there.`);
+  let hash;
   try {
-    state.tx = await provider.request({
+    hash = await provider.request({
       method: "eth_sendTransaction",
       params: [{ from: state.account, to: state.info.token_address, data }],
     });
@@ -116,25 +142,80 @@ async function pay() {
     show("error", error.code === REJECTED ? "You rejected the payment in your wallet. Nothing was sent." : `The payment failed: ${error.message}`);
     return;
   }
-  show("info", `Payment sent (${short(state.tx, 10)}). Waiting for your order…`);
+  state.payments.push({ hash, amount, block: null, status: "pending", orders: [] });
+  renderPayments();
+  show("info", `Payment sent (${short(hash, 10)}). It is being mined; your order appears below once the watcher has recorded it.`);
   follow();
 }
 
+// Each payment of this page, from "sent" to its orders, and what happens next.
+function renderPayments() {
+  document.getElementById("payments").innerHTML = state.payments
+    .map((p) => {
+      const what = `Payment <span class="mono" title="${esc(p.hash)}">${esc(short(p.hash, 10))}</span> of ${formatCtk(p.amount)} CTK`;
+      const [kind, status, next] = {
+        pending: ["", "sent, waiting to be mined.", "Your wallet shows it as pending. Once it is in a block and that block is confirmed, the watcher records it and creates your order here."],
+        mined: ["", `mined in block ${p.block}.`, "The watcher records it once the block is confirmed; your order appears below then."],
+        reverted: ["bad", `failed on chain in block ${p.block}.`, "The transfer was reverted: no CTK left your wallet and no order was created."],
+        recorded: ["ok", `recorded: ${p.orders.length} order${p.orders.length === 1 ? "" : "s"}.`, "Each order is followed below until its instance runs."],
+      }[p.status];
+      return `<div class="payment ${kind}" data-tx="${esc(p.hash)}">${what} ${status} <span class="next">${next}</span></div>`;
+    })
+    .join("");
+}
+
 async function follow() {
-  const orders = (await api(`/api/orders?payer=${state.account}`)).filter((o) => o.tx_hash === state.tx);
-  if (orders.length) document.getElementById("orders").innerHTML = orderRows(orders);
-  const done = orders.length && orders.every((o) => o.state === "running" || o.state === "failed");
-  if (!done) {
-    setTimeout(follow, 1000);
-    return;
+  if (state.following) return; // one loop follows every payment of the page
+  state.following = true;
+  try {
+    while (!(await followStep())) await new Promise((resolve) => setTimeout(resolve, 1000));
+  } finally {
+    state.following = false;
   }
-  await readBalance(wallet());
-  const running = orders.filter((o) => o.state === "running");
-  if (running.length === orders.length) {
+}
+
+// One look at the payments and their orders; true when every order has ended.
+async function followStep() {
+  const provider = wallet();
+  for (const p of state.payments.filter((p) => p.status === "pending" || p.status === "mined")) {
+    if (p.status === "pending" && provider) {
+      const receipt = await provider.request({ method: "eth_getTransactionReceipt", params: [p.hash] }).catch(() => null);
+      if (receipt) [p.status, p.block] = [receipt.status === "0x0" ? "reverted" : "mined", parseInt(receipt.blockNumber, 16)];
+    }
+  }
+  let mine = [];
+  try {
+    const hashes = new Set(state.payments.map((p) => p.hash));
+    mine = (await api(`/api/orders?payer=${state.account}`)).filter((o) => hashes.has(o.tx_hash));
+  } catch (error) {
+    show("error", `Cannot reach the watcher to follow your order (${error.message}); trying again.`);
+    return false;
+  }
+  for (const p of state.payments) {
+    p.orders = mine.filter((o) => o.tx_hash === p.hash);
+    if (p.orders.length) p.status = "recorded";
+  }
+  renderPayments();
+  if (mine.length) document.getElementById("orders").innerHTML = orderRows(mine);
+  const waiting = state.payments.some((p) => p.status === "pending" || p.status === "mined");
+  const ended = (o) => o.state === "running" || o.state === "failed";
+  if (waiting || !mine.every(ended)) {
+    const stuck = mine.filter((o) => o.overdue).length;
+    const retrying = mine.filter((o) => !ended(o) && o.last_error).length;
+    if (stuck) show("error", "Your payment is recorded, but launching is stuck; see below. Nothing is lost: it goes ahead as soon as launching works again.");
+    else if (retrying) show("info", "Your payment is recorded. Launching failed for now and is retried automatically; see below.");
+    return false;
+  }
+  if (provider) await readBalance(provider);
+  const running = mine.filter((o) => o.state === "running");
+  if (!mine.length) {
+    show("error", "Your payment failed on chain: nothing was taken and no order was created.");
+  } else if (running.length === mine.length) {
     show("success", `Your instance${running.length > 1 ? "s are" : " is"} running: ${running.map((o) => o.instance_id).join(", ")}.`);
   } else {
-    show("error", "Some instances could not be launched; their price is back in your credit.");
+    show("error", "Some instances could not be launched; their price is back in your credit (see below).");
   }
+  return true;
 }
 
 async function main() {

@@ -32,18 +32,89 @@ function clearBanner() {
   document.getElementById("banner").className = "banner";
 }
 
+// Server text (an AWS error message, a plan name) goes into HTML: escape it.
+function esc(text) {
+  return String(text ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
+// A reason as a clause of our own sentence: without its final full stop.
+function clause(text) {
+  return String(text).replace(/[.\s]+$/, "");
+}
+
+function when(iso) {
+  const seconds = Math.round((new Date(iso).getTime() - Date.now()) / 1000);
+  if (seconds <= 1) return "now";
+  if (seconds < 90) return `in ${seconds} s`;
+  return `at ${new Date(iso).toLocaleTimeString()}`;
+}
+
+function waited(iso) {
+  const minutes = Math.max(1, Math.round((Date.now() - new Date(iso).getTime()) / 60000));
+  if (minutes < 120) return minutes === 1 ? "1 minute" : `${minutes} minutes`;
+  return `${Math.round(minutes / 60)} hours`;
+}
+
+// What is going on with an order and what happens next, in plain words: every state a
+// payer can meet, including a launch that keeps failing and an order that is stuck.
+function orderNote(o) {
+  if (o.reorged) {
+    return {
+      kind: "bad",
+      text: "The chain undid the payment for this order after its launch had started. An operator has been alerted and will settle it; you do not need to do anything.",
+    };
+  }
+  if (o.state === "running") return null;
+  if (o.state === "terminated") {
+    return {
+      kind: "warn",
+      text: `Instance ${o.instance_id || ""} was ended outside the watcher (${clause(o.failure_reason || "no reason was recorded")}). It had been delivered, so its price is not refunded. If you did not end it yourself, give the operator the order id ${o.order_id}.`,
+    };
+  }
+  if (o.state === "failed") {
+    return {
+      kind: "bad",
+      text: `This instance could not be launched: ${clause(o.failure_reason || "no reason was recorded")}. Its price, ${formatCtk(o.amount)} CTK, is back in your credit and counts toward your next payment. Nothing more will happen to this order.`,
+    };
+  }
+  const parts = [];
+  if (o.last_error) {
+    const next = o.next_attempt_at ? `The watcher tries again ${when(o.next_attempt_at)}` : "The watcher is trying again now";
+    const calm = o.overdue ? "" : "; your payment is safe and you do not need to do anything";
+    parts.push(`Launch attempt ${o.attempts} failed: ${clause(o.last_error)}. ${next}, by itself${calm}.`);
+  } else if (o.state === "queued") {
+    parts.push("Paid. Waiting for a free provisioning worker; your instance is launched shortly.");
+  } else if (o.state === "launching") {
+    parts.push("Launching your instance in the cloud.");
+  } else if (o.state === "launched") {
+    parts.push(`Instance ${o.instance_id} is starting; it is yours as soon as it is running.`);
+  }
+  if (o.overdue) {
+    parts.push(`This is taking much longer than it should: it has waited ${waited(o.paid_at || o.created_at)}. The service reports itself degraded, so its operator sees it too. Your payment is recorded and nothing is lost: the order goes ahead as soon as launching works again. If it stays like this, give the operator the order id ${o.order_id}.`);
+  }
+  return { kind: o.overdue ? "bad" : o.last_error ? "warn" : "info", text: parts.join(" ") };
+}
+
+function badge(o) {
+  if (o.reorged) return `<span class="badge failed">${esc(o.state)} (reorged)</span>`;
+  if (o.overdue) return `<span class="badge stuck">${esc(o.state)} · stuck</span>`;
+  if (o.last_error && o.state !== "failed") return `<span class="badge retrying">${esc(o.state)} · retrying</span>`;
+  return `<span class="badge ${esc(o.state)}">${o.state === "failed" ? "failed · refunded" : esc(o.state)}</span>`;
+}
+
 function orderRows(orders) {
   if (!orders.length) return '<tr><td colspan="6" class="muted">No orders yet.</td></tr>';
   return orders
-    .map(
-      (o) => `<tr data-order="${o.order_id}">
-        <td class="mono" title="${o.order_id}">${short(o.order_id, 8)}</td>
-        <td>${o.plan} <span class="muted">${o.instance_type}</span></td>
-        <td><span class="badge ${o.state}">${o.state}${o.reorged ? " (reorged)" : ""}</span></td>
-        <td class="mono">${o.instance_id || "—"}</td>
-        <td>${o.launched_at ? new Date(o.launched_at).toLocaleString() : "—"}</td>
-        <td class="mono" title="${o.tx_hash}">${short(o.tx_hash, 8)}</td>
-      </tr>`,
-    )
+    .map((o) => {
+      const note = orderNote(o);
+      return `<tr data-order="${esc(o.order_id)}">
+        <td class="mono" data-label="Order" title="${esc(o.order_id)}">${esc(short(o.order_id, 8))}</td>
+        <td data-label="Plan">${esc(o.plan)} <span class="muted">${esc(o.instance_type)}</span></td>
+        <td data-label="State">${badge(o)}</td>
+        <td class="mono" data-label="Instance">${esc(o.instance_id || "—")}</td>
+        <td data-label="Launched">${o.launched_at ? new Date(o.launched_at).toLocaleString() : "—"}</td>
+        <td class="mono" data-label="Payment" title="${esc(o.tx_hash)}">${esc(short(o.tx_hash, 8))}</td>
+      </tr>${note ? `<tr class="note ${note.kind}" data-note="${esc(o.order_id)}"><td colspan="6">${esc(note.text)}</td></tr>` : ""}`;
+    })
     .join("");
 }
