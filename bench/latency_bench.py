@@ -45,6 +45,8 @@ class Recorder:
     def __init__(self, target: str) -> None:
         self.target = target
         self.launches: dict[str, float] = {}
+        # Round trips of the tag look-ups the worker makes before each launch (issue 8).
+        self.lookups: list[float] = []
         self.port = free_port()
 
     async def start(self) -> None:
@@ -60,7 +62,9 @@ class Recorder:
         await self.runner.cleanup()
 
     async def handle(self, request: web.Request) -> web.Response:
+        started = time.monotonic()
         body = await request.read()
+        lookup = b"Action=DescribeInstances" in body and b"tag%3AOrderId" in body
         if b"Action=RunInstances" in body:
             now = time.monotonic()
             form = parse_qs(body.decode())
@@ -75,6 +79,8 @@ class Recorder:
             request.method, self.target + request.path_qs, data=body, headers=headers
         ) as answer:
             payload = await answer.read()
+            if lookup:
+                self.lookups.append(time.monotonic() - started)
             return web.Response(
                 status=answer.status,
                 body=payload,
@@ -152,6 +158,12 @@ async def measure(
             check=True,
         )
         tx_of = {o["order_id"]: o["tx_hash"] for o in map(json.loads, orders.stdout.splitlines())}
+        if recorder.lookups:
+            ms = sorted(x * 1000 for x in recorder.lookups)
+            print(
+                f"confirmations={confirmations}: tag look-up before each launch: {len(ms)} calls, "
+                f"median {statistics.median(ms):.1f} ms, p90 {ms[int(len(ms) * 0.9) - 1]:.1f} ms"
+            )
         return [
             recorder.launches[order] - mined_at[tx]
             for order, tx in tx_of.items()
