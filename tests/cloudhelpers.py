@@ -52,6 +52,8 @@ class FaultProxy:
     # InvalidInstanceID.NotFound (only calls naming instance ids; tag look-ups pass).
     describe_not_found: Callable[[], bool] = lambda: False
     not_found_answers: int = 0
+    # Per DescribeInstances call (any): a fault name from _FAULTS to answer with, or None.
+    describe_fault: Callable[[], str | None] = lambda: None
     calls: int = 0
     forwarded: int = 0
     run_instances_seen: asyncio.Event = field(default_factory=asyncio.Event)
@@ -95,6 +97,8 @@ class FaultProxy:
         ):
             self.not_found_answers += 1
             action = "not_found"
+        elif b"Action=DescribeInstances" in body:
+            action = self.describe_fault() or action
         if action in _FAULTS:
             status, code, message = _FAULTS[action]
             return web.Response(status=status, text=_error(code, message), content_type="text/xml")
@@ -121,6 +125,11 @@ class FaultProxy:
 
 
 _FAULTS = {
+    "auth": (
+        401,
+        "AuthFailure",
+        "AWS was not able to validate the provided access credentials",
+    ),
     "not_found": (
         400,
         "InvalidInstanceID.NotFound",

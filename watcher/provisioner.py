@@ -33,8 +33,22 @@ from watcher.logs import fields
 
 log = logging.getLogger("watcher.provisioner")
 
-# StateReason codes of an instance ended by a person, not by EC2 failing to start it.
-ENDED_BY_SOMEONE = frozenset({"Client.UserInitiatedShutdown", "Client.InstanceInitiatedShutdown"})
+# EC2's StateReason codes for an instance that failed to start (documented in
+# "Troubleshoot instance launch issues"): only these refund the order. Anything else, an
+# unknown or missing reason included, is read as "ended after delivery": never refund on a
+# reason we cannot name.
+LAUNCH_FAILED = frozenset(
+    {
+        "Server.InsufficientInstanceCapacity",
+        "Server.InternalError",
+        "Client.InternalError",
+        "Client.InvalidSnapshot.NotFound",
+        "Client.VolumeLimitExceeded",
+    }
+)
+# An order whose job keeps raising an unexpected error (a bug, a row edited by hand) is
+# put aside this long, so the service and the other orders go on.
+POISONED_WAIT = 300.0
 UNFUNDED = "payment orphaned by a reorg: waiting for it to be mined again before launching"
 
 
@@ -136,7 +150,20 @@ class Provisioner:
                 # fails the lease runs out on its own. `run` waits out the database.
                 with contextlib.suppress(Exception):
                     await self.queue.release(job.order_id, 1.0, f"database: {fault.reason}")
-            raise
+                raise
+            if fault is not None:
+                raise  # the ledger cannot be used (schema, credentials): stop
+            # A bug or a row edited by hand: this order is put aside (the operator sees
+            # the error on the order), the service and every other order go on.
+            log.exception(
+                fields("job_error", order_id=job.order_id, error=f"{type(exc).__name__}: {exc}")
+            )
+            with contextlib.suppress(Exception):
+                await self.queue.release(
+                    job.order_id,
+                    POISONED_WAIT,
+                    f"internal error: {type(exc).__name__}: {str(exc)[:300]}",
+                )
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -174,8 +201,10 @@ class Provisioner:
             assert instance_id is not None
             await self._await_running(job, instance_id)
         elif state in (OrderState.RUNNING, OrderState.FAILED, OrderState.TERMINATED):
-            # Finished by a worker whose lease ran out just before it recorded the end.
-            await self.queue.release(job.order_id, 0, None)
+            # Finished by a worker whose lease ran out just before it recorded the end (or
+            # edited by hand): nothing is left to do, close the job (a release would be
+            # claimed again at once, for ever).
+            await self.queue.close(job.order_id)
 
     def _plan(self, job: ProvisionJob) -> Plan:
         """What the order paid for: its own snapshot, never today's catalog (a plan
@@ -200,8 +229,8 @@ class Provisioner:
         second ledger, or a lost RunInstances answer all look like "not launched yet"
         to the ledger, and only the cloud knows. (ClientToken alone is not enough: AWS
         honours it for a limited time, moto not at all.)"""
-        plan = self._plan(job)
         instance = await self.cloud.find_instance(job.order_id)
+        plan = self._plan(job) if instance is None else None
         if instance is not None:
             log.info(
                 fields(
@@ -212,6 +241,7 @@ class Provisioner:
                 )
             )
         else:
+            assert plan is not None
             if not await self.queue.funded(job.order_id):
                 # A reorg took the payment after the order was marked launching: launch
                 # nothing until it is mined again (the follower then unflags the order).
@@ -237,7 +267,7 @@ class Provisioner:
                 order_id=job.order_id,
                 state="launched",
                 instance_id=instance.instance_id,
-                instance_type=plan.instance_type,
+                instance_type=instance.instance_type,
             )
         )
         return instance
@@ -304,12 +334,13 @@ class Provisioner:
         )
 
     async def _ended(self, job: ProvisionJob, instance: Instance) -> None:
-        """The order's instance is shutting down or terminated. Ended by a person (the
-        buyer from inside, an operator) it was delivered: the order is `terminated`, not
-        refunded. Ended by EC2 itself before it ran (capacity, an internal error, a bad
-        volume) it never was: the order fails and its price goes back to credit."""
+        """The order's instance is shutting down or terminated. Ended by EC2 itself before
+        it ran (capacity, an internal error, a bad volume) it never was delivered: the order
+        fails and its price goes back to credit. Ended any other way (by the buyer from
+        inside, by an operator, for a reason EC2 did not give) it is `terminated`, not
+        refunded, and the operator sees it."""
         reason = instance.state_reason or "unknown"
-        if reason in ENDED_BY_SOMEONE:
+        if reason not in LAUNCH_FAILED:
             if await self.queue.end_terminated(
                 job.order_id, f"instance {instance.instance_id} {instance.state}: {reason}"
             ):

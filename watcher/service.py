@@ -162,6 +162,7 @@ async def check_catalog(cloud: Cloud, settings: Settings) -> None:
     """Refuse to sell what cannot be launched: every plan's image, security groups, subnet
     and key pair must exist in this account and region. A cloud that does not answer now
     is not a finding: say so and carry on (the workers retry, and orders show why)."""
+    refused: list[str] = []
     for plan in settings.catalog.plans.values():
         try:
             problems = await cloud.check_plan(plan)
@@ -169,11 +170,13 @@ async def check_catalog(cloud: Cloud, settings: Settings) -> None:
             log.warning(fields("catalog_unchecked", plan=plan.name, error=str(exc)[:200]))
             continue
         if problems:
-            raise ConfigError(
-                f"plan {plan.name!r} cannot be launched in {settings.aws_region}: "
-                + "; ".join(problems)
-                + " (fix [plans] in watcher.toml)"
-            )
+            refused.append(f"plan {plan.name!r}: " + "; ".join(problems))
+    if refused:
+        raise ConfigError(
+            f"cannot launch in {settings.aws_region}: "
+            + " | ".join(refused)
+            + " (fix [plans] in watcher.toml)"
+        )
 
 
 @asynccontextmanager

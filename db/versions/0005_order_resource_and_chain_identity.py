@@ -30,6 +30,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("orders", schema=None) as batch_op:
         batch_op.add_column(sa.Column("resource", sa.Text(), nullable=True))
+        batch_op.create_index(
+            batch_op.f("ix_orders_chain_id_reorged"), ["chain_id", "reorged"], unique=False
+        )
     with op.batch_alter_table("credits", schema=None) as batch_op:
         batch_op.drop_column("plan")
 
@@ -40,5 +43,6 @@ def downgrade() -> None:
             sa.Column("plan", sa.String(length=64), nullable=False, server_default="t3.micro")
         )
     with op.batch_alter_table("orders", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_orders_chain_id_reorged"))
         batch_op.drop_column("resource")
     op.drop_table("chains")

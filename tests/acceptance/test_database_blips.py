@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from web3 import Web3
 
 from tests.chainhelpers import CTK, DevChainDriver
@@ -232,8 +233,17 @@ async def test_a_broken_schema_stops_the_run_with_one_line(
     try:
         engine = create_engine(database_url)
         try:
-            async with engine.begin() as conn:
-                await conn.execute(text("DROP TABLE provision_jobs"))
+            # The running watcher holds locks on the table too: on PostgreSQL the DROP may
+            # be chosen as a deadlock victim. That is the test's own statement, try again.
+            for attempt in range(20):
+                try:
+                    async with engine.begin() as conn:
+                        await conn.execute(text("DROP TABLE provision_jobs"))
+                    break
+                except DBAPIError as exc:
+                    if "deadlock" not in str(exc) or attempt == 19:
+                        raise
+                    await asyncio.sleep(0.2)
         finally:
             await engine.dispose()
         await pay(driver, token, 1)

@@ -288,3 +288,78 @@ async def test_the_cloud_sweep_reports_an_instance_lost_outside_the_watcher(
     async with open_ec2("us-east-1", "http://127.0.0.1:9", 1) as unreachable:
         assert await CloudSweep(engine, unreachable, interval=1).sweep_once() is None
     assert metrics.CLOUD_DIFFERENCES.labels(kind="resource_ended")._value.get() == 1
+
+
+async def test_an_error_while_looking_never_fails_or_refunds_an_order(
+    engine: AsyncEngine, moto: Any, moto_ami: str
+) -> None:
+    """AuthFailure (a credential rotation, clock skew) on DescribeInstances says nothing
+    about the order's instance: retried, never read as a permanent failure."""
+    import time
+
+    catalog = Catalog({"t3.micro": plan(moto_ami)}, "t3.micro")
+    await pay(engine, catalog, (ALICE, 10))
+    started: list[float] = []
+
+    def auth_failure_for_a_while() -> str | None:
+        if not started:
+            started.append(time.monotonic())
+        return "auth" if time.monotonic() - started[0] < 1.5 else None
+
+    proxy = await FaultProxy(moto.url, describe_fault=auth_failure_for_a_while).start()
+    try:
+        assert await drain(engine, proxy.url, catalog, workers=1) == 0
+    finally:
+        await proxy.stop()
+    (order,) = await queries.orders(engine)
+    assert order.state == "running"
+    assert (await queries.credits(engine))[0].balance == 0
+    assert sorted(len(v) for v in instances_by_order(moto.url).values()) == [1]
+
+
+async def test_a_poisoned_order_is_put_aside_and_the_others_go_on(
+    engine: AsyncEngine, moto: Any, moto_ami: str
+) -> None:
+    """An order whose row makes the worker raise (a bug, a hand edit) must not stop the
+    service: it is put aside with the error on it, the others are provisioned."""
+    from sqlalchemy import update as sql_update
+
+    from watcher.ledger.schema import OrderRecord
+
+    catalog = Catalog({"t3.micro": plan(moto_ami)}, "t3.micro")
+    await pay(engine, catalog, (ALICE, 10), (BOB, 10))
+    orders = await queries.orders(engine)
+    poisoned, healthy = orders[0], orders[1]
+    async with engine.begin() as conn:
+        await conn.execute(
+            sql_update(OrderRecord)
+            .where(OrderRecord.order_id == poisoned.order_id)
+            .values(resource='{"kind":"ec2_instance"}')
+        )
+    async with open_ec2("us-east-1", moto.url, 10) as cloud:
+        worker = Provisioner(JobQueue(engine, "w", 30), cloud, catalog, FAST)
+        for _ in range(4):
+            await worker.work_one()
+    states = {o.order_id: o for o in await queries.orders(engine)}
+    assert states[healthy.order_id].state == "running"
+    assert states[poisoned.order_id].state == "launching"
+    assert "internal error: KeyError" in (states[poisoned.order_id].last_error or "")
+
+
+async def test_an_order_that_already_ended_closes_its_job_instead_of_spinning(
+    engine: AsyncEngine, moto: Any, moto_ami: str
+) -> None:
+    from sqlalchemy import update as sql_update
+
+    from watcher.ledger.schema import OrderRecord
+
+    catalog = Catalog({"t3.micro": plan(moto_ami)}, "t3.micro")
+    await pay(engine, catalog, (ALICE, 10))
+    async with engine.begin() as conn:  # a hand edit: the job is still queued
+        await conn.execute(sql_update(OrderRecord).values(state="running", instance_id="i-1"))
+    async with open_ec2("us-east-1", moto.url, 10) as cloud:
+        worker = Provisioner(JobQueue(engine, "w", 30), cloud, catalog, FAST)
+        assert await worker.work_one()
+        assert not await worker.work_one()  # nothing left to claim
+    async with engine.connect() as conn:
+        assert set((await conn.execute(select(ProvisionJobRecord.state))).scalars()) == {"done"}

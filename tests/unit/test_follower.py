@@ -470,3 +470,69 @@ async def test_orders_followed_live_carry_their_block_time(engine: AsyncEngine) 
     by_block = {o.block_number: o.paid_at for o in await queries.orders(engine)}
     stamp = lambda n: datetime.fromtimestamp(chain.blocks[n].ref.timestamp, UTC)  # noqa: E731
     assert by_block == {1: None, 2: stamp(2), 3: stamp(3)}
+
+
+def remine(chain: FakeChain, log: dict[str, str], log_index: int = 0) -> None:
+    """Put `log` (the same transaction) into the newest block, at `log_index`."""
+    ref = chain.blocks[-1].ref
+    chain.blocks[-1].logs.append(
+        {**log, "blockNumber": hex(ref.number), "blockHash": ref.hash, "logIndex": hex(log_index)}
+    )
+
+
+async def test_a_payment_mined_again_at_another_log_index_keeps_its_order(
+    engine: AsyncEngine,
+) -> None:
+    """Ethereum numbers logs across the block: a transaction mined again behind another
+    one gets another log index. Its order (and instance) is still the same one."""
+    chain = FakeChain()
+    watcher = follower(chain, engine)
+    chain.mine([pay(ALICE, 10)])
+    await watcher.sync()
+    tx = chain.blocks[1].logs[0]
+    async with engine.begin() as conn:
+        await conn.execute(update(OrderRecord).values(state="running", instance_id="i-1"))
+    (before,) = await queries.orders(engine)
+
+    chain.reorg(1)
+    chain.mine([pay(BOB, 10)])
+    remine(chain, tx, log_index=1)
+    await watcher.sync()
+    orders = {o.payer: o for o in await queries.orders(engine)}
+    alice = orders[ALICE]
+    assert alice.order_id == before.order_id and alice.instance_id == "i-1"
+    assert not alice.reorged and alice.log_index == 1 and alice.state == "running"
+    assert orders[BOB].state == "queued"
+    assert len(orders) == 2 and len(await queries.orders(engine)) == 2
+    totals = await queries.totals(engine, 1337)
+    assert totals.balanced and totals.unfunded == 0 and totals.credit == 0
+
+
+async def test_a_relinked_order_moves_to_its_payments_new_block(engine: AsyncEngine) -> None:
+    """A later reorg finds orders by block: a relinked order must carry the block its
+    payment is in now, or a reorg above it would flag it (credit for nothing) or one
+    below it would miss it (a debt)."""
+    chain = FakeChain()
+    watcher = follower(chain, engine)
+    chain.mine_empty(2)
+    chain.mine([pay(ALICE, 10)])  # block 3
+    await watcher.sync()
+    tx = chain.blocks[3].logs[0]
+    async with engine.begin() as conn:
+        await conn.execute(update(OrderRecord).values(state="running", instance_id="i-1"))
+    chain.reorg(2)
+    chain.mine_empty(1)  # block 2'
+    remine(chain, tx)
+    chain.mine_empty(2)
+    await watcher.sync()
+    (order,) = await queries.orders(engine)
+    assert order.block_number == 2 and not order.reorged
+
+    chain.reorg(2)  # blocks 3' and 4' go; the payment in block 2' stays
+    chain.mine_empty(3)
+    await watcher.sync()
+    (order,) = await queries.orders(engine)
+    assert not order.reorged
+    assert [c.balance for c in await queries.credits(engine)] == [0]
+    totals = await queries.totals(engine, 1337)
+    assert totals.balanced and totals.unfunded == 0

@@ -67,10 +67,11 @@ def test_a_kept_order_costs_its_own_price_and_keeps_its_unit() -> None:
     """A payment mined again after a reorg pays for the order it bought before at that
     order's price (the plan may have been repriced since), then buys new units."""
     payment = pay(25 * CTK)
-    kept_id = order_id(payment.chain_id, payment.tx_hash, payment.log_index, 0)
-    balance, orders = credit_payment(0, payment, PLAN, kept={kept_id: 12 * CTK})
+    kept_id = order_id(payment.chain_id, payment.tx_hash, payment.log_index + 7, 0)
+    balance, orders = credit_payment(0, payment, PLAN, kept={0: (kept_id, 12 * CTK)})
     assert [o.unit for o in orders] == [0, 1]
-    assert orders[0].order_id == kept_id
+    assert orders[0].order_id == kept_id  # its id from the first inclusion, kept
+    assert orders[1].order_id == order_id(payment.chain_id, payment.tx_hash, payment.log_index, 1)
     assert balance == 25 * CTK - 12 * CTK - PLAN.price
 
 

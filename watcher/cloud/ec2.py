@@ -78,7 +78,7 @@ class Ec2Cloud:
         """The order's instance, if one was ever launched, in any state: a live one first;
         else one that ended (AWS lists ended instances for about an hour, moto for ever),
         so that an order whose instance ran and was terminated is not bought twice."""
-        answer = await self._call(
+        answer = await self._read(
             self._ec2.describe_instances,
             Filters=[{"Name": "tag:OrderId", "Values": [order_id]}],
         )
@@ -101,7 +101,7 @@ class Ec2Cloud:
             }
             if token:
                 arguments["NextToken"] = token
-            answer = await self._call(self._ec2.describe_instances, **arguments)
+            answer = await self._read(self._ec2.describe_instances, **arguments)
             found.extend(
                 _instance(i) for r in answer.get("Reservations", []) for i in r.get("Instances", [])
             )
@@ -148,8 +148,10 @@ class Ec2Cloud:
             try:
                 answer = await self._call(method, **arguments)
             except CloudError as exc:
-                if exc.kind is ErrorKind.RETRY:
-                    raise
+                if not _says_missing(exc.code):
+                    # No answer, or no permission to look (a least-privilege role may not
+                    # describe key pairs): unchecked, not a finding.
+                    raise CloudError(ErrorKind.RETRY, exc.code, exc.message) from None
                 problems.append(f"{what}: {exc.code}")
                 continue
             wanted = len(next(iter(arguments.values())))
@@ -191,7 +193,7 @@ class Ec2Cloud:
 
     async def describe(self, instance_id: str) -> Instance | None:
         try:
-            answer = await self._call(self._ec2.describe_instances, InstanceIds=[instance_id])
+            answer = await self._read(self._ec2.describe_instances, InstanceIds=[instance_id])
         except CloudError as exc:
             if exc.code == "InvalidInstanceID.NotFound":
                 return None
@@ -200,6 +202,17 @@ class Ec2Cloud:
             _instance(i) for r in answer.get("Reservations", []) for i in r.get("Instances", [])
         ]
         return found[0] if found else None
+
+    async def _read(self, method: Any, **arguments: Any) -> Any:
+        """A call that only looks. Whatever goes wrong (AuthFailure after a credential
+        rotation, clock skew, an unknown code) says nothing about the order's resource, so
+        it is always retried: only an answer to a call that acts may end an order."""
+        try:
+            return await self._call(method, **arguments)
+        except CloudError as exc:
+            if exc.kind is ErrorKind.RETRY or exc.code == "InvalidInstanceID.NotFound":
+                raise
+            raise CloudError(ErrorKind.RETRY, exc.code, exc.message) from None
 
     async def _call(self, method: Any, **arguments: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -219,6 +232,13 @@ class Ec2Cloud:
             raise CloudError(
                 ErrorKind.RETRY, None, redact(f"{type(exc).__name__}: {exc}")
             ) from None
+
+
+def _says_missing(code: str | None) -> bool:
+    """EC2's answers that a named resource does not exist or cannot be one."""
+    return code is not None and (
+        code.endswith(".NotFound") or code.endswith(".Malformed") or code.startswith("InvalidAMIID")
+    )
 
 
 def _instance(data: dict[str, Any]) -> Instance:

@@ -20,6 +20,7 @@ from watcher.ledger import accounts, events, queries
 from watcher.ledger.schema import OrderRecord, ProvisionJobRecord
 
 QUEUED, CLAIMED, DONE, FAILED = "queued", "claimed", "done", "failed"
+_KNOWN_STATES = frozenset(state.value for state in OrderState)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,21 @@ class JobQueue:
             order = (
                 await conn.execute(select(OrderRecord).where(OrderRecord.order_id == order_id))
             ).one()
+            if order.state not in _KNOWN_STATES:
+                # Edited by hand, or written by a newer release: put it aside where the
+                # operator sees it, rather than stop every worker on it.
+                await conn.execute(
+                    update(ProvisionJobRecord)
+                    .where(ProvisionJobRecord.order_id == order_id)
+                    .values(
+                        state=QUEUED,
+                        available_at=now + timedelta(seconds=300),
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        last_error=f"internal error: unknown order state {order.state!r}",
+                    )
+                )
+                return None
         return ProvisionJob(
             order_id=order_id,
             chain_id=order.chain_id,
@@ -164,6 +180,12 @@ class JobQueue:
                     last_error=error,
                 )
             )
+
+    async def close(self, order_id: str) -> None:
+        """End the job of an order that needs nothing more (it already ended)."""
+        async with self.engine.begin() as conn:
+            if await self._extend(conn, order_id, _now()):
+                await self._finish(conn, order_id, DONE, None)
 
     async def fail(self, order_id: str, reason: str) -> int | None:
         """End the order as failed and return its price to the payer's credit, in one

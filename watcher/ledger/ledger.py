@@ -21,7 +21,14 @@ from watcher.catalog import Catalog
 from watcher.chain.source import BlockRef
 from watcher.core.order import OrderState
 from watcher.core.payment import Payment
-from watcher.core.pricing import DEFAULT_MAX_ORDERS_PER_PAYMENT, NewOrder, Plan, credit_payments
+from watcher.core.pricing import (
+    DEFAULT_MAX_ORDERS_PER_PAYMENT,
+    NewOrder,
+    Plan,
+    UnfundedOrder,
+    credit_payments,
+    match_unfunded,
+)
 from watcher.errors import UserError
 from watcher.ledger import events, queries
 from watcher.ledger.accounts import apply as accounts_apply
@@ -419,9 +426,7 @@ class Ledger:
         payers = list(dict.fromkeys(p.payer for p in payments))
         stored = await self._balances(conn, payers)
         unfunded = await self._unfunded_orders(conn, payments)
-        # An unfunded order this payment bought before a reorg is bought again at its own
-        # price (kept, unflagged); one that failed meanwhile holds nothing and is replaced.
-        kept = {o.order_id: o.amount for o in unfunded if o.state != OrderState.FAILED.value}
+        kept, replaced = match_unfunded(payments, unfunded)
         pricing = credit_payments(
             {p: stored[p] for p in payers if p in stored},
             payments,
@@ -435,34 +440,44 @@ class Ledger:
             {payer: pricing.balances[payer] for payer in payers},
             now,
         )
-        if pricing.orders:
-            relinked = [o.order_id for o in pricing.orders if o.order_id in kept]
-            replaced = {o.order_id for o in unfunded if o.order_id not in kept}
-            new = [o for o in pricing.orders if o.order_id not in kept]
-            for ids in _chunks(relinked):
-                await conn.execute(
-                    update(OrderRecord)
-                    .where(OrderRecord.order_id.in_(ids))
-                    .values(reorged=False, updated_at=now)
+        kept_ids = {order_id for units in kept.values() for order_id, _ in units.values()}
+        # Failed unfunded orders of these payments hold nothing: they are bought afresh.
+        for ids in _chunks(replaced):
+            await conn.execute(delete(OrderRecord).where(OrderRecord.order_id.in_(ids)))
+        relinked = [o for o in pricing.orders if o.order_id in kept_ids]
+        for order in relinked:
+            # Funded again, by the payment as it is now mined: its block and log index
+            # (a later reorg finds its orders by block).
+            await conn.execute(
+                update(OrderRecord)
+                .where(OrderRecord.order_id == order.order_id)
+                .values(
+                    reorged=False,
+                    log_index=order.payment.log_index,
+                    block_number=order.payment.block_number,
+                    paid_at=block_times.get(order.payment.block_number),
+                    updated_at=now,
                 )
-            stale = [o.order_id for o in new if o.order_id in replaced]
-            for ids in _chunks(stale):
-                await conn.execute(delete(OrderRecord).where(OrderRecord.order_id.in_(ids)))
-            await self._insert_orders(conn, new, now, block_times)
-            if self.events and relinked:
-                await events.append_current(conn, relinked, now)
+            )
+        new = [o for o in pricing.orders if o.order_id not in kept_ids]
+        await self._insert_orders(conn, new, now, block_times)
+        if self.events and relinked:
+            await events.append_current(conn, [o.order_id for o in relinked], now)
         return pricing.orders
 
     async def _unfunded_orders(
         self, conn: AsyncConnection, payments: Sequence[Payment]
-    ) -> list[Any]:
-        """Orders a reorg left unfunded (few, usually none) whose payment is among these."""
+    ) -> list[UnfundedOrder]:
+        """Orders a reorg left unfunded (few, usually none) from these payments'
+        transactions (indexed: chain id, reorged)."""
         rows = (
             await conn.execute(
                 select(
                     OrderRecord.order_id,
                     OrderRecord.tx_hash,
                     OrderRecord.log_index,
+                    OrderRecord.unit,
+                    OrderRecord.payer,
                     OrderRecord.amount,
                     OrderRecord.state,
                 ).where(OrderRecord.chain_id == self.chain_id, OrderRecord.reorged.is_(True))
@@ -470,8 +485,20 @@ class Ledger:
         ).all()
         if not rows:
             return []
-        keys = {(p.tx_hash, p.log_index) for p in payments}
-        return [row for row in rows if (row.tx_hash, row.log_index) in keys]
+        txs = {p.tx_hash.lower() for p in payments}
+        return [
+            UnfundedOrder(
+                r.order_id,
+                r.tx_hash,
+                r.log_index,
+                r.unit,
+                r.payer,
+                r.amount,
+                r.state == OrderState.FAILED.value,
+            )
+            for r in rows
+            if r.tx_hash.lower() in txs
+        ]
 
     async def _insert_orders(
         self,

@@ -108,6 +108,8 @@ class OrderRecord(Base):
     __table_args__ = (
         Index(None, "chain_id", "payer"),
         Index(None, "chain_id", "block_number"),
+        # Every recorded batch looks for unfunded orders (almost always none).
+        Index(None, "chain_id", "reorged"),
     )
 
     order_id: Mapped[str] = mapped_column(String(32), primary_key=True)
