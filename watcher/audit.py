@@ -27,11 +27,13 @@ from watcher.core.reconcile import (
     PaymentFacts,
     ResourceFacts,
     check_money,
+    check_orders_paid,
     compare_cloud,
     compare_orders,
     compare_payments,
 )
 from watcher.ledger import queries
+from watcher.ledger.ledger import ChainMismatch
 from watcher.logs import fields
 from watcher.replay import replay
 from watcher.service import AWS_TIMEOUT, open_database, open_watcher
@@ -82,6 +84,9 @@ def order_facts(rows: Sequence[queries.OrderView]) -> list[OrderFacts]:
             state=OrderState(o.state),
             resource_id=o.instance_id,
             unfunded=o.reorged,
+            tx_hash=o.tx_hash,
+            log_index=o.log_index,
+            block_number=o.block_number,
         )
         for o in rows
     ]
@@ -100,29 +105,42 @@ async def audit(settings: Settings, *, chain: bool, cloud: bool) -> AuditReport:
 
 async def _audit_chain(settings: Settings, live: AsyncEngine, report: AuditReport) -> None:
     with tempfile.TemporaryDirectory(prefix="watcher-audit-") as folder:
+        # The replay goes exactly as far as the ledger did, whatever the confirmations
+        # setting of this shell: the ledger's cursor was safe when it was recorded.
         scratch = dataclasses.replace(
             settings,
             database_url=f"sqlite+aiosqlite:///{Path(folder) / 'replay.db'}",
             mqtt_url=None,
+            confirmations=0,
+            finality="confirmations",
         )
         async with open_watcher(scratch, max_attempts=8) as fresh:
             chain_id = fresh.ledger.chain_id
-            cursor = await queries.cursor_block(live, chain_id)
-            last = cursor if cursor is not None else await fresh.follower.target()
+            snapshot = await queries.ledger_snapshot(live, chain_id)
+            genesis = await fresh.source.block(0)
+            if (
+                snapshot.genesis_hash is not None
+                and genesis is not None
+                and snapshot.genesis_hash.lower() != genesis.hash.lower()
+            ):
+                raise ChainMismatch(
+                    f"the ledger follows chain {chain_id} with genesis block "
+                    f"{snapshot.genesis_hash[:18]}..., the node serves another chain with that "
+                    "id (a restarted dev chain?): there is nothing to compare"
+                )
+            last = snapshot.cursor if snapshot.cursor is not None else await fresh.follower.target()
             if last >= settings.start_block:
                 await replay(fresh.follower, fresh.ledger, settings.start_block, last)
             replayed_payments = await queries.payments(fresh.engine, chain_id)
             replayed_orders = await queries.orders(fresh.engine, chain_id)
             replayed_credit = {c.payer: c.balance for c in await queries.credits(fresh.engine)}
-    payments = await queries.payments(live, chain_id)
-    orders = await queries.orders(live, chain_id)
-    credit = {c.payer: c.balance for c in await queries.credits(live, chain_id)}
-    live_payments = payment_facts(payments)
-    live_orders = order_facts(orders)
+    live_payments = payment_facts(snapshot.payments)
+    live_orders = order_facts(snapshot.orders)
     report.differences += compare_payments(live_payments, payment_facts(replayed_payments))
-    report.differences += check_money(live_payments, credit, live_orders)
+    report.differences += check_money(live_payments, snapshot.credit, live_orders)
+    report.differences += check_orders_paid(live_orders, live_payments)
     found, notes = compare_orders(
-        live_orders, order_facts(replayed_orders), credit, replayed_credit
+        live_orders, order_facts(replayed_orders), snapshot.credit, replayed_credit
     )
     report.differences += found
     report.notes += notes
@@ -155,6 +173,9 @@ class CloudSweep:
         self.engine = engine
         self.cloud = cloud
         self.interval = interval
+        # Orders and instances are read at different moments: an order launched between
+        # the two reads looks odd once. A difference counts when two sweeps in a row see it.
+        self._seen: set[tuple[str, str | None, str | None]] = set()
         self._reported: set[tuple[str, str | None, str | None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -176,8 +197,11 @@ class CloudSweep:
         resources = [
             ResourceFacts(i.instance_id, i.tag("OrderId"), not i.ended, i.state) for i in instances
         ]
-        found = compare_cloud(orders, resources)
+        candidates = compare_cloud(orders, resources)
         metrics.CLOUD_SWEEPS.labels(outcome="done").inc()
+        keys_now = {(d.kind.value, d.order_id, d.resource) for d in candidates}
+        found = [d for d in candidates if (d.kind.value, d.order_id, d.resource) in self._seen]
+        self._seen = keys_now
         counts = Counter(d.kind for d in found)
         for kind in DifferenceKind:
             if kind.value.startswith("resource_"):

@@ -8,6 +8,7 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -98,6 +99,11 @@ class Watcher:
     engine: AsyncEngine
 
 
+async def _block_hash(source: RpcChainSource, number: int) -> str | None:
+    block = await source.block(number)
+    return block.hash if block is not None else None
+
+
 @asynccontextmanager
 async def open_watcher(settings: Settings, *, max_attempts: int | None) -> AsyncIterator[Watcher]:
     token = settings.require_token_address()
@@ -117,11 +123,6 @@ async def open_watcher(settings: Settings, *, max_attempts: int | None) -> Async
             ) from None
         if genesis is None:
             raise ChainError(f"the RPC node at {source.transport.shown_url} has no block 0")
-        if not token_deployed:
-            raise ConfigError(
-                f"there is no contract at the token address {token} on chain {chain_id} "
-                "(WATCHER_TOKEN_ADDRESS): deployed on another chain, or to another address?"
-            )
         if (
             settings.default_plan is not None
             and settings.default_plan not in settings.catalog.plans
@@ -136,7 +137,15 @@ async def open_watcher(settings: Settings, *, max_attempts: int | None) -> Async
                 settings.max_orders_per_payment,
                 events=settings.mqtt_url is not None,
             )
-            await ledger.bind_chain(genesis.hash, token)
+            # The chain is checked before the token: after a dev chain restart the token is
+            # missing too, and the restart is the cause to name.
+            await ledger.bind_chain(
+                genesis.hash,
+                token,
+                token_deployed=token_deployed,
+                block_hash=partial(_block_hash, source),
+                name=describe(settings.database_url),
+            )
             follower = ChainFollower(
                 source,
                 ledger,

@@ -99,6 +99,19 @@ def test_a_clean_ledger_audits_clean(provisioned: dict[str, str], tmp_path: Path
     assert code == 0 and report["clean"] and report["differences"] == []
     assert report["checked"]["payments"] == 2 and report["checked"]["orders"] == 3
     assert report["checked"]["resources"] == 3
+    # Whatever this shell's confirmations setting: the replay goes as far as the ledger.
+    stricter = {k: v for k, v in provisioned.items() if k != "WATCHER_CONFIRMATIONS"}
+    assert watcher("audit", "--skip-cloud", env=stricter, cwd=tmp_path).returncode == 0
+
+
+async def test_audit_refuses_a_restarted_chain_in_one_line(
+    provisioned: dict[str, str], tmp_path: Path, database_url: str
+) -> None:
+    await edit(database_url, "UPDATE chains SET genesis_hash = '0x" + "ab" * 32 + "'")
+    result = watcher("audit", env=provisioned, cwd=tmp_path)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "restarted dev chain" in line
 
 
 def test_cloud_differences_are_found_and_named(
@@ -171,6 +184,13 @@ async def test_an_order_edited_by_hand_is_found(
     assert code == 1
     (difference,) = report["differences"]
     assert difference["kind"] == "order_differs" and "plan" in difference["detail"]
+    await edit(
+        database_url,
+        "UPDATE orders SET plan = 't3.micro', block_number = block_number + 1 WHERE order_id = "
+        "(SELECT min(order_id) FROM orders)",
+    )
+    code, report = audit(provisioned, tmp_path, "--skip-cloud")
+    assert code == 1 and kinds(report) == ["order_unpaid"]
 
 
 async def test_a_payment_missing_from_the_ledger_is_found(

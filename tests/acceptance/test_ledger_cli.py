@@ -156,7 +156,7 @@ def test_a_reset_chain_or_another_token_is_refused_not_taken_for_a_reorg(
         env={**env, "WATCHER_TOKEN_ADDRESS": dev_account(14).address},
         cwd=tmp_path,
     )
-    assert nothing.returncode == 2
+    assert nothing.returncode == 1
     assert "there is no contract at the token address" in nothing.stderr
 
 

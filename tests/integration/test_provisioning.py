@@ -277,6 +277,7 @@ async def test_the_cloud_sweep_reports_an_instance_lost_outside_the_watcher(
     ec2_client(moto.url).terminate_instances(InstanceIds=[lost.instance_id])
     async with open_ec2("us-east-1", moto.url, 10) as cloud:
         sweep = CloudSweep(engine, cloud, interval=1)
+        assert await sweep.sweep_once() == []  # seen once: not yet a finding
         found = await sweep.sweep_once()
     assert found is not None
     assert [(d.kind.value, d.order_id, d.resource) for d in found] == [

@@ -22,6 +22,8 @@ class DifferenceKind(StrEnum):
     ORDER_EXTRA = "order_extra"  # the ledger has it, a replay does not make it
     ORDER_DIFFERS = "order_differs"  # same id, other payer, price, plan or resource
     CREDIT_DIFFERS = "credit_differs"  # a payer's credit differs from a replay's
+    ORDER_UNPAID = "order_unpaid"  # funded, but its payment is not in the ledger there
+    ORDER_FLAG_STALE = "order_flag_stale"  # flagged unfunded, yet its payment is recorded
     RESOURCE_MISSING = "resource_missing"  # the order holds a resource, the cloud has none
     RESOURCE_ENDED = "resource_ended"  # the order holds a resource, it was terminated
     RESOURCE_DUPLICATE = "resource_duplicate"  # more than one live resource for one order
@@ -81,6 +83,9 @@ class OrderFacts:
     state: OrderState
     resource_id: str | None
     unfunded: bool
+    tx_hash: str = ""
+    log_index: int = -1
+    block_number: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +161,48 @@ def check_money(
     return found
 
 
+def check_orders_paid(
+    orders: Iterable[OrderFacts], payments: Iterable[PaymentFacts]
+) -> list[Difference]:
+    """Each funded order's payment is in the ledger, in the block the order names (a
+    later reorg finds orders by block); no unfunded order's payment is."""
+    by_key = {(p.tx_hash.lower(), p.log_index): p for p in payments}
+    paid_txs = {(p.tx_hash.lower(), p.payer) for p in by_key.values()}
+    found: list[Difference] = []
+    for o in orders:
+        payment = by_key.get((o.tx_hash.lower(), o.log_index))
+        if o.unfunded:
+            if (o.tx_hash.lower(), o.payer) in paid_txs:
+                found.append(
+                    Difference(
+                        DifferenceKind.ORDER_FLAG_STALE,
+                        f"flagged unfunded, but tx {o.tx_hash} of its payer is recorded",
+                        order_id=o.order_id,
+                        payer=o.payer,
+                    )
+                )
+        elif payment is None:
+            found.append(
+                Difference(
+                    DifferenceKind.ORDER_UNPAID,
+                    f"no payment tx {o.tx_hash} log {o.log_index} in the ledger",
+                    order_id=o.order_id,
+                    payer=o.payer,
+                )
+            )
+        elif payment.block_number != o.block_number or payment.payer != o.payer:
+            found.append(
+                Difference(
+                    DifferenceKind.ORDER_UNPAID,
+                    f"its payment is in block {payment.block_number} from {payment.payer}, "
+                    f"the order says block {o.block_number} from {o.payer}",
+                    order_id=o.order_id,
+                    payer=o.payer,
+                )
+            )
+    return found
+
+
 def compare_orders(
     ledger: Sequence[OrderFacts],
     replayed: Sequence[OrderFacts],
@@ -174,11 +221,14 @@ def compare_orders(
     for order_id in sorted(mine.keys() & theirs.keys()):
         a, b = mine[order_id], theirs[order_id]
         for name in ("payer", "amount", "plan", "resource"):
+            if name == "resource" and a.resource is None:
+                continue  # recorded before orders kept their specification: unknown
             if getattr(a, name) != getattr(b, name):
+                hint = "" if name == "payer" else " (the replay prices with today's catalog)"
                 found.append(
                     Difference(
                         DifferenceKind.ORDER_DIFFERS,
-                        f"{name}: ledger {getattr(a, name)!r}, replay {getattr(b, name)!r}",
+                        f"{name}: ledger {getattr(a, name)!r}, replay {getattr(b, name)!r}" + hint,
                         order_id=order_id,
                         payer=a.payer,
                     )

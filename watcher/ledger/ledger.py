@@ -8,7 +8,7 @@ credit is always applied in chain order.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +29,7 @@ from watcher.core.pricing import (
     credit_payments,
     match_unfunded,
 )
-from watcher.errors import UserError
+from watcher.errors import ChainError, UserError
 from watcher.ledger import events, queries
 from watcher.ledger.accounts import apply as accounts_apply
 from watcher.ledger.accounts import set_balances as accounts_set
@@ -179,10 +179,21 @@ class Ledger:
 
     # --- writes ---
 
-    async def bind_chain(self, genesis_hash: str, token_address: str) -> None:
+    async def bind_chain(
+        self,
+        genesis_hash: str,
+        token_address: str,
+        *,
+        token_deployed: bool,
+        block_hash: Callable[[int], Awaitable[str | None]],
+        name: str = "",
+    ) -> None:
         """Record which chain (its genesis block) and token this ledger follows, or refuse
         another one: a dev chain restarted with the same id, a fork or a different token
-        would otherwise look like a deep reorg and erase every payment."""
+        would otherwise look like a deep reorg and erase every payment. `block_hash(n)`
+        reads the node's block n: a ledger from before this record existed is bound only
+        if the node still has its cursor block."""
+        where = name or "see 'watcher config'"
         async with self.engine.begin() as conn:
             await self._lock(conn)
             known = (
@@ -192,28 +203,41 @@ class Ledger:
                     )
                 )
             ).first()
-            if known is None:
-                await conn.execute(
-                    insert(ChainRecord).values(
-                        chain_id=self.chain_id,
-                        genesis_hash=genesis_hash,
-                        token_address=token_address,
-                        created_at=_now(),
-                    )
+            if known is not None and known.genesis_hash.lower() != genesis_hash.lower():
+                raise ChainMismatch(
+                    f"this ledger follows chain {self.chain_id} with genesis block "
+                    f"{known.genesis_hash[:18]}..., but the node serves a chain with genesis "
+                    f"{genesis_hash[:18]}... (a restarted dev chain?): use a new ledger for "
+                    f"the new chain (WATCHER_DATABASE_URL), or delete this one ({where})"
                 )
+            if not token_deployed:
+                raise ChainError(
+                    f"there is no contract at the token address {token_address} on chain "
+                    f"{self.chain_id} (WATCHER_TOKEN_ADDRESS): deployed on another chain, or "
+                    "to another address?"
+                )
+            if known is not None:
+                if known.token_address.lower() != token_address.lower():
+                    raise ChainMismatch(
+                        f"this ledger follows the token {known.token_address} on chain "
+                        f"{self.chain_id}, not {token_address}: use a new ledger "
+                        f"(WATCHER_DATABASE_URL) for another token ({where})"
+                    )
                 return
-        if known.genesis_hash.lower() != genesis_hash.lower():
-            raise ChainMismatch(
-                f"this ledger follows chain {self.chain_id} with genesis block "
-                f"{known.genesis_hash[:18]}..., but the node serves a chain with genesis "
-                f"{genesis_hash[:18]}... (a restarted dev chain?): use a new ledger "
-                "(WATCHER_DATABASE_URL) for the new chain"
-            )
-        if known.token_address.lower() != token_address.lower():
-            raise ChainMismatch(
-                f"this ledger follows the token {known.token_address} on chain "
-                f"{self.chain_id}, not {token_address}: use a new ledger "
-                "(WATCHER_DATABASE_URL) for another token"
+            cursor = await self._cursor(conn)
+            if cursor is not None and await block_hash(cursor.number) != cursor.hash:
+                raise ChainMismatch(
+                    f"this ledger's last block {cursor.number} is not on the chain the node "
+                    f"serves (a restarted dev chain?): use a new ledger (WATCHER_DATABASE_URL) "
+                    f"or delete this one ({where})"
+                )
+            await conn.execute(
+                insert(ChainRecord).values(
+                    chain_id=self.chain_id,
+                    genesis_hash=genesis_hash,
+                    token_address=token_address,
+                    created_at=_now(),
+                )
             )
 
     async def record(
