@@ -91,3 +91,8 @@ CLOUD_SWEEPS = Counter(
     "Sweeps comparing orders with the cloud, by outcome (done, or error: no conclusion).",
     ["outcome"],
 )
+ORDERS_UNFUNDED = Gauge(
+    "watcher_orders_unfunded",
+    "Orders whose payment a reorg orphaned after provisioning had started, not failed: "
+    "their instance may run unpaid until the payment is mined again (see watcher orders).",
+)

@@ -10,11 +10,12 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from watcher import __version__, metrics
 from watcher.core.order import OrderState
+from watcher.devchain import bind_problem
 from watcher.errors import ConfigError
 from watcher.ledger import queries
 from watcher.ledger.errors import DatabaseRetry
@@ -42,7 +43,12 @@ async def serve_metrics(host: str, port: int) -> AsyncIterator[None]:
         await web.TCPSite(runner, host, port).start()
     except OSError as exc:
         await runner.cleanup()
-        raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
+        # Worded like the web API's: what is wrong, and the settings that change it.
+        problem = bind_problem(port, host) or f"cannot listen on {host}:{port}: {exc.strerror}"
+        raise ConfigError(
+            f"cannot serve metrics: {problem} (set WATCHER_METRICS_HOST and "
+            "WATCHER_METRICS_PORT, or WATCHER_METRICS_PORT=0 to turn it off)"
+        ) from None
     try:
         yield
     finally:
@@ -63,16 +69,29 @@ async def refresh_ledger_gauges(engine: AsyncEngine, events: bool = False) -> No
                 )
             ).all()
         )
+        unfunded = (
+            await conn.execute(
+                select(func.count()).where(
+                    OrderRecord.reorged.is_(True),
+                    OrderRecord.state != OrderState.FAILED.value,
+                )
+            )
+        ).scalar_one()
+        # The oldest job's age leaves out orders a reorg orphaned: they wait for their
+        # payment on purpose (alerted as ProvisionedOrderReorged), and are not payments
+        # left unfulfilled (see queries.job_health).
+        funded = case((OrderRecord.reorged.is_(False), ProvisionJobRecord.created_at))
         pending, oldest = (
             await conn.execute(
-                select(func.count(), func.min(ProvisionJobRecord.created_at)).where(
-                    ProvisionJobRecord.state.in_([QUEUED, CLAIMED])
-                )
+                select(func.count(), func.min(funded))
+                .join(OrderRecord, OrderRecord.order_id == ProvisionJobRecord.order_id)
+                .where(ProvisionJobRecord.state.in_([QUEUED, CLAIMED]))
             )
         ).one()
     for state in OrderState:
         metrics.ORDERS.labels(state=state.value).set(counts.get(state.value, 0))
     metrics.JOBS_PENDING.set(pending)
+    metrics.ORDERS_UNFUNDED.set(unfunded)
     if oldest is not None and oldest.tzinfo is None:
         oldest = oldest.replace(tzinfo=UTC)
     metrics.OLDEST_JOB_AGE.set((now - oldest).total_seconds() if oldest is not None else 0)

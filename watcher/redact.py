@@ -7,8 +7,12 @@ QuickNode and Ankr tokens in the path, `?apikey=` in the query), databases and b
 with `***`; `redact` does the same to every URL inside a free text, such as the message of
 an exception a library raised with the URL in it.
 
-Masking is by shape, not by provider list: a provider we have never heard of still gets
-its key masked when it looks like a key (a long token of letters and digits).
+Masking is by allow-list, not by the shape of keys: a key can have any shape (a JWT, base64
+ending in `==`, 28 letters and no digit, `s3cr3tK3y`), while the words that structure an
+endpoint's path are few and plain (`v3`, `rpc`, `ws`, `mainnet`, `ext/bc/C/rpc`). So in a
+URL that is not a database's, every query value and every path segment that is not such a
+word is masked. A database URL's path (a file, a database name) stays readable: it is
+never a credential, and it tells which ledger is meant.
 """
 
 from __future__ import annotations
@@ -20,11 +24,38 @@ __all__ = ["MASK", "mask_url", "redact"]
 
 MASK = "***"
 
-# A path segment or query value that looks like a key: a token of letters, digits, `-` and
-# `_` with letters and digits both in it and at least 16 long, or any such token of 32 or
-# more. Infura keys are 32 hex digits, Alchemy's 32 base62 characters, QuickNode's 40 hex,
-# Ankr's 64 hex, GetBlock and Blast use UUIDs (36). Path words (`v3`, `rpc`, `mainnet`,
-# `ext/bc/C/rpc`) are short or have no digit, and stay readable.
+# Structural words of RPC endpoints' paths: API versions, transports, networks, and the
+# Avalanche `ext/bc/C/rpc` (one-letter chain names).
+_STRUCTURAL_WORDS = frozenset(
+    {
+        "api",
+        "rpc",
+        "jsonrpc",
+        "json-rpc",
+        "ws",
+        "wss",
+        "http",
+        "https",
+        "ext",
+        "bc",
+        "mainnet",
+        "testnet",
+        "sepolia",
+        "holesky",
+        "hoodi",
+        "goerli",
+    }
+)
+_STRUCTURAL = re.compile(
+    r"v\d{1,2}"  # v1, v2, v3
+    r"|\d{1,4}"  # a chain id or port-like number, not a key
+    r"|[A-Za-z]"  # a one-letter chain name (C, P, X)
+    # A short lowercase word (`eth`, `polygon-zkevm`, `demo`): a key that short and that
+    # plain is no key. Mixed case, digits, `_`, `=`, `.` or length make it one.
+    r"|[a-z][a-z-]{0,11}"
+)
+# A query value or path segment that looks like a key (used where values stay shown: in a
+# database URL's query, and to find a known URL's secrets in free text).
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 _KEYISH_NAMES = (
     "key",
@@ -40,6 +71,17 @@ _KEYISH_NAMES = (
 )
 # A URL inside free text: a scheme, `://`, then anything up to white space or a quote.
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def _structural(segment: str) -> bool:
+    """A path segment that shapes the endpoint and cannot be a credential (or is already
+    masked, or empty)."""
+    return (
+        not segment
+        or segment == MASK
+        or segment.lower() in _STRUCTURAL_WORDS
+        or _STRUCTURAL.fullmatch(segment) is not None
+    )
 
 
 def _looks_like_key(text: str) -> bool:
@@ -64,9 +106,10 @@ def _keyish_name(name: str) -> bool:
 
 
 def mask_url(url: str) -> str:
-    """`url` with its user, password, key-like path segments and key-like query values
-    replaced by `***`. Text that does not parse as a URL is masked whole but for its scheme,
-    since nothing can then tell where a credential in it starts."""
+    """`url` with its user and password replaced by `***`, and, unless it names a database,
+    every query value and every path segment but the structural words (in a database URL,
+    the query values that may be credentials). Text that does not parse as a URL is masked
+    whole but for its scheme, since nothing can then tell where a credential in it starts."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - urlsplit checks the port lazily; a bad one means no URL
@@ -78,11 +121,12 @@ def mask_url(url: str) -> str:
         userinfo, _, hostport = netloc.rpartition("@")
         masked_user = f"{MASK}:{MASK}" if ":" in userinfo else MASK
         netloc = f"{masked_user}@{hostport}"
-    path = parts.path
-    if not _names_a_database(parts.scheme):
-        path = "/".join(MASK if _looks_like_key(part) else part for part in path.split("/"))
-    query = "&".join(_mask_parameter(piece) for piece in parts.query.split("&"))
-    fragment = MASK if _looks_like_key(parts.fragment) else parts.fragment
+    path, fragment = parts.path, parts.fragment
+    database = _names_a_database(parts.scheme)
+    if not database:
+        path = "/".join(part if _structural(part) else MASK for part in path.split("/"))
+        fragment = fragment if _structural(fragment) else MASK
+    query = "&".join(_mask_parameter(piece, database) for piece in parts.query.split("&"))
     # Put together by hand: urlunsplit turns `sqlite:////abs/path` into `sqlite://abs/path`.
     rebuilt = f"{parts.scheme}:" if parts.scheme else ""
     if url[len(rebuilt) :].startswith("//"):
@@ -95,10 +139,13 @@ def mask_url(url: str) -> str:
     return rebuilt
 
 
-def _mask_parameter(piece: str) -> str:
-    """One `name=value` of a query string, its value masked when it may be a credential."""
+def _mask_parameter(piece: str, database: bool) -> str:
+    """One `name=value` of a query string, its value masked (in a database URL, only when
+    it may be a credential: `sslmode=require` says which connection is meant)."""
     name, equals, value = piece.partition("=")
-    if value and (_keyish_name(unquote(name)) or _looks_like_key(unquote(value))):
+    if not value:
+        return piece
+    if not database or _keyish_name(unquote(name)) or _looks_like_key(unquote(value)):
         return f"{name}{equals}{MASK}"
     return piece
 
@@ -126,12 +173,16 @@ def _secrets_of(url: str) -> list[str]:
     if "@" in parts.netloc:
         userinfo = parts.netloc.rpartition("@")[0]
         found.extend(piece for piece in userinfo.split(":", 1) if piece)
-    if not _names_a_database(parts.scheme):
-        found.extend(segment for segment in parts.path.split("/") if _looks_like_key(segment))
+    database = _names_a_database(parts.scheme)
+    if not database:
+        found.extend(segment for segment in parts.path.split("/") if not _structural(segment))
     for piece in parts.query.split("&"):
         name, _, value = piece.partition("=")
-        if value and (_keyish_name(unquote(name)) or _looks_like_key(unquote(value))):
-            found.extend((value, unquote(value)))
+        plain = unquote(value)
+        keyish = _looks_like_key(plain) if database else not _structural(plain)
+        if value and (_keyish_name(unquote(name)) or keyish):
+            found.extend((value, plain))
     # A one-letter user name would mask every such letter in the text: only pieces long
-    # enough to be recognisable are replaced outside their URL.
+    # enough to be recognisable are replaced outside their URL. Likewise a plain value not
+    # named as a credential (`chain=mainnet`, `tag=latest`) is masked in its URL only.
     return sorted((s for s in set(found) if len(s) >= 4), key=len, reverse=True)

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -78,6 +79,9 @@ async def run_service(settings: Settings) -> None:
                 heads="websocket" if settings.ws_url else "polling",
                 workers=len(workers),
                 aws_region=settings.aws_region,
+                # Which ledger: the default moved into the data folder, and a ledger other
+                # than the one meant would launch every paid order again.
+                ledger=_ledger_shown(settings.database_url),
                 rpc=mask_url(settings.rpc_url),
                 aws_endpoint=mask_url(settings.aws_endpoint_url)
                 if settings.aws_endpoint_url
@@ -120,6 +124,10 @@ async def run_service(settings: Settings) -> None:
                         ),
                         name="http-api",
                     )
+                    # The port was checked free before start-up: uvicorn binds it next.
+                    log.info(
+                        fields("api_served", url=_http_url(settings.http_host, settings.http_port))
+                    )
                 publisher = None
                 if settings.mqtt_url is not None:
                     publisher = OrderEventPublisher(
@@ -144,6 +152,24 @@ async def run_service(settings: Settings) -> None:
         log.info(fields("watcher_stopped"))
 
 
+def _ledger_shown(database_url: str) -> str:
+    """The ledger for the start-up line: a SQLite file's absolute path, or the database's
+    URL with its credentials masked."""
+    from sqlalchemy.engine import make_url
+
+    from watcher.ledger.database import describe, is_sqlite
+
+    path = make_url(database_url).database
+    if is_sqlite(database_url) and path:
+        return str(Path(path).expanduser().absolute())
+    return describe(database_url)
+
+
+def _http_url(host: str, port: int, path: str = "/") -> str:
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address
+    return f"http://{shown}:{port}{path}"
+
+
 async def _flush(publisher: OrderEventPublisher, within: float = 5.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
@@ -166,7 +192,7 @@ async def _metrics_endpoint(settings: Settings) -> AsyncIterator[None]:
         log.info(
             fields(
                 "metrics_served",
-                url=f"http://{settings.metrics_host}:{settings.metrics_port}/metrics",
+                url=_http_url(settings.metrics_host, settings.metrics_port, "/metrics"),
             )
         )
         yield

@@ -126,6 +126,10 @@ def running_shop(
                 tmp_path / "run.log"
             ).read_text()
             time.sleep(0.1)
+    # The start-up lines name the ledger file in use and where the pages are served.
+    started = (tmp_path / "run.log").read_text()
+    assert f"ledger={tmp_path / 'ledger.db'} " in started, started
+    assert f"api_served url=http://127.0.0.1:{http_port}/\n" in started, started
     try:
         yield f"http://127.0.0.1:{http_port}", ctk
     finally:
@@ -432,8 +436,10 @@ def test_pages_say_what_happens_to_failed_retrying_and_stuck_orders(
             page.click("#pay")
             failed = page.locator("#orders tr.note.bad")
             expect(failed).to_contain_text(
-                "This instance could not be launched: InsufficientInstanceCapacity: We currently "
-                "do not have sufficient t3.micro capacity. Its price, 10 CTK, is back in your "
+                # The API's classified reason, not AWS's own message (which may name the
+                # operator's account): the plain words first, the code after them.
+                "This instance could not be launched: no capacity for this instance type right "
+                "now (InsufficientInstanceCapacity). Its price, 10 CTK, is back in your "
                 "credit and counts toward your next payment.",
                 timeout=30_000,
             )
@@ -444,7 +450,7 @@ def test_pages_say_what_happens_to_failed_retrying_and_stuck_orders(
             page.click("#pay")  # again: this one's launches fail, and are retried
             retrying = page.locator("#orders tr.note.warn").first
             expect(retrying).to_contain_text(
-                "failed: Unavailable: Service unavailable. The watcher tries again",
+                "failed: the cloud service is unavailable (Unavailable). The watcher tries again",
                 timeout=30_000,
             )
             expect(retrying).to_contain_text(

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from watcher import metrics
 from watcher.addresses import BURN_ADDRESS
 from watcher.catalog import Catalog
 from watcher.core.payment import Payment
@@ -20,6 +21,8 @@ from watcher.ledger.database import create_engine
 from watcher.ledger.jobs import JobQueue
 from watcher.ledger.ledger import Ledger
 from watcher.ledger.schema import ProvisionJobRecord
+from watcher.monitoring import refresh_ledger_gauges
+from watcher.provisioner import UNFUNDED
 from watcher.web.api import create_api
 
 CTK = 10**18
@@ -117,10 +120,14 @@ UNREACHABLE = (
 
 
 async def fail_attempts(
-    engine: AsyncEngine, times: int, delay: float = 0, order_id: str | None = None
+    engine: AsyncEngine,
+    times: int,
+    delay: float = 0,
+    order_id: str | None = None,
+    error: str = UNREACHABLE,
 ) -> str:
-    """Claim a job and give it back with AWS's "unreachable" error, `times` times, through
-    the provisioners' own queue; the order's id (the same order each time)."""
+    """Claim a job and give it back with `error` (AWS's "unreachable" unless told), `times`
+    times, through the provisioners' own queue; the order's id (the same order each time)."""
     queue = JobQueue(engine, "test-worker", lease_seconds=30)
     target, failed = order_id, 0
     while failed < times:
@@ -130,7 +137,7 @@ async def fail_attempts(
             await queue.release(job.order_id, 0, None)  # another order: untouched
             continue
         target, failed = job.order_id, failed + 1
-        await queue.release(job.order_id, delay, UNREACHABLE)
+        await queue.release(job.order_id, delay, error)
     assert target is not None
     return target
 
@@ -147,7 +154,7 @@ async def test_orders_show_the_last_error_attempts_and_next_try(
     assert (order["state"], order["attempts"], order["last_error"], order["overdue"]) == (
         "queued",
         1,
-        UNREACHABLE,
+        "the cloud did not answer",  # the endpoint's URL stays with the operator
         False,
     )
     next_try = datetime.fromisoformat(order["next_attempt_at"])
@@ -156,6 +163,47 @@ async def test_orders_show_the_last_error_attempts_and_next_try(
     assert (waiting["attempts"], waiting["last_error"], waiting["overdue"]) == (0, None, False)
     spec = (await client.get("/openapi.json")).json()["components"]["schemas"]["OrderOut"]
     assert {"attempts", "last_error", "next_attempt_at", "overdue"} <= set(spec["properties"])
+
+
+# As AWS words a refused launch: the operator's account, user and an encoded message.
+DENIED = (
+    "UnauthorizedOperation: You are not authorized to perform this operation. User: "
+    "arn:aws:iam::123456789012:user/watcher-prod is not authorized to perform: "
+    "ec2:RunInstances on resource: arn:aws:ec2:eu-west-1:123456789012:instance/* "
+    "Encoded authorization failure message: 6Ay7B-Q4xQ0KfjPz3TCz9s1vZ"
+)
+DATABASE_DOWN = (
+    'database: connection to server at "ledger-db.internal.example" (10.1.2.3), '
+    "port 5432 failed: Connection refused"
+)
+
+
+async def test_orders_tell_anyone_why_in_plain_words_and_keep_the_details_for_the_operator(
+    engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    queue = JobQueue(engine, "test-worker", lease_seconds=30)
+    failed = await queue.claim()
+    assert failed is not None
+    assert await queue.fail(failed.order_id, DENIED) == 10 * CTK
+    retried = await fail_attempts(engine, 1, error=DATABASE_DOWN)
+    orders = {
+        o["order_id"]: o for o in (await client.get("/api/orders", params={"payer": ALICE})).json()
+    }
+    assert (orders[failed.order_id]["state"], orders[failed.order_id]["failure_reason"]) == (
+        "failed",
+        "UnauthorizedOperation: the operator's cloud account is not allowed to do this",
+    )
+    assert orders[retried]["last_error"] == "database unavailable"
+    resource = {"kind": "ec2_instance", "instance_type": "t3.micro"}
+    assert [o["resource"] for o in orders.values()] == [resource, resource]
+    text = (await client.get("/api/orders", params={"payer": ALICE})).text
+    for secret in ("123456789012", "arn:", "Encoded", "internal.example", "10.1.2.3", "ami-"):
+        assert secret not in text
+    # The operator's view (`watcher orders`, its --json) keeps every detail.
+    kept = {o.order_id: o.as_json() for o in await queries.orders(engine, 1337, ALICE)}
+    assert kept[failed.order_id]["failure_reason"] == DENIED
+    assert kept[retried]["last_error"] == DATABASE_DOWN
+    assert kept[retried]["resource"]["ami"] == "ami-0123456789abcdef0"
 
 
 async def test_health_degrades_while_orders_keep_failing(
@@ -194,6 +242,41 @@ async def test_health_degrades_and_orders_say_so_when_paid_orders_wait_too_long(
     assert health["reasons"] == ["2 paid order(s) waited more than 10 minutes for provisioning"]
     orders = (await client.get("/api/orders", params={"payer": ALICE})).json()
     assert [o["overdue"] for o in orders] == [True, True]
+
+
+async def test_an_order_held_for_a_reorg_does_not_degrade_health(
+    engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    # One order is launching when a reorg orphans its payment: the ledger flags it, and the
+    # provisioner gives its job back with UNFUNDED every few seconds until the payment is
+    # mined again. That is waiting on purpose (with an alert of its own), not trouble.
+    queue = JobQueue(engine, "test-worker", lease_seconds=30)
+    job = await queue.claim()
+    assert job is not None and await queue.mark_launching(job.order_id)
+    await queue.release(job.order_id, 0, None)
+    rewound = await Ledger(engine, 1337, CATALOG).rewind(None, floor=6)
+    assert (rewound.orders_removed, len(rewound.orders_flagged)) == (1, 1)
+    await fail_attempts(engine, queries.FAILING_AFTER_ATTEMPTS + 2, error=UNFUNDED)
+    long_ago = datetime.now(UTC) - queries.OVERDUE_AFTER - timedelta(minutes=1)
+    async with engine.begin() as conn:
+        await conn.execute(update(ProvisionJobRecord).values(created_at=long_ago))
+    (order,) = (await client.get("/api/orders", params={"payer": ALICE})).json()
+    assert (order["order_id"], order["reorged"], order["state"]) == (
+        job.order_id,
+        True,
+        "launching",
+    )
+    assert order["attempts"] == queries.FAILING_AFTER_ATTEMPTS + 3 and not order["overdue"]
+    answer = await client.get("/api/health")
+    assert answer.status_code == 200, answer.json()
+    health = answer.json()
+    assert (health["status"], health["reasons"], health["pending_jobs"]) == ("ok", [], 1)
+    assert (health["overdue_jobs"], health["retrying_jobs"], health["failing_jobs"]) == (0, 0, 0)
+    # Nor do the gauges the alert rules read (PaymentsNotFulfilled, ProvisioningFailing).
+    await refresh_ledger_gauges(engine)
+    assert metrics.JOBS_PENDING._value.get() == 1
+    assert metrics.OLDEST_JOB_AGE._value.get() == 0
+    assert (metrics.JOBS_OVERDUE._value.get(), metrics.JOBS_FAILING._value.get()) == (0, 0)
 
 
 async def test_docs_work_offline_from_the_packages_assets(client: httpx.AsyncClient) -> None:

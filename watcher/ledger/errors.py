@@ -2,7 +2,8 @@
 
     BaseException
      ├── transient (retried with capped exponential backoff and full jitter)
-     │    connection  refused, reset, closed, cut mid-statement (SQLSTATE class 08, OSError)
+     │    connection  refused, reset, closed, cut mid-statement (SQLSTATE class 08, an
+     │                OSError from SQLAlchemy or the driver, not one from the cloud or RPC)
      │    locked      SQLite's write lock held past the busy timeout by another process
      │    conflict    serialization failure (40001), deadlock detected (40P01)
      │    shutdown    administrator or crash shutdown, server starting up (57P01-57P03)
@@ -78,16 +79,29 @@ class LedgerUnusable(UserError):
     such database. Retrying would only repeat the error."""
 
 
+# The packages whose exceptions, or whose frames an exception passed through, make it the
+# ledger database's. asyncpg lets a refused or timed-out connect through SQLAlchemy as a
+# bare OSError/TimeoutError with no cause: only its traceback says where it came from.
+_DATABASE_PACKAGES = frozenset({"sqlalchemy", "asyncpg", "aiosqlite", "sqlite3", "psycopg"})
+
+
 def classify(exc: BaseException) -> DatabaseFault | None:
     """The fault behind `exc` (looking through SQLAlchemy's and the driver's wrappers), or
-    None when it is not a database error this module knows."""
+    None when it is not a database error this module knows. A network error (OSError,
+    TimeoutError) is the database's only when it came from the database: through
+    SQLAlchemy or a driver. The same error from the cloud or the RPC node is not, and
+    must not be retried for ever as a database blip."""
     seen: set[int] = set()
     current: BaseException | None = exc
+    through_database = False
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        fault = _classify_one(current)
+        if isinstance(current, OSError) and not through_database:
+            through_database = _from_database(current)
+        fault = _classify_one(current, through_database)
         if fault is not None:
             return fault
+        through_database = through_database or _is_database_exception(current)
         orig = getattr(current, "orig", None)
         # Only explicit causes: an unrelated bug raised while handling an OSError must not
         # pass for a database blip.
@@ -95,7 +109,35 @@ def classify(exc: BaseException) -> DatabaseFault | None:
     return None
 
 
-def _classify_one(exc: BaseException) -> DatabaseFault | None:
+def _package(module: object) -> str:
+    return module.partition(".")[0] if isinstance(module, str) else ""
+
+
+def _is_database_exception(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.Error) or _package(type(exc).__module__) in _DATABASE_PACKAGES
+
+
+def _from_database(exc: BaseException) -> bool:
+    """Whether `exc`, or an exception it was raised from or while handling, is a database
+    library's or was raised inside one (its traceback runs through a frame of one). An
+    error raised inside `async with engine.begin()` passes through SQLAlchemy's frames on
+    its way out: no cloud or RPC call is made with a transaction open, and none may be."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _is_database_exception(current):
+            return True
+        frame = current.__traceback__
+        while frame is not None:
+            if _package(frame.tb_frame.f_globals.get("__name__")) in _DATABASE_PACKAGES:
+                return True
+            frame = frame.tb_next
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _classify_one(exc: BaseException, through_database: bool) -> DatabaseFault | None:
     reason = _first_line(exc)
     state = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
     if isinstance(state, str) and len(state) == 5:
@@ -108,10 +150,14 @@ def _classify_one(exc: BaseException) -> DatabaseFault | None:
             if text in message:
                 return DatabaseFault(kind, transient, reason)
         return None
+    if isinstance(exc, OSError) and not through_database:
+        return None
     if isinstance(exc, TimeoutError):
         return DatabaseFault("timeout", True, reason or "timed out")
     if isinstance(exc, OSError):  # refused, reset, broken pipe, unreachable
         return DatabaseFault("connection", True, reason)
+    if not _is_database_exception(exc):
+        return None
     # SQLAlchemy marks the errors after which it threw the connection away (the pool
     # reconnects on the next checkout): a connection that went away under a statement.
     if getattr(exc, "connection_invalidated", False):

@@ -44,7 +44,9 @@ async def append_current(conn: AsyncConnection, order_ids: list[str], now: datet
     rows = (
         await conn.execute(select(OrderRecord).where(OrderRecord.order_id.in_(order_ids)))
     ).all()
-    await append(conn, (queries.order_view(row).as_json() for row in rows), now)
+    # MQTT topics are read by wallets: the public view (classified reasons, no cloud
+    # internals), as the API shows it.
+    await append(conn, (queries.order_view(row).as_public_json() for row in rows), now)
 
 
 async def append_removed(

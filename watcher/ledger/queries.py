@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from watcher.addresses import to_checksum_address
 from watcher.core.payment import Payment
+from watcher.core.provisioning import public_reason
 from watcher.ledger import accounts
 from watcher.ledger.accounts import Totals
 from watcher.ledger.schema import (
@@ -21,6 +22,9 @@ from watcher.ledger.schema import (
     PaymentRecord,
     ProvisionJobRecord,
 )
+
+# What the public API shows of an order's resource specification.
+PUBLIC_RESOURCE_KEYS = ("kind", "instance_type")
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,20 @@ class OrderView:
             "resource": json.loads(self.resource) if self.resource else None,
         }
 
+    def as_public_json(self) -> dict[str, Any]:
+        """`as_json` for anyone who names the payer (the web API): why provisioning failed
+        as a code and a class in plain words instead of the cloud's or the database's own
+        text (account ids, ARNs, internal hosts), and of the resource only its kind and
+        instance type (not the operator's AMI, subnet, security groups, key pair). The
+        operator's views (`watcher orders`) keep everything."""
+        shown = self.as_json()
+        shown["last_error"] = public_reason(self.last_error)
+        shown["failure_reason"] = public_reason(self.failure_reason)
+        resource = shown["resource"]
+        if isinstance(resource, dict):
+            shown["resource"] = {key: resource.get(key) for key in PUBLIC_RESOURCE_KEYS}
+        return shown
+
 
 # A paid order whose job is still pending after this long is overdue ("stuck"): the pages
 # say so, /api/health degrades, and deploy/alerts.yml's PaymentsNotFulfilled pages at the
@@ -98,6 +116,7 @@ class JobHealth:
     """The provisioning queue at a glance, for /api/health and the metrics."""
 
     pending: int  # queued (maybe in backoff) or claimed
+    # The next three leave out orders flagged `reorged` (held on purpose; see job_health).
     overdue: int  # pending for longer than OVERDUE_AFTER
     retrying: int  # pending, and its last attempt failed
     failing: int  # retrying, tried at least FAILING_AFTER_ATTEMPTS times
@@ -177,7 +196,8 @@ def _with_job(order: OrderView, r: Any, now: datetime) -> OrderView:
         last_error=r.last_error,
         # A claimed job is being worked on now; a finished one has no next attempt.
         next_attempt_at=r.available_at if r.job_state == _QUEUED else None,
-        overdue=pending and _as_utc(r.job_created_at) < now - OVERDUE_AFTER,
+        # Held for a reorg, an order is not stuck: see job_health.
+        overdue=pending and not order.reorged and _as_utc(r.job_created_at) < now - OVERDUE_AFTER,
     )
 
 
@@ -211,26 +231,34 @@ def order_view(r: Any) -> OrderView:
 
 
 async def job_health(engine: AsyncEngine, chain_id: int | None = None) -> JobHealth:
-    """Pending, overdue, retrying and failing provisioning jobs (of one chain, or all)."""
+    """Pending, overdue, retrying and failing provisioning jobs (of one chain, or all).
+
+    An order whose payment a reorg orphaned (`reorged`) is pending but counts as none of
+    the other three: its job is held on purpose until the payment is mined again, and is
+    released with a reason every few seconds meanwhile. Counted, it would keep /api/health
+    degraded for ever; it has its own alert (ProvisionedOrderReorged) instead."""
     job = ProvisionJobRecord
     overdue_before = datetime.now(UTC) - OVERDUE_AFTER
-    retrying = job.last_error.is_not(None)
+    funded = OrderRecord.reorged.is_(False)
+    retrying = funded & job.last_error.is_not(None)
 
     def count(condition: Any) -> Any:
         # SUM(CASE) rather than COUNT(*) FILTER: one spelling for both databases.
         return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
-    query = select(
-        func.count(),
-        count(job.created_at < overdue_before),
-        count(retrying),
-        count(retrying & (job.attempts >= FAILING_AFTER_ATTEMPTS)),
-        func.min(job.created_at),
-    ).where(job.state.in_(_PENDING))
-    if chain_id is not None:
-        query = query.join(OrderRecord, OrderRecord.order_id == job.order_id).where(
-            OrderRecord.chain_id == chain_id
+    query = (
+        select(
+            func.count(),
+            count(funded & (job.created_at < overdue_before)),
+            count(retrying),
+            count(retrying & (job.attempts >= FAILING_AFTER_ATTEMPTS)),
+            func.min(job.created_at),
         )
+        .join(OrderRecord, OrderRecord.order_id == job.order_id)
+        .where(job.state.in_(_PENDING))
+    )
+    if chain_id is not None:
+        query = query.where(OrderRecord.chain_id == chain_id)
     async with _reader(engine) as conn:
         pending, overdue, retrying_count, failing, oldest = (await conn.execute(query)).one()
     return JobHealth(
@@ -289,3 +317,63 @@ async def totals(engine: AsyncEngine, chain_id: int) -> Totals:
     """The money invariant's figures, read in one snapshot (see accounts.Totals)."""
     async with _reader(engine) as conn:
         return await accounts.totals(conn, chain_id)
+
+
+@dataclass(frozen=True)
+class LedgerSnapshot:
+    """What `watcher audit` compares, read in one consistent snapshot (a busy `watcher run`
+    beside it must not make a payment and its orders look apart)."""
+
+    cursor: int | None
+    payments: list[Payment]
+    orders: list[OrderView]
+    credit: dict[str, int]
+    genesis_hash: str | None
+
+
+async def ledger_snapshot(engine: AsyncEngine, chain_id: int) -> LedgerSnapshot:
+    from watcher.ledger.schema import ChainRecord
+
+    async with _reader(engine) as conn:
+        cursor = (
+            await conn.execute(
+                select(ChainCursor.block_number).where(ChainCursor.chain_id == chain_id)
+            )
+        ).scalar_one_or_none()
+        payment_rows = (
+            await conn.execute(
+                select(PaymentRecord)
+                .where(PaymentRecord.chain_id == chain_id)
+                .order_by(PaymentRecord.block_number, PaymentRecord.log_index)
+            )
+        ).all()
+        order_rows = (
+            await conn.execute(select(OrderRecord).where(OrderRecord.chain_id == chain_id))
+        ).all()
+        credit = dict(
+            (
+                await conn.execute(
+                    select(CreditRecord.payer, CreditRecord.balance).where(
+                        CreditRecord.chain_id == chain_id
+                    )
+                )
+            ).all()
+        )
+        genesis = (
+            await conn.execute(
+                select(ChainRecord.genesis_hash).where(ChainRecord.chain_id == chain_id)
+            )
+        ).scalar_one_or_none()
+    payments = [
+        Payment(
+            r.chain_id,
+            r.tx_hash,
+            r.log_index,
+            r.block_number,
+            r.block_hash,
+            to_checksum_address(r.payer),
+            r.amount,
+        )
+        for r in payment_rows
+    ]
+    return LedgerSnapshot(cursor, payments, [order_view(r) for r in order_rows], credit, genesis)

@@ -50,12 +50,19 @@ class OrderOut(BaseModel):
     launched_at: str | None
     paid_at: str | None = Field(description="Time of the payment's block, when followed live.")
     reorged: bool
-    failure_reason: str | None
+    failure_reason: str | None = Field(
+        description="Why the order failed or its instance ended, in plain words: an error "
+        'code and its class ("InsufficientInstanceCapacity: no capacity for this instance '
+        'type right now"), or "provisioning error (the operator sees the details)". The '
+        "cloud's own message stays with the operator (`watcher orders`)."
+    )
     created_at: str
     updated_at: str
     attempts: int | None = Field(description="Provisioning attempts so far.")
     last_error: str | None = Field(
-        description="Why the last provisioning attempt failed (null once it succeeded)."
+        description="Why the last provisioning attempt failed (null once it succeeded), "
+        'classified like failure_reason: "RequestLimitExceeded: the cloud is throttling '
+        'requests", "the cloud did not answer", "database unavailable".'
     )
     next_attempt_at: str | None = Field(
         description="When the next provisioning attempt is due, while the order waits for one."
@@ -64,8 +71,9 @@ class OrderOut(BaseModel):
         description="The order has waited longer than it should for its instance (stuck)."
     )
     resource: dict[str, Any] | None = Field(
-        description="What the order paid for (kind and parameters), kept from the moment "
-        "it was paid: a later catalog change does not alter it."
+        description="What the order paid for: its kind and instance type, kept from the "
+        "moment it was paid (a later catalog change does not alter it). The image, network "
+        "and key pair it launches with are the operator's."
     )
 
 
@@ -251,7 +259,7 @@ def create_api(
         payer: str = Query(description="The paying wallet's address."),
     ) -> list[dict[str, Any]]:
         rows = await queries.orders(engine, chain_id, address(payer, "payer"))
-        return [order.as_json() for order in rows]
+        return [order.as_public_json() for order in rows]
 
     @app.get("/api/credit/{payer}", response_model=CreditOut, tags=["orders"])
     async def credit(

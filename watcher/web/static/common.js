@@ -37,9 +37,12 @@ function esc(text) {
   return String(text ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 }
 
-// A reason as a clause of our own sentence: without its final full stop.
+// A reason as a clause of our own sentence: without its final full stop. The API words a
+// cloud error "Code: plain words"; the sentence reads better with the words first.
 function clause(text) {
-  return String(text).replace(/[.\s]+$/, "");
+  const reason = String(text).replace(/[.\s]+$/, "");
+  const coded = /^([A-Z][A-Za-z0-9]*(?:\.[A-Za-z0-9]+)*): (.+)$/.exec(reason);
+  return coded ? `${coded[2]} (${coded[1]})` : reason;
 }
 
 function when(iso) {
