@@ -1,5 +1,6 @@
 # watcher: `make demo` runs the main job on embedded defaults, `make test` runs the suite.
-# Both install what they need first: Python packages into .venv, Node packages into
+# Both install what they need first: Python packages into .venv (with the `demo` extra,
+# moto's server, and the `dev` extra, the test and lint tools), Node packages into
 # node_modules (Hardhat for the dev chain, solc-js and OpenZeppelin for the contract).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -15,7 +16,7 @@ all: deps
 $(PY_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[demo,dev]'
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json

@@ -11,7 +11,7 @@ from web3.types import TxReceipt
 
 from tests.conftest import ROOT
 from watcher.addresses import BURN_ADDRESS
-from watcher.devchain_accounts import dev_account
+from watcher.dev_accounts import dev_account
 
 CTK = 10**18
 

@@ -15,7 +15,8 @@ import pytest
 from web3 import HTTPProvider, Web3
 
 from watcher.cli import main
-from watcher.devchain import DevChain, free_port, hardhat_project
+from watcher.dev.devchain import DevChain, hardhat_project
+from watcher.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

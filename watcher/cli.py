@@ -245,7 +245,7 @@ def devchain(**options: Any) -> int:
 
     HTTP and WebSocket JSON-RPC share the port.
     """
-    from watcher.devchain import DevChain, hardhat_project, run_foreground
+    from watcher.dev.devchain import DevChain, hardhat_project, run_foreground
 
     settings = settings_from(options)
     chain = DevChain(settings.devchain_port, hardhat_project(settings.hardhat_dir))
@@ -385,9 +385,12 @@ def pay(amount: int, as_json: bool, **options: Any) -> None:
 @setting_options("hardhat_dir")
 def demo(**options: Any) -> None:
     """Start a dev chain, replay the thesis's three payment experiments, then stop."""
-    from watcher.demo import run_demo
+    from watcher.dev.demo import run_demo
+    from watcher.dev.moto import moto_server_command
 
     settings = settings_from(options)
+    # Before any dev chain starts: without the demo extra this is one line saying what to install.
+    moto_server_command()
     run_async(run_demo(settings))
 
 

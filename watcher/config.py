@@ -22,7 +22,7 @@ from eth_typing import ChecksumAddress
 
 from watcher.addresses import parse_address
 from watcher.catalog import Catalog, parse_plans
-from watcher.devchain_accounts import DEV_ACCOUNT_COUNT
+from watcher.dev_accounts import DEV_ACCOUNT_COUNT
 from watcher.errors import ConfigError, InvalidInput
 from watcher.redact import redact
 

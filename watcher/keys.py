@@ -14,7 +14,7 @@ from eth_typing import ChecksumAddress
 from eth_utils.exceptions import ValidationError
 
 from watcher.config import SETTINGS, Settings
-from watcher.devchain_accounts import DEV_CHAIN_ID, dev_account
+from watcher.dev_accounts import DEV_CHAIN_ID, dev_account
 from watcher.errors import ConfigError, InvalidInput
 
 PasswordPrompt = Callable[[str], str]

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from web3 import HTTPProvider, Web3
 
-from watcher.devchain import DevChain, free_port, port_is_free, rpc_chain_id
+from watcher.dev.devchain import DevChain, rpc_chain_id
+from watcher.net import free_port, port_is_free
 
 WATCHER = str(Path(sys.executable).parent / "watcher")
 # Hardhat's published key of dev account 0: `watcher devchain` must never print it.

@@ -20,8 +20,8 @@ from watcher.addresses import BURN_ADDRESS
 from watcher.catalog import Catalog
 from watcher.chain.rpc import HttpTransport
 from watcher.chain.source import RpcChainSource
-from watcher.devchain import DevChain
-from watcher.devchain_accounts import dev_account
+from watcher.dev.devchain import DevChain
+from watcher.dev_accounts import dev_account
 from watcher.follower import ChainFollower, FollowerConfig
 from watcher.ledger import migrations, queries
 from watcher.ledger.database import create_engine

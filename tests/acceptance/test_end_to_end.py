@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.cloudhelpers import AWS_ENV, instances_by_order
-from watcher.devchain import free_port, rpc_chain_id
-from watcher.devchain_accounts import dev_account
+from watcher.dev.devchain import rpc_chain_id
+from watcher.dev_accounts import dev_account
+from watcher.net import free_port
 
 WATCHER = str(Path(sys.executable).parent / "watcher")
 USER = dev_account(1).address

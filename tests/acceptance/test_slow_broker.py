@@ -19,8 +19,8 @@ from tests.chainhelpers import CTK, DevChainDriver
 from tests.cloudhelpers import AWS_ENV
 from tests.mqtthelpers import Broker
 from tests.proxy import TcpProxy
-from watcher.devchain import DevChain
-from watcher.devchain_accounts import dev_account
+from watcher.dev.devchain import DevChain
+from watcher.dev_accounts import dev_account
 from watcher.ledger import queries
 from watcher.ledger.database import create_engine
 from watcher.ledger.schema import OrderEventRecord

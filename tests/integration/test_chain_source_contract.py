@@ -15,8 +15,8 @@ from watcher.addresses import BURN_ADDRESS
 from watcher.chain.rpc import HttpTransport
 from watcher.chain.source import ChainSource, RpcChainSource
 from watcher.core.payment import TRANSFER_TOPIC, decode_payment, topic_for_address
-from watcher.devchain import DevChain
-from watcher.devchain_accounts import dev_account
+from watcher.dev.devchain import DevChain
+from watcher.dev_accounts import dev_account
 
 PAYER = dev_account(3)
 

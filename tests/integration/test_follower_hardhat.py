@@ -13,8 +13,8 @@ from web3 import Web3
 from tests.chainhelpers import CTK, DevChainDriver
 from watcher.addresses import BURN_ADDRESS
 from watcher.config import load_settings
-from watcher.devchain import DevChain
-from watcher.devchain_accounts import dev_account
+from watcher.dev.devchain import DevChain
+from watcher.dev_accounts import dev_account
 from watcher.ledger import queries
 from watcher.replay import replay
 from watcher.service import Watcher, open_watcher

@@ -22,11 +22,11 @@ from watcher.catalog import Catalog
 from watcher.cloud.ec2 import open_ec2
 from watcher.core.payment import Payment
 from watcher.core.pricing import Plan
-from watcher.devchain import free_port
 from watcher.ledger import migrations, queries
 from watcher.ledger.database import create_engine
 from watcher.ledger.jobs import JobQueue
 from watcher.ledger.ledger import Ledger
+from watcher.net import free_port
 from watcher.provisioner import Provisioner, ProvisionerConfig
 
 CTK = 10**18

@@ -13,8 +13,8 @@ from web3 import Web3
 from tests.conftest import CliResult
 from watcher.addresses import BURN_ADDRESS
 from watcher.chain.artifact import cloud_token_artifact
-from watcher.devchain import DevChain
-from watcher.devchain_accounts import dev_account
+from watcher.dev.devchain import DevChain
+from watcher.dev_accounts import dev_account
 
 Cli = Callable[..., CliResult]
 CTK = 10**18

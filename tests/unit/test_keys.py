@@ -8,7 +8,7 @@ from eth_account import Account
 from eth_utils import keccak
 
 from watcher.config import load_settings
-from watcher.devchain_accounts import dev_account
+from watcher.dev_accounts import dev_account
 from watcher.errors import ConfigError, InvalidInput
 from watcher.keys import resolve_signer
 

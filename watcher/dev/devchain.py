@@ -6,12 +6,10 @@ HTTP and WebSocket JSON-RPC on the same port.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,11 +19,12 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO
 
-from watcher.devchain_accounts import DEV_ACCOUNT_COUNT, DEV_CHAIN_ID, dev_account
+from watcher.dev_accounts import DEV_ACCOUNT_COUNT, DEV_CHAIN_ID, dev_account
 from watcher.errors import ChainError, ConfigError
+from watcher.net import LOOPBACK, bind_problem
 
-HOST = "127.0.0.1"
-_SOURCE_TREE = Path(__file__).resolve().parents[1]
+# The checkout this package was installed from in editable mode (watcher/dev/ is two below).
+_SOURCE_TREE = Path(__file__).resolve().parents[2]
 
 
 def hardhat_project(configured: Path | None = None) -> Path:
@@ -45,42 +44,6 @@ def _hardhat_bin(folder: Path) -> Path:
     return folder / "node_modules" / "hardhat" / "internal" / "cli" / "bootstrap.js"
 
 
-def port_is_free(port: int, host: str = HOST) -> bool:
-    return bind_problem(port, host) is None
-
-
-def bind_problem(port: int, host: str = HOST) -> str | None:
-    """Why a server could not listen on host:port, in words, or None if it could. Each
-    cause gets its own words: a mistyped host is not a busy port."""
-    try:
-        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except (socket.gaierror, UnicodeError):
-        return f"{host!r} is not a known host name or address"
-    family, kind, protocol, _, address = found[0]
-    with socket.socket(family, kind, protocol) as probe:
-        # As a server would bind: connections of a stopped node lingering in TIME_WAIT
-        # do not make the port busy.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return f"port {port} on {host} is already in use"
-            if exc.errno == errno.EADDRNOTAVAIL:
-                return f"{host} is not an address of this machine"
-            if exc.errno == errno.EACCES:
-                return f"no permission to listen on port {port} of {host}"
-            return f"cannot listen on {host}:{port}: {(exc.strerror or str(exc)).lower()}"
-    return None
-
-
-def free_port(host: str = HOST) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 class DevChain:
     """One Hardhat node process. Use as a context manager; it stops the node on exit."""
 
@@ -92,11 +55,11 @@ class DevChain:
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"http://{LOOPBACK}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{HOST}:{self.port}"
+        return f"ws://{LOOPBACK}:{self.port}"
 
     def command(self) -> list[str]:
         node = shutil.which("node")
@@ -109,7 +72,7 @@ class DevChain:
             str(self.project / "hardhat.config.js"),
             "node",
             "--hostname",
-            HOST,
+            LOOPBACK,
             "--port",
             str(self.port),
         ]

@@ -11,25 +11,36 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from watcher.devchain import HOST, free_port
-from watcher.errors import ConfigError
+from watcher.errors import ConfigError, UserError
+from watcher.net import LOOPBACK, free_port
+
+# moto[server] is an optional extra: the runtime talks to AWS (or any EC2 endpoint) and never
+# needs it; `make demo` and `make test` install it.
+INSTALL_DEMO_EXTRA = "pip install 'watcher[demo]' (in a checkout: make demo)"
+
+
+def moto_server_command() -> str:
+    """moto's server executable, beside this Python's or on PATH. Without the demo extra it
+    is missing, and the error says in one line how to install it."""
+    binary = Path(sys.executable).parent / "moto_server"
+    command = str(binary) if binary.exists() else shutil.which("moto_server")
+    if command is None:
+        raise UserError(f"moto's EC2 server is not installed: {INSTALL_DEMO_EXTRA}")
+    return command
 
 
 class MotoServer:
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
-        self.url = f"http://{HOST}:{self.port}"
+        self.url = f"http://{LOOPBACK}:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> MotoServer:
-        binary = Path(sys.executable).parent / "moto_server"
-        command = str(binary) if binary.exists() else shutil.which("moto_server")
-        if command is None:
-            raise ConfigError("moto's server is not installed: pip install 'moto[server]'")
+        command = moto_server_command()
         # Unknown AMIs fail as they do on AWS, so permanent errors can be shown.
         env = {**os.environ, "MOTO_ENABLE_AMI_VALIDATION": "true"}
         self._process = subprocess.Popen(
-            [command, "-H", HOST, "-p", str(self.port)],
+            [command, "-H", LOOPBACK, "-p", str(self.port)],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
