@@ -9,8 +9,8 @@ from typing import Any
 
 from aiohttp import ClientSession, web
 
-from watcher.cloud.moto import MotoServer  # noqa: F401 - re-exported for the tests
-from watcher.devchain import free_port
+from watcher.dev.moto import MotoServer  # noqa: F401 - re-exported for the tests
+from watcher.net import free_port
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -17,12 +17,13 @@ from watcher.addresses import BURN_ADDRESS
 from watcher.catalog import Catalog
 from watcher.chain.rpc import HttpTransport, WebSocketTransport, open_transport
 from watcher.chain.source import RpcChainSource
-from watcher.cloud.ec2 import CloudError, open_ec2
-from watcher.devchain import bind_problem, free_port
+from watcher.cloud.ec2 import open_ec2
+from watcher.cloud.port import CloudError
 from watcher.follower import ChainFollower, FollowerConfig, FollowerError
 from watcher.ledger import migrations
 from watcher.ledger.database import create_engine, describe
 from watcher.ledger.ledger import Ledger
+from watcher.net import bind_problem, free_port
 from watcher.web.api import create_api
 
 Cli = Callable[..., CliResult]

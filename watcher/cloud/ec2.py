@@ -1,75 +1,26 @@
-"""EC2 through aioboto3: launch an order's instance, find it by tag, read its state."""
+"""The provider port's adapter for AWS EC2, through aioboto3: launch an order's instance,
+find it by tag, read its state, stop, start and terminate it."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from watcher.cloud.port import NOT_FOUND, CloudError, Instance, LaunchRequest, Provider
 from watcher.core.pricing import Plan
 from watcher.core.provisioning import ErrorKind, classify_cloud_error
 from watcher.errors import ConfigError
 from watcher.redact import redact
-
-LIVE_STATES = ("pending", "running", "stopping", "stopped")
-ENDED_STATES = ("shutting-down", "terminated")
-
-
-@dataclass(frozen=True)
-class Instance:
-    instance_id: str
-    state: str
-    instance_type: str
-    launched_at: datetime | None
-    # EC2's StateReason code, e.g. "Client.UserInitiatedShutdown" or
-    # "Server.InsufficientInstanceCapacity": why an instance ended.
-    state_reason: str | None = None
-    tags: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def ended(self) -> bool:
-        return self.state in ENDED_STATES
-
-    def tag(self, key: str) -> str | None:
-        return dict(self.tags).get(key)
-
-
-@dataclass(frozen=True)
-class LaunchRequest:
-    order_id: str
-    client_token: str
-    plan: Plan
-    tags: dict[str, str]
-
-
-class CloudError(Exception):
-    def __init__(self, kind: ErrorKind, code: str | None, message: str) -> None:
-        super().__init__(f"{code or 'no answer'}: {message}")
-        self.kind = kind
-        self.code = code
-        self.message = message
 
 
 class NoCredentials(ConfigError):
     """The standard AWS credential chain found nothing."""
 
 
-class Cloud(Protocol):
-    async def find_instance(self, order_id: str) -> Instance | None: ...
-
-    async def tagged_instances(self) -> list[Instance]: ...
-
-    async def check_plan(self, plan: Plan) -> list[str]: ...
-
-    async def launch(self, request: LaunchRequest) -> Instance: ...
-
-    async def describe(self, instance_id: str) -> Instance | None: ...
-
-
 class Ec2Cloud:
-    """One EC2 client, used by every worker of the process."""
+    """The provider port on EC2 (watcher.cloud.port.Provider): one client, used by every
+    worker of the process."""
 
     def __init__(self, client: Any) -> None:
         self._ec2 = client
@@ -195,13 +146,26 @@ class Ec2Cloud:
         try:
             answer = await self._read(self._ec2.describe_instances, InstanceIds=[instance_id])
         except CloudError as exc:
-            if exc.code == "InvalidInstanceID.NotFound":
+            if exc.code == NOT_FOUND:
                 return None
             raise
         found = [
             _instance(i) for r in answer.get("Reservations", []) for i in r.get("Instances", [])
         ]
         return found[0] if found else None
+
+    # EC2 itself makes these three idempotent: StopInstances on a stopped instance,
+    # StartInstances on a running one and TerminateInstances on a terminated one answer
+    # with the current state and change nothing. An ended instance cannot be stopped or
+    # started (IncorrectInstanceState, a permanent error).
+    async def stop(self, instance_id: str) -> None:
+        await self._call(self._ec2.stop_instances, InstanceIds=[instance_id])
+
+    async def start(self, instance_id: str) -> None:
+        await self._call(self._ec2.start_instances, InstanceIds=[instance_id])
+
+    async def terminate(self, instance_id: str) -> None:
+        await self._call(self._ec2.terminate_instances, InstanceIds=[instance_id])
 
     async def _read(self, method: Any, **arguments: Any) -> Any:
         """A call that only looks. Whatever goes wrong (AuthFailure after a credential
@@ -210,7 +174,7 @@ class Ec2Cloud:
         try:
             return await self._call(method, **arguments)
         except CloudError as exc:
-            if exc.kind is ErrorKind.RETRY or exc.code == "InvalidInstanceID.NotFound":
+            if exc.kind is ErrorKind.RETRY or exc.code == NOT_FOUND:
                 raise
             raise CloudError(ErrorKind.RETRY, exc.code, exc.message) from None
 
@@ -247,9 +211,15 @@ def _instance(data: dict[str, Any]) -> Instance:
         state=data.get("State", {}).get("Name", "unknown"),
         instance_type=data.get("InstanceType", ""),
         launched_at=data.get("LaunchTime"),
-        state_reason=(data.get("StateReason") or {}).get("Code"),
+        # moto answers an empty code for an instance that never stopped; EC2 none.
+        state_reason=(data.get("StateReason") or {}).get("Code") or None,
         tags=tuple(sorted((t["Key"], t["Value"]) for t in data.get("Tags", []))),
+        image=data.get("ImageId", ""),
     )
+
+
+if TYPE_CHECKING:  # mypy checks that the adapter implements the whole port
+    _port: type[Provider] = Ec2Cloud
 
 
 @asynccontextmanager
