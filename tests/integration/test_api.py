@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from watcher import metrics
@@ -16,11 +17,11 @@ from watcher.addresses import BURN_ADDRESS
 from watcher.catalog import Catalog
 from watcher.core.payment import Payment
 from watcher.core.pricing import Plan
-from watcher.ledger import migrations, queries
+from watcher.ledger import events, migrations, queries
 from watcher.ledger.database import create_engine
 from watcher.ledger.jobs import JobQueue
 from watcher.ledger.ledger import Ledger
-from watcher.ledger.schema import ProvisionJobRecord
+from watcher.ledger.schema import OrderEventRecord, ProvisionJobRecord
 from watcher.monitoring import refresh_ledger_gauges
 from watcher.provisioner import UNFUNDED
 from watcher.web.api import create_api
@@ -111,6 +112,25 @@ async def test_the_api_is_documented_with_openapi(client: httpx.AsyncClient) -> 
     } <= set(spec["paths"])
     order = spec["components"]["schemas"]["OrderOut"]["properties"]
     assert "base units" in order["amount"]["description"]
+
+
+async def test_mqtt_events_carry_the_orders_as_the_api_shows_them(
+    engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    """Both derive from queries.OrderView: the same fields, the same public values (an
+    event is written without the order's job, so the job's fields keep their defaults)."""
+    shown = {
+        o["order_id"]: o for o in (await client.get("/api/orders", params={"payer": ALICE})).json()
+    }
+    async with engine.begin() as conn:
+        await events.append_current(conn, list(shown), datetime.now(UTC))
+        payloads = (await conn.execute(select(OrderEventRecord.payload))).scalars().all()
+    assert len(payloads) == len(shown) == 2
+    for event in map(json.loads, payloads):
+        order = shown[event["order_id"]]
+        assert set(event) == set(order)
+        row_fields = queries.ORDER_ROW_FIELDS
+        assert {k: event[k] for k in row_fields} == {k: order[k] for k in row_fields}
 
 
 UNREACHABLE = (

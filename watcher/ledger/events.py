@@ -30,7 +30,7 @@ def _payload(order: dict[str, Any]) -> str:
 
 
 async def append(conn: AsyncConnection, orders: Iterable[dict[str, Any]], now: datetime) -> None:
-    """Record the given order snapshots (as `OrderView.as_json()` renders them)."""
+    """Record the given order snapshots (as `OrderView.as_public_json()` renders them)."""
     db = DbValues(conn)
     at = db.time(now)
     rows = [(o["chain_id"], o["order_id"], o["payer"], o["state"], _payload(o), at) for o in orders]

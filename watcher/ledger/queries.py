@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from enum import Enum
+from typing import Any, get_args, get_type_hints
 
 from sqlalchemy import case, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -23,80 +25,195 @@ from watcher.ledger.schema import (
     ProvisionJobRecord,
 )
 
-# What the public API shows of an order's resource specification.
+# What the public (the API, MQTT) sees of an order's resource specification: not the
+# operator's image, subnet, security groups or key pair.
 PUBLIC_RESOURCE_KEYS = ("kind", "instance_type")
+
+
+class Wire(Enum):
+    """How a view's field is written as JSON (`as_json`), and so its type in the API schema."""
+
+    VALUE = "value"  #: str, int, bool or None, as it is
+    TIME = "time"  #: a datetime, as ISO 8601 text (any field typed datetime)
+    #: CTK base units, as decimal text: 10 CTK is 10**19, past the 2**53 up to which
+    #: JavaScript's numbers (a wallet's page) are exact.
+    AMOUNT = "amount"
+    JSON_TEXT = "json_text"  #: JSON text kept in the ledger, as the object it encodes
+
+
+# The JSON value's type per wire form (the API's schema says "string" for a time or an
+# amount); Wire.VALUE keeps the field's own type.
+_WIRE_TYPES: dict[Wire, Any] = {Wire.TIME: str, Wire.AMOUNT: str, Wire.JSON_TEXT: dict[str, Any]}
+
+
+def shown(
+    doc: str, wire: Wire | None = None, public: Callable[[Any], Any] | None = None
+) -> dict[str, Any]:
+    """A view field's metadata (`dataclasses.field(metadata=shown(...))`): what it means,
+    in the words the API's schema shows; its JSON form (None: from its type); and what
+    anyone who names the payer (the API, MQTT) sees instead of the operator's value
+    (None: the same)."""
+    return {"doc": doc, "wire": wire, "public": public}
+
+
+@dataclass(frozen=True)
+class ShownField:
+    """One field of a view as its JSON renderings and the API schema see it."""
+
+    name: str
+    doc: str
+    wire: Wire
+    public: Callable[[Any], Any] | None
+    json_type: Any  # the JSON value's Python type: `str | None` for `datetime | None`
+
+    def to_json(self, value: Any) -> Any:
+        if value is None:
+            return None
+        if self.wire is Wire.TIME:
+            return value.isoformat()
+        if self.wire is Wire.AMOUNT:
+            return str(value)
+        if self.wire is Wire.JSON_TEXT:
+            return json.loads(value) if value else None
+        return value
+
+
+def shown_fields(view: type) -> tuple[ShownField, ...]:
+    """The fields of a view dataclass, in declaration order. Each must be declared with
+    `shown` (KeyError otherwise): a field nobody documented would reach the API."""
+    hints = get_type_hints(view)
+    found = []
+    for f in fields(view):
+        hint = hints[f.name]
+        nullable = type(None) in get_args(hint)
+        wire = f.metadata.get("wire") or (
+            Wire.TIME if datetime in (hint, *get_args(hint)) else Wire.VALUE
+        )
+        json_type = _WIRE_TYPES.get(wire, hint)
+        if wire is not Wire.VALUE and nullable:
+            json_type = json_type | None
+        found.append(ShownField(f.name, f.metadata["doc"], wire, f.metadata["public"], json_type))
+    return tuple(found)
+
+
+def _public_resource(resource: Any) -> Any:
+    if isinstance(resource, dict):
+        return {key: resource.get(key) for key in PUBLIC_RESOURCE_KEYS}
+    return resource
 
 
 @dataclass(frozen=True)
 class OrderView:
-    order_id: str
-    chain_id: int
-    tx_hash: str
-    log_index: int
-    unit: int
-    block_number: int
-    payer: str
-    amount: int
-    plan: str
-    instance_type: str
-    state: str
-    instance_id: str | None
-    launched_at: datetime | None
-    paid_at: datetime | None
-    reorged: bool
-    failure_reason: str | None
-    created_at: datetime
-    updated_at: datetime
-    # How provisioning goes, from the order's job (None where the view was read without
-    # it, as in the MQTT snapshots): attempts so far, why the last one failed, when the
-    # next one is due, and whether the order waits longer than OVERDUE_AFTER.
-    attempts: int | None = None
-    last_error: str | None = None
-    next_attempt_at: datetime | None = None
-    overdue: bool = False
-    # The resource specification the order paid for (JSON text; None before 0005).
-    resource: str | None = None
+    """An order as everyone reads it: the one declaration of its shape. `as_json` (the
+    operator's `watcher orders --json`), `as_public_json` (the API and MQTT payloads) and
+    the API's schema (watcher/web/api.py) are derived from these fields, and `order_view`
+    reads them from an `orders` row by name. A new order column is a field here, with its
+    `shown` documentation; columns left out on purpose are in INTERNAL_ORDER_COLUMNS."""
+
+    order_id: str = field(
+        metadata=shown(
+            "The order's id: derived from the chain, the payment and the unit, so a replay "
+            "of the chain into an empty ledger gives the same ids."
+        )
+    )
+    chain_id: int = field(metadata=shown("The chain the payment was made on."))
+    tx_hash: str = field(metadata=shown("The payment's transaction."))
+    log_index: int = field(metadata=shown("The payment's log index in its block."))
+    unit: int = field(metadata=shown("Which of the orders its payment bought this is, from 0 up."))
+    block_number: int = field(metadata=shown("The block that carried the payment."))
+    payer: str = field(metadata=shown("The paying wallet's address (checksummed)."))
+    amount: int = field(
+        metadata=shown("What the order cost, in CTK base units, as a string.", Wire.AMOUNT)
+    )
+    plan: str = field(metadata=shown("The plan the order bought."))
+    instance_type: str = field(metadata=shown("The plan's instance type when it was paid."))
+    state: str = field(
+        metadata=shown(
+            "queued, launching, launched, running, failed (refunded) or terminated (its "
+            "instance was ended outside the watcher after delivery)."
+        )
+    )
+    instance_id: str | None = field(
+        metadata=shown("The cloud's id of the order's instance, once launched.")
+    )
+    launched_at: datetime | None = field(metadata=shown("When the order's instance was launched."))
+    paid_at: datetime | None = field(
+        metadata=shown("Time of the payment's block, when followed live.")
+    )
+    reorged: bool = field(
+        metadata=shown(
+            "A reorg orphaned the payment after provisioning had started: the order is "
+            "unfunded until the payment is mined again; the operator has been alerted."
+        )
+    )
+    failure_reason: str | None = field(
+        metadata=shown(
+            "Why the order failed or its instance ended, in plain words: an error code and "
+            'its class ("InsufficientInstanceCapacity: no capacity for this instance type '
+            'right now"), or "provisioning error (the operator sees the details)". The '
+            "cloud's own message stays with the operator (`watcher orders`).",
+            public=public_reason,
+        )
+    )
+    created_at: datetime = field(metadata=shown("When the ledger recorded the order."))
+    updated_at: datetime = field(metadata=shown("When the order last changed state."))
+    # How provisioning goes, from the order's job (the defaults where the view was read
+    # without it, as in the MQTT snapshots; see `orders` and _with_job).
+    attempts: int | None = field(default=None, metadata=shown("Provisioning attempts so far."))
+    last_error: str | None = field(
+        default=None,
+        metadata=shown(
+            "Why the last provisioning attempt failed (null once it succeeded), classified "
+            'like failure_reason: "RequestLimitExceeded: the cloud is throttling requests", '
+            '"the cloud did not answer", "database unavailable".',
+            public=public_reason,
+        ),
+    )
+    next_attempt_at: datetime | None = field(
+        default=None,
+        metadata=shown("When the next provisioning attempt is due, while the order waits for one."),
+    )
+    overdue: bool = field(
+        default=False,
+        metadata=shown("The order has waited longer than it should for its instance (stuck)."),
+    )
+    # JSON text; None only for orders recorded before migration 0005.
+    resource: str | None = field(
+        default=None,
+        metadata=shown(
+            "What the order paid for: its kind and instance type, kept from the moment it "
+            "was paid (a later catalog change does not alter it). The image, network and "
+            "key pair it launches with are the operator's.",
+            Wire.JSON_TEXT,
+            public=_public_resource,
+        ),
+    )
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "order_id": self.order_id,
-            "chain_id": self.chain_id,
-            "tx_hash": self.tx_hash,
-            "log_index": self.log_index,
-            "unit": self.unit,
-            "block_number": self.block_number,
-            "payer": self.payer,
-            "amount": str(self.amount),
-            "plan": self.plan,
-            "instance_type": self.instance_type,
-            "state": self.state,
-            "instance_id": self.instance_id,
-            "launched_at": self.launched_at.isoformat() if self.launched_at else None,
-            "paid_at": self.paid_at.isoformat() if self.paid_at else None,
-            "reorged": self.reorged,
-            "failure_reason": self.failure_reason,
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-            "attempts": self.attempts,
-            "last_error": self.last_error,
-            "next_attempt_at": self.next_attempt_at.isoformat() if self.next_attempt_at else None,
-            "overdue": self.overdue,
-            "resource": json.loads(self.resource) if self.resource else None,
-        }
+        """Everything, for the operator (`watcher orders --json`)."""
+        return {f.name: f.to_json(getattr(self, f.name)) for f in ORDER_SHAPE}
 
     def as_public_json(self) -> dict[str, Any]:
-        """`as_json` for anyone who names the payer (the web API): why provisioning failed
-        as a code and a class in plain words instead of the cloud's or the database's own
-        text (account ids, ARNs, internal hosts), and of the resource only its kind and
-        instance type (not the operator's AMI, subnet, security groups, key pair). The
-        operator's views (`watcher orders`) keep everything."""
-        shown = self.as_json()
-        shown["last_error"] = public_reason(self.last_error)
-        shown["failure_reason"] = public_reason(self.failure_reason)
-        resource = shown["resource"]
-        if isinstance(resource, dict):
-            shown["resource"] = {key: resource.get(key) for key in PUBLIC_RESOURCE_KEYS}
-        return shown
+        """`as_json` for anyone who names the payer (the web API, MQTT): why provisioning
+        failed as a code and a class in plain words instead of the cloud's or the
+        database's own text (account ids, ARNs, internal hosts), and of the resource only
+        PUBLIC_RESOURCE_KEYS. The operator's views (`watcher orders`) keep everything."""
+        shown_json = self.as_json()
+        for f in ORDER_SHAPE:
+            if f.public is not None:
+                shown_json[f.name] = f.public(shown_json[f.name])
+        return shown_json
+
+
+# OrderView's fields as the JSON renderings and the API schema see them.
+ORDER_SHAPE = shown_fields(OrderView)
+# Columns of `orders` that no view shows, on purpose (tests/unit/test_order_shape.py
+# holds every other column to be an OrderView field).
+INTERNAL_ORDER_COLUMNS: frozenset[str] = frozenset()
+# The fields `order_view` reads from an `orders` row; the others come from the order's job.
+ORDER_ROW_FIELDS = tuple(
+    f.name for f in fields(OrderView) if f.name in OrderRecord.__table__.columns
+)
 
 
 # A paid order whose job is still pending after this long is overdue ("stuck"): the pages
@@ -206,28 +323,8 @@ def _as_utc(at: datetime) -> datetime:
 
 
 def order_view(r: Any) -> OrderView:
-    """An OrderView from an `orders` row."""
-    return OrderView(
-        order_id=r.order_id,
-        chain_id=r.chain_id,
-        tx_hash=r.tx_hash,
-        log_index=r.log_index,
-        unit=r.unit,
-        block_number=r.block_number,
-        payer=r.payer,
-        amount=r.amount,
-        plan=r.plan,
-        instance_type=r.instance_type,
-        state=r.state,
-        instance_id=r.instance_id,
-        launched_at=r.launched_at,
-        paid_at=r.paid_at,
-        reorged=r.reorged,
-        failure_reason=r.failure_reason,
-        created_at=r.created_at,
-        updated_at=r.updated_at,
-        resource=r.resource,
-    )
+    """An OrderView from a row with the `orders` columns (its job's fields left out)."""
+    return OrderView(**{name: getattr(r, name) for name in ORDER_ROW_FIELDS})
 
 
 async def job_health(engine: AsyncEngine, chain_id: int | None = None) -> JobHealth:
