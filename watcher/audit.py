@@ -5,7 +5,6 @@ folder, and the cloud is only described."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import tempfile
@@ -17,7 +16,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from watcher import metrics
-from watcher.cloud.ec2 import Cloud
+from watcher.cloud.port import Provider
 from watcher.config import Settings
 from watcher.core.order import OrderState
 from watcher.core.reconcile import (
@@ -37,6 +36,7 @@ from watcher.ledger.ledger import ChainMismatch
 from watcher.logs import fields
 from watcher.replay import replay
 from watcher.service import AWS_TIMEOUT, open_database, open_watcher
+from watcher.waiting import pause
 
 log = logging.getLogger("watcher.audit")
 
@@ -169,7 +169,7 @@ class CloudSweep:
     counted in watcher_cloud_differences and logged once per new difference. It only
     reports: a sweep that got an error or a partial answer concludes nothing."""
 
-    def __init__(self, engine: AsyncEngine, cloud: Cloud, interval: float) -> None:
+    def __init__(self, engine: AsyncEngine, cloud: Provider, interval: float) -> None:
         self.engine = engine
         self.cloud = cloud
         self.interval = interval
@@ -180,9 +180,7 @@ class CloudSweep:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.interval):
-                    await stop.wait()
+            await pause(stop, self.interval)
             if not stop.is_set():
                 await self.sweep_once()
 

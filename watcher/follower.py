@@ -39,6 +39,7 @@ from watcher.ledger.errors import DatabaseRetry
 from watcher.ledger.ledger import Cursor, CursorMoved, Ledger
 from watcher.logs import fields
 from watcher.redact import mask_url, redact
+from watcher.waiting import wait_any
 
 log = logging.getLogger("watcher.follower")
 T = TypeVar("T")
@@ -436,14 +437,10 @@ class ChainFollower:
 
     async def _until(self, event: asyncio.Event | None, timeout: float | None) -> None:
         """Wait for `event`, `timeout` or the stop signal, whichever comes first."""
-        waiters = [asyncio.ensure_future(self.stop.wait())]
-        if event is not None:
-            waiters.append(asyncio.ensure_future(event.wait()))
-        try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+        if event is None:
+            await wait_any(self.stop.wait(), timeout=timeout)
+        else:
+            await wait_any(self.stop.wait(), event.wait(), timeout=timeout)
 
     # --- calls to the node ---
 

@@ -96,3 +96,10 @@ ORDERS_UNFUNDED = Gauge(
     "Orders whose payment a reorg orphaned after provisioning had started, not failed: "
     "their instance may run unpaid until the payment is mined again (see watcher orders).",
 )
+MONEY_IMBALANCE = Gauge(
+    "watcher_money_imbalance",
+    "Paid minus (credit + spent), in CTK base units, per chain: every paid unit must be in a "
+    "credit balance or an order, so anything but 0 is a bug or a hand edit (watcher audit "
+    "names the payer).",
+    ["chain_id"],
+)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -15,14 +15,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from watcher import __version__, metrics
 from watcher.core.order import OrderState
-from watcher.devchain import bind_problem
 from watcher.errors import ConfigError
-from watcher.ledger import queries
+from watcher.ledger import accounts, queries
 from watcher.ledger.errors import DatabaseRetry
 from watcher.ledger.jobs import CLAIMED, QUEUED
 from watcher.ledger.schema import OrderRecord, ProvisionJobRecord
+from watcher.logs import fields
+from watcher.net import bind_problem
 from watcher.notify import outbox_backlog
+from watcher.waiting import pause
 
+log = logging.getLogger("watcher.monitoring")
 LEDGER_GAUGE_INTERVAL = 5.0
 
 
@@ -103,11 +106,32 @@ async def refresh_ledger_gauges(engine: AsyncEngine, events: bool = False) -> No
         metrics.MQTT_BACKLOG.set(await outbox_backlog(engine))
 
 
+# The money check reads every payment, credit and order: once a minute, not every 5 s.
+MONEY_CHECK_EVERY = 12
+
+
+async def check_money(engine: AsyncEngine) -> dict[int, int]:
+    """Set watcher_money_imbalance per chain; log critical when it is not 0. A database
+    error here is not a finding: the gauges keep their last values."""
+    try:
+        async with queries.read_only(engine).connect() as conn:
+            found = await accounts.imbalances(conn)
+    except Exception as exc:
+        log.warning(fields("money_check_failed", error=str(exc)[:200]))
+        return {}
+    for chain_id, off in found.items():
+        metrics.MONEY_IMBALANCE.labels(chain_id=str(chain_id)).set(off)
+        if off:
+            log.critical(fields("money_unbalanced", chain_id=chain_id, off_by=off))
+    return found
+
+
 async def keep_ledger_gauges(
     engine: AsyncEngine, stop: asyncio.Event, events: bool = False
 ) -> None:
     metrics.BUILD.info({"version": __version__})
     retry = DatabaseRetry("ledger-gauges")
+    rounds = 0
     while not stop.is_set():
         try:
             await refresh_ledger_gauges(engine, events)
@@ -115,6 +139,7 @@ async def keep_ledger_gauges(
             await retry.wait(exc, stop)
             continue
         retry.succeeded()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(LEDGER_GAUGE_INTERVAL):
-                await stop.wait()
+        rounds += 1
+        if rounds % MONEY_CHECK_EVERY == 1:
+            await check_money(engine)
+        await pause(stop, LEDGER_GAUGE_INTERVAL)

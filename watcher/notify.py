@@ -34,6 +34,7 @@ from watcher.ledger.errors import DatabaseRetry
 from watcher.ledger.events import REMOVED
 from watcher.ledger.schema import OrderEventRecord
 from watcher.logs import fields
+from watcher.waiting import pause
 
 log = logging.getLogger("watcher.notify")
 _PUBLISHER_LOCK = 0x4D515454  # "MQTT"
@@ -290,6 +291,4 @@ class OrderEventPublisher:
         return await outbox_backlog(self.engine)
 
     async def _wait(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self.stop.wait()
+        await pause(self.stop, seconds)

@@ -17,19 +17,20 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from watcher import metrics
 from watcher.catalog import Catalog
-from watcher.cloud.ec2 import Cloud, CloudError, Instance, LaunchRequest
+from watcher.cloud.port import CloudError, Instance, LaunchRequest, Provider
+from watcher.core.backoff import ProvisionRetry, RetryPolicy
 from watcher.core.order import OrderState
 from watcher.core.pricing import Plan
 from watcher.core.provisioning import ErrorKind, client_token, instance_tags
 from watcher.ledger.errors import DatabaseRetry, LedgerUnusable, classify
 from watcher.ledger.jobs import JobQueue, ProvisionJob
 from watcher.logs import fields
+from watcher.waiting import wait_any
 
 log = logging.getLogger("watcher.provisioner")
 
@@ -74,7 +75,7 @@ class LeaseLost(Exception):
 @dataclass
 class Provisioner:
     queue: JobQueue
-    cloud: Cloud
+    cloud: Provider
     catalog: Catalog
     config: ProvisionerConfig = field(default_factory=ProvisionerConfig)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -95,9 +96,7 @@ class Provisioner:
             retry.succeeded()
             if not worked:
                 self.wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.config.idle_poll):
-                        await _first(self.stop.wait(), self.wake.wait())
+                await wait_any(self.stop.wait(), self.wake.wait(), timeout=self.config.idle_poll)
 
     async def drain(self, max_wait: float) -> int:
         """Work until no job is left (waiting out backoffs, at most `max_wait` seconds);
@@ -361,16 +360,14 @@ class Provisioner:
 
     async def _cloud_error(self, job: ProvisionJob, exc: CloudError) -> None:
         metrics.AWS_ERRORS.labels(kind=exc.kind.value, code=exc.code or "no_answer").inc()
-        permanent = exc.kind is ErrorKind.PERMANENT or (
-            exc.kind is ErrorKind.CAPACITY and job.attempts >= self.config.capacity_attempts
-        )
-        if permanent:
+        decision = ProvisionRetry(
+            RetryPolicy(self.config.retry_base, self.config.retry_cap),
+            self.config.capacity_attempts,
+        ).decide(exc.kind, job.attempts, self.rng)
+        if not decision.retry:
             await self._fail(job, str(exc))
             return
-        ceiling = min(
-            self.config.retry_cap, self.config.retry_base * 2 ** min(job.attempts - 1, 30)
-        )
-        delay = self.rng.uniform(0, ceiling)
+        delay = decision.delay
         await self.queue.release(job.order_id, delay, str(exc))
         log.warning(
             fields(
@@ -411,12 +408,3 @@ class Provisioner:
     def _must(recorded: bool) -> None:
         if not recorded:
             raise LeaseLost
-
-
-async def _first(*awaitables: Awaitable[object]) -> None:
-    tasks = [asyncio.ensure_future(a) for a in awaitables]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()

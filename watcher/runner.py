@@ -20,12 +20,12 @@ from rich.table import Table
 from watcher import logs
 from watcher.amounts import format_amount
 from watcher.config import Settings
-from watcher.devchain import bind_problem
 from watcher.errors import ConfigError, UserError
 from watcher.ledger import queries
 from watcher.ledger.errors import classify
 from watcher.logs import fields
 from watcher.monitoring import keep_ledger_gauges, serve_metrics
+from watcher.net import bind_problem
 from watcher.notify import OrderEventPublisher, parse_mqtt_url
 from watcher.redact import mask_url
 from watcher.replay import replay

@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from watcher.addresses import BURN_ADDRESS
 from watcher.chain.rpc import RpcError, RpcUnavailable, open_transport
 from watcher.chain.source import RpcChainSource
-from watcher.cloud.ec2 import Cloud, CloudError, open_ec2
+from watcher.cloud.ec2 import open_ec2
+from watcher.cloud.port import CloudError, Provider
 from watcher.config import Settings
 from watcher.errors import ChainError, ConfigError, UserError
 from watcher.follower import ChainFollower, FollowerConfig
@@ -167,7 +168,7 @@ async def open_watcher(settings: Settings, *, max_attempts: int | None) -> Async
 AWS_TIMEOUT = 30.0
 
 
-async def check_catalog(cloud: Cloud, settings: Settings) -> None:
+async def check_catalog(cloud: Provider, settings: Settings) -> None:
     """Refuse to sell what cannot be launched: every plan's image, security groups, subnet
     and key pair must exist in this account and region. A cloud that does not answer now
     is not a finding: say so and carry on (the workers retry, and orders show why)."""

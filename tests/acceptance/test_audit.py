@@ -16,8 +16,8 @@ from web3 import Web3
 
 from tests.chainhelpers import CTK, DevChainDriver
 from tests.cloudhelpers import AWS_ENV, ec2_client, instances_by_order
-from watcher.devchain import DevChain
-from watcher.devchain_accounts import dev_account
+from watcher.dev.devchain import DevChain
+from watcher.dev_accounts import dev_account
 from watcher.ledger.database import create_engine
 
 WATCHER = str(Path(sys.executable).parent / "watcher")

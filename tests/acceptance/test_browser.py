@@ -25,8 +25,9 @@ from web3 import Web3
 from tests.chainhelpers import DevChainDriver
 from tests.cloudhelpers import AWS_ENV
 from tests.conftest import ROOT
-from watcher.devchain import DevChain, free_port
-from watcher.devchain_accounts import dev_account
+from watcher.dev.devchain import DevChain
+from watcher.dev_accounts import dev_account
+from watcher.net import free_port
 
 WATCHER = str(Path(sys.executable).parent / "watcher")
 CHROMIUM = "/usr/bin/chromium"

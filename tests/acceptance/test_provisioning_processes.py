@@ -19,8 +19,8 @@ from tests.cloudhelpers import AWS_ENV, FaultProxy, instances_by_order
 from watcher.catalog import Catalog
 from watcher.core.payment import Payment
 from watcher.core.pricing import Plan
-from watcher.devchain import DevChain
-from watcher.devchain_accounts import dev_account
+from watcher.dev.devchain import DevChain
+from watcher.dev_accounts import dev_account
 from watcher.ledger import migrations, queries
 from watcher.ledger.database import create_engine
 from watcher.ledger.ledger import Ledger

@@ -159,3 +159,17 @@ async def totals(conn: AsyncConnection, chain_id: int) -> Totals:
         else:
             spent += amount
     return Totals(paid, credit, spent, unfunded)
+
+
+async def imbalances(conn: AsyncConnection) -> dict[int, int]:
+    """Per chain the ledger follows: paid - (credit + spent), which must be 0. Production
+    checks it (the `watcher_money_imbalance` gauge, `watcher audit` per payer), not only
+    the tests."""
+    from watcher.ledger.schema import ChainCursor
+
+    chains = (await conn.execute(select(ChainCursor.chain_id))).scalars().all()
+    found: dict[int, int] = {}
+    for chain_id in chains:
+        t = await totals(conn, chain_id)
+        found[chain_id] = t.paid - t.credit - t.spent
+    return found

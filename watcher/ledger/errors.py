@@ -24,7 +24,6 @@ transactions that leave the ledger consistent when interrupted (see follower.py,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from watcher import metrics
 from watcher.core.backoff import Backoff
 from watcher.errors import UserError
 from watcher.logs import fields
+from watcher.waiting import pause
 
 log = logging.getLogger("watcher.ledger")
 
@@ -206,12 +206,7 @@ class DatabaseRetry:
                 reason=fault.reason,
             )
         )
-        if stop is None:
-            await asyncio.sleep(delay)
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay):
-                await stop.wait()
+        await pause(stop, delay)
 
     def succeeded(self) -> None:
         self.backoff.reset()
