@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from watcher.chain.rpc import RpcError
-from watcher.chain.source import BlockRef, HeadTag
+from watcher.chain.source import HeadTag
+from watcher.core.blocks import BlockRef
 from watcher.core.payment import TRANSFER_TOPIC, topic_for_address
 
 

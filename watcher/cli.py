@@ -24,8 +24,8 @@ from watcher.errors import InvalidInput, UserError
 
 if TYPE_CHECKING:
     from watcher.chain.connection import Chain
+    from watcher.chain.signer import Signer
     from watcher.chain.token import CloudToken, Transfer
-    from watcher.keys import Signer
 
 # Commands import web3 and eth_account (about a second) only when they talk to a chain, so
 # `--help` and a mistyped argument answer at once.

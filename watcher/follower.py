@@ -22,8 +22,9 @@ from typing import Any, TypeVar
 
 from watcher import metrics
 from watcher.chain.rpc import RpcError, RpcUnavailable, is_rate_limit
-from watcher.chain.source import BlockRef, ChainSource, HeadTag
+from watcher.chain.source import ChainSource, HeadTag
 from watcher.core.backoff import Backoff
+from watcher.core.blocks import BlockRef
 from watcher.core.order import OrderState
 from watcher.core.payment import (
     TRANSFER_TOPIC,

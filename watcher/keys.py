@@ -1,43 +1,23 @@
 """Who signs: a local key from WATCHER_PRIVATE_KEY, an encrypted keystore, or a Hardhat
-dev account. The key stays inside Signer; nothing here prints, logs or returns it."""
+dev account, as the settings say. The key stays inside Signer (watcher/chain/signer.py, which
+the chain adapters use without knowing about settings); nothing here prints, logs or
+returns it."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
 
 from eth_account import Account
-from eth_account.datastructures import SignedTransaction
 from eth_account.signers.local import LocalAccount
-from eth_typing import ChecksumAddress
 from eth_utils.exceptions import ValidationError
 
+from watcher.chain.signer import Signer
 from watcher.config import SETTINGS, Settings
 from watcher.dev_accounts import DEV_CHAIN_ID, dev_account
 from watcher.errors import ConfigError, InvalidInput
 
 PasswordPrompt = Callable[[str], str]
-
-
-class Signer:
-    """Signs transactions for one address. Its repr shows the address only."""
-
-    __slots__ = ("_account", "source")
-
-    def __init__(self, account: LocalAccount, source: str) -> None:
-        self._account = account
-        self.source = source
-
-    @property
-    def address(self) -> ChecksumAddress:
-        return self._account.address
-
-    def sign_transaction(self, transaction: dict[str, Any]) -> SignedTransaction:
-        return self._account.sign_transaction(transaction)
-
-    def __repr__(self) -> str:
-        return f"Signer({self.address}, from {self.source})"
 
 
 def resolve_signer(

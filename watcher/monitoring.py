@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from watcher import __version__, metrics
@@ -18,8 +18,7 @@ from watcher.core.order import OrderState
 from watcher.errors import ConfigError
 from watcher.ledger import accounts, queries
 from watcher.ledger.errors import DatabaseRetry
-from watcher.ledger.jobs import CLAIMED, QUEUED
-from watcher.ledger.schema import OrderRecord, ProvisionJobRecord
+from watcher.ledger.schema import OrderRecord
 from watcher.logs import fields
 from watcher.net import bind_problem
 from watcher.notify import outbox_backlog
@@ -80,25 +79,15 @@ async def refresh_ledger_gauges(engine: AsyncEngine, events: bool = False) -> No
                 )
             )
         ).scalar_one()
-        # The oldest job's age leaves out orders a reorg orphaned: they wait for their
-        # payment on purpose (alerted as ProvisionedOrderReorged), and are not payments
-        # left unfulfilled (see queries.job_health).
-        funded = case((OrderRecord.reorged.is_(False), ProvisionJobRecord.created_at))
-        pending, oldest = (
-            await conn.execute(
-                select(func.count(), func.min(funded))
-                .join(OrderRecord, OrderRecord.order_id == ProvisionJobRecord.order_id)
-                .where(ProvisionJobRecord.state.in_([QUEUED, CLAIMED]))
-            )
-        ).one()
     for state in OrderState:
         metrics.ORDERS.labels(state=state.value).set(counts.get(state.value, 0))
-    metrics.JOBS_PENDING.set(pending)
     metrics.ORDERS_UNFUNDED.set(unfunded)
-    if oldest is not None and oldest.tzinfo is None:
-        oldest = oldest.replace(tzinfo=UTC)
-    metrics.OLDEST_JOB_AGE.set((now - oldest).total_seconds() if oldest is not None else 0)
+    # One named query for the queue's figures (the API's health uses it too). The oldest
+    # job's age leaves out orders held for a reorg: they wait for their payment on purpose.
     jobs = await queries.job_health(engine)
+    metrics.JOBS_PENDING.set(jobs.pending)
+    oldest = jobs.oldest_created_at
+    metrics.OLDEST_JOB_AGE.set((now - oldest).total_seconds() if oldest is not None else 0)
     metrics.JOBS_RETRYING.set(jobs.retrying)
     metrics.JOBS_FAILING.set(jobs.failing)
     metrics.JOBS_OVERDUE.set(jobs.overdue)

@@ -11,7 +11,7 @@ from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from watcher.catalog import Catalog
-from watcher.chain.source import BlockRef
+from watcher.core.blocks import BlockRef
 from watcher.core.payment import Payment
 from watcher.ledger import migrations, queries
 from watcher.ledger.database import create_engine

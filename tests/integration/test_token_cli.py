@@ -251,9 +251,9 @@ async def test_a_transfer_the_contract_would_revert_is_refused_with_its_reason(
 ) -> None:
     # The CLI checks the balance first; this is the race where it changed after the check.
     from watcher.chain.connection import connect
+    from watcher.chain.signer import Signer
     from watcher.chain.transactions import send_transaction
     from watcher.errors import ChainError
-    from watcher.keys import Signer
 
     signer = Signer(dev_account(6), "dev account 6")
     async with connect(devchain.url, 5) as chain:

@@ -3,22 +3,13 @@ block reference both speak in."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from watcher.chain.rpc import RpcTransport
+from watcher.core.blocks import BlockRef
 from watcher.core.payment import MalformedChainData, hash32, quantity
 
 HeadTag = Literal["latest", "safe", "finalized"]
-
-
-@dataclass(frozen=True, slots=True)
-class BlockRef:
-    number: int
-    hash: str
-    parent_hash: str
-    # Seconds since the epoch; 0 where unknown.
-    timestamp: int = 0
 
 
 class ChainSource(Protocol):

@@ -11,9 +11,9 @@ from watcher.addresses import BURN_ADDRESS
 from watcher.amounts import format_amount
 from watcher.chain.artifact import cloud_token_artifact
 from watcher.chain.connection import Chain, chain_errors
+from watcher.chain.signer import Signer
 from watcher.chain.transactions import MinedTransaction, send_transaction
 from watcher.errors import ChainError, InsufficientFunds
-from watcher.keys import Signer
 
 
 @dataclass(frozen=True)

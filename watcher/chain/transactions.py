@@ -14,8 +14,8 @@ from web3.exceptions import ContractCustomError, ContractLogicError, ContractPan
 from watcher.addresses import to_checksum_address
 from watcher.amounts import format_amount
 from watcher.chain.connection import Chain, chain_errors
+from watcher.chain.signer import Signer
 from watcher.errors import ChainError, InsufficientFunds
-from watcher.keys import Signer
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from watcher.addresses import BURN_ADDRESS
 from watcher.amounts import format_amount, parse_amount
 from watcher.catalog import Catalog
 from watcher.chain.connection import Chain, connect
+from watcher.chain.signer import Signer
 from watcher.chain.token import CloudToken
 from watcher.config import Settings, load_settings
 from watcher.core.pricing import Plan
@@ -38,7 +39,6 @@ from watcher.dev.devchain import DevChain, hardhat_project
 from watcher.dev.moto import MotoServer
 from watcher.dev_accounts import dev_account
 from watcher.errors import InsufficientFunds, UserError
-from watcher.keys import Signer
 from watcher.ledger import queries
 from watcher.net import free_port
 from watcher.service import open_provisioners, open_watcher

@@ -12,14 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from watcher.core.job import JobState
 from watcher.core.order import OrderState
 from watcher.ledger import accounts, events, queries
 from watcher.ledger.schema import OrderRecord, ProvisionJobRecord
 
-QUEUED, CLAIMED, DONE, FAILED = "queued", "claimed", "done", "failed"
+# Short names for the job states (the values are what the table stores).
+QUEUED, CLAIMED, DONE, FAILED = (s.value for s in JobState)
 _KNOWN_STATES = frozenset(state.value for state in OrderState)
 
 
@@ -249,11 +251,7 @@ class JobQueue:
 
     async def pending(self) -> int:
         """Jobs not yet done or failed (queued, in backoff, or claimed)."""
-        async with queries.read_only(self.engine).connect() as conn:
-            count = await conn.execute(
-                select(func.count()).where(ProvisionJobRecord.state.in_([QUEUED, CLAIMED]))
-            )
-            return int(count.scalar_one())
+        return (await queries.job_health(self.engine)).pending
 
     # --- internals ---
 

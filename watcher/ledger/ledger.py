@@ -18,7 +18,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from watcher.catalog import Catalog
-from watcher.chain.source import BlockRef
+from watcher.core.blocks import BlockRef
+from watcher.core.job import JobState
 from watcher.core.order import OrderState
 from watcher.core.payment import Payment
 from watcher.core.pricing import (
@@ -74,7 +75,7 @@ _ORDER_COLUMNS = (
     "paid_at",
 )
 _JOB_COLUMNS = ("order_id", "state", "attempts", "available_at", "created_at")
-JOB_QUEUED = "queued"
+JOB_QUEUED = JobState.QUEUED.value
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from sqlalchemy import case, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from watcher.addresses import to_checksum_address
+from watcher.core.job import PENDING_JOB_STATES, JobState
 from watcher.core.payment import Payment
 from watcher.core.provisioning import public_reason
 from watcher.ledger import accounts
@@ -224,8 +225,8 @@ OVERDUE_AFTER = timedelta(minutes=10)
 # one throttled call is routine, three in a row (with backoff between them) are not.
 FAILING_AFTER_ATTEMPTS = 3
 # The job queue's states (watcher/ledger/jobs.py, which imports this module).
-_QUEUED, _CLAIMED = "queued", "claimed"
-_PENDING = (_QUEUED, _CLAIMED)
+_QUEUED = JobState.QUEUED.value
+_PENDING = PENDING_JOB_STATES
 
 
 @dataclass(frozen=True)
@@ -349,7 +350,8 @@ async def job_health(engine: AsyncEngine, chain_id: int | None = None) -> JobHea
             count(funded & (job.created_at < overdue_before)),
             count(retrying),
             count(retrying & (job.attempts >= FAILING_AFTER_ATTEMPTS)),
-            func.min(job.created_at),
+            # The oldest job of a paid order (not one held for a reorg, see above).
+            func.min(case((funded, job.created_at))),
         )
         .join(OrderRecord, OrderRecord.order_id == job.order_id)
         .where(job.state.in_(_PENDING))
