@@ -56,7 +56,7 @@ PROVISION = (
     "aws_region",
     "aws_endpoint_url",
     "workers",
-    "lease_seconds",
+    "claim_seconds",
     "capacity_attempts",
     "reconcile_interval",
 )

@@ -95,7 +95,7 @@ class Settings:
     aws_region: str = "eu-north-1"
     aws_endpoint_url: str | None = None
     workers: int = 4
-    lease_seconds: float = 60.0
+    claim_seconds: float = 60.0
     capacity_attempts: int = 5
     reconcile_interval: int = 300
     mqtt_url: str | None = None
@@ -380,7 +380,7 @@ SETTINGS: dict[str, SettingSpec] = {
             metavar="N",
         ),
         SettingSpec(
-            "lease_seconds",
+            "claim_seconds",
             _seconds,
             "How long a claimed job is held without a heartbeat before another worker may take it.",
             metavar="SECONDS",

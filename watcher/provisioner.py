@@ -68,7 +68,7 @@ class ProvisionerConfig:
     idle_poll: float = 1.0
 
 
-class LeaseLost(Exception):
+class ClaimLost(Exception):
     """Another worker owns the job now (ours expired): stop touching it."""
 
 
@@ -84,7 +84,7 @@ class Provisioner:
 
     async def run(self) -> None:
         """Work until `stop`: one job at a time; idle, wait for a wake-up or a poll. A
-        transient database error is waited out (the job it hit was released, or its lease
+        transient database error is waited out (the job it hit was released, or its claim
         runs out, and its recorded phase tells whoever takes it next where to go on)."""
         retry = DatabaseRetry("provisioner")
         while not self.stop.is_set():
@@ -128,11 +128,11 @@ class Provisioner:
         job = await self.queue.claim()
         if job is None:
             return False
-        heartbeat = asyncio.create_task(self._keep_lease(job), name=f"lease-{job.order_id[:8]}")
+        heartbeat = asyncio.create_task(self._keep_claim(job), name=f"claim-{job.order_id[:8]}")
         try:
             await self._provision(job)
-        except LeaseLost:
-            log.warning(fields("lease_lost", order_id=job.order_id))
+        except ClaimLost:
+            log.warning(fields("claim_lost", order_id=job.order_id))
         except CloudError as exc:
             await self._cloud_error(job, exc)
         except asyncio.CancelledError:
@@ -146,7 +146,7 @@ class Provisioner:
             if fault is not None and fault.transient:
                 # The ledger blinked mid-job. Whatever was recorded stays (each phase is its
                 # own transaction); give the job back for a retry soon, and when even that
-                # fails the lease runs out on its own. `run` waits out the database.
+                # fails the claim runs out on its own. `run` waits out the database.
                 with contextlib.suppress(Exception):
                     await self.queue.release(job.order_id, 1.0, f"database: {fault.reason}")
                 raise
@@ -169,10 +169,10 @@ class Provisioner:
                 await heartbeat
         return True
 
-    async def _keep_lease(self, job: ProvisionJob) -> None:
+    async def _keep_claim(self, job: ProvisionJob) -> None:
         """Heartbeats through a database blip: a heartbeat that fails must not end the job
-        (the lease guard makes any late write of a worker that lost it a no-op)."""
-        retry = DatabaseRetry("lease-heartbeat")
+        (the claim guard makes any late write of a worker that lost it a no-op)."""
+        retry = DatabaseRetry("claim-heartbeat")
         while True:
             try:
                 await self._heartbeat(job)
@@ -200,7 +200,7 @@ class Provisioner:
             assert instance_id is not None
             await self._await_running(job, instance_id)
         elif state in (OrderState.RUNNING, OrderState.FAILED, OrderState.TERMINATED):
-            # Finished by a worker whose lease ran out just before it recorded the end (or
+            # Finished by a worker whose claim ran out just before it recorded the end (or
             # edited by hand): nothing is left to do, close the job (a release would be
             # claimed again at once, for ever).
             await self.queue.close(job.order_id)
@@ -398,7 +398,7 @@ class Provisioner:
             )
 
     async def _heartbeat(self, job: ProvisionJob) -> None:
-        interval = max(self.queue.lease.total_seconds() / 3, 0.05)
+        interval = max(self.queue.claim_for.total_seconds() / 3, 0.05)
         while True:
             await asyncio.sleep(interval)
             if not await self.queue.heartbeat(job.order_id):
@@ -407,4 +407,4 @@ class Provisioner:
     @staticmethod
     def _must(recorded: bool) -> None:
         if not recorded:
-            raise LeaseLost
+            raise ClaimLost

@@ -262,7 +262,7 @@ async def run_replay(settings: Settings, first: int, last: int | None) -> None:
 
 def _provisioning(order: queries.OrderView) -> str:
     """How the order's provisioning goes, in a few words: the error is what an operator
-    needs first when orders wait (it used to be only in provision_jobs.last_error)."""
+    needs first when orders wait (it used to be only in the job's last_error)."""
     if order.failure_reason is not None:
         return f"failed, price back in credit: {order.failure_reason}"
     parts = []

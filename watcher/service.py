@@ -207,7 +207,7 @@ async def open_provisioners(
                 JobQueue(
                     engine,
                     f"{owner}-{n}",
-                    settings.lease_seconds,
+                    settings.claim_seconds,
                     events=settings.mqtt_url is not None,
                 ),
                 cloud,

@@ -388,18 +388,16 @@ def age_pending_jobs(database_url: str, minutes: int) -> None:
     from sqlalchemy import select, update
 
     from watcher.ledger.database import create_engine
-    from watcher.ledger.schema import OrderRecord, ProvisionJobRecord
+    from watcher.ledger.schema import JobRecord, OrderRecord
 
     async def move() -> None:
         engine = create_engine(database_url)
         then = datetime.now(UTC) - timedelta(minutes=minutes)
-        pending = ProvisionJobRecord.state.in_(["queued", "claimed"])
+        pending = JobRecord.state.in_(["queued", "claimed"])
         try:
             async with engine.begin() as conn:
-                await conn.execute(
-                    update(ProvisionJobRecord).where(pending).values(created_at=then)
-                )
-                waiting = select(ProvisionJobRecord.order_id).where(pending)
+                await conn.execute(update(JobRecord).where(pending).values(created_at=then))
+                waiting = select(JobRecord.order_id).where(pending)
                 await conn.execute(
                     update(OrderRecord)
                     .where(OrderRecord.order_id.in_(waiting))

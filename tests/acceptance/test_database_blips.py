@@ -48,7 +48,7 @@ def run_env(
         "WATCHER_AWS_ENDPOINT_URL": moto.url,
         "WATCHER_AWS_REGION": "us-east-1",
         "WATCHER_WORKERS": "2",
-        "WATCHER_LEASE_SECONDS": "5",
+        "WATCHER_CLAIM_SECONDS": "5",
         "WATCHER_METRICS_PORT": "0",
         "WATCHER_HTTP_PORT": "0",
     }
@@ -238,7 +238,7 @@ async def test_a_broken_schema_stops_the_run_with_one_line(
             for attempt in range(20):
                 try:
                     async with engine.begin() as conn:
-                        await conn.execute(text("DROP TABLE provision_jobs"))
+                        await conn.execute(text("DROP TABLE jobs"))
                     break
                 except DBAPIError as exc:
                     if "deadlock" not in str(exc) or attempt == 19:
@@ -256,7 +256,7 @@ async def test_a_broken_schema_stops_the_run_with_one_line(
     assert "Traceback" not in output and "ExceptionGroup" not in output, output[-3000:]
     last = output.strip().splitlines()[-1]
     assert last.startswith("watcher: error: the ledger database cannot be used:"), last
-    assert "provision_jobs" in last
+    assert "jobs" in last
 
 
 @pytest.mark.parametrize(

@@ -85,7 +85,7 @@ async def test_sigkill_between_run_instances_and_recording_never_launches_twice(
         "WATCHER_AWS_ENDPOINT_URL": proxy.url,
         "WATCHER_AWS_REGION": "us-east-1",
         "WATCHER_WORKERS": "1",
-        "WATCHER_LEASE_SECONDS": "1",
+        "WATCHER_CLAIM_SECONDS": "1",
     }
     killed_at: list[str] = []
     rounds = (kill_points * orders)[:orders]

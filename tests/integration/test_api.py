@@ -21,7 +21,7 @@ from watcher.ledger import events, migrations, queries
 from watcher.ledger.database import create_engine
 from watcher.ledger.jobs import JobQueue
 from watcher.ledger.ledger import Ledger
-from watcher.ledger.schema import OrderEventRecord, ProvisionJobRecord
+from watcher.ledger.schema import JobRecord, OrderEventRecord
 from watcher.monitoring import refresh_ledger_gauges
 from watcher.provisioner import UNFUNDED
 from watcher.web.api import create_api
@@ -148,7 +148,7 @@ async def fail_attempts(
 ) -> str:
     """Claim a job and give it back with `error` (AWS's "unreachable" unless told), `times`
     times, through the provisioners' own queue; the order's id (the same order each time)."""
-    queue = JobQueue(engine, "test-worker", lease_seconds=30)
+    queue = JobQueue(engine, "test-worker", claim_seconds=30)
     target, failed = order_id, 0
     while failed < times:
         job = await queue.claim()
@@ -201,7 +201,7 @@ DATABASE_DOWN = (
 async def test_orders_tell_anyone_why_in_plain_words_and_keep_the_details_for_the_operator(
     engine: AsyncEngine, client: httpx.AsyncClient
 ) -> None:
-    queue = JobQueue(engine, "test-worker", lease_seconds=30)
+    queue = JobQueue(engine, "test-worker", claim_seconds=30)
     failed = await queue.claim()
     assert failed is not None
     assert await queue.fail(failed.order_id, DENIED) == 10 * CTK
@@ -250,7 +250,7 @@ async def test_health_degrades_and_orders_say_so_when_paid_orders_wait_too_long(
     # The orders were paid 11 minutes ago (the queue's own timestamps, moved back).
     long_ago = datetime.now(UTC) - queries.OVERDUE_AFTER - timedelta(minutes=1)
     async with engine.begin() as conn:
-        await conn.execute(update(ProvisionJobRecord).values(created_at=long_ago))
+        await conn.execute(update(JobRecord).values(created_at=long_ago))
     answer = await client.get("/api/health")
     assert answer.status_code == 503
     health = answer.json()
@@ -270,7 +270,7 @@ async def test_an_order_held_for_a_reorg_does_not_degrade_health(
     # One order is launching when a reorg orphans its payment: the ledger flags it, and the
     # provisioner gives its job back with UNFUNDED every few seconds until the payment is
     # mined again. That is waiting on purpose (with an alert of its own), not trouble.
-    queue = JobQueue(engine, "test-worker", lease_seconds=30)
+    queue = JobQueue(engine, "test-worker", claim_seconds=30)
     job = await queue.claim()
     assert job is not None and await queue.mark_launching(job.order_id)
     await queue.release(job.order_id, 0, None)
@@ -279,7 +279,7 @@ async def test_an_order_held_for_a_reorg_does_not_degrade_health(
     await fail_attempts(engine, queries.FAILING_AFTER_ATTEMPTS + 2, error=UNFUNDED)
     long_ago = datetime.now(UTC) - queries.OVERDUE_AFTER - timedelta(minutes=1)
     async with engine.begin() as conn:
-        await conn.execute(update(ProvisionJobRecord).values(created_at=long_ago))
+        await conn.execute(update(JobRecord).values(created_at=long_ago))
     (order,) = (await client.get("/api/orders", params={"payer": ALICE})).json()
     assert (order["order_id"], order["reorged"], order["state"]) == (
         job.order_id,

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from watcher.catalog import Catalog
@@ -90,3 +90,40 @@ async def test_the_cursor_only_moves_by_compare_and_set(engine: AsyncEngine) -> 
             [], advance_from=None, advance_to=BlockRef(10, "0x" + "33" * 32, block.hash)
         )
     assert await ledger.cursor() == Cursor(9, block.hash)
+
+
+async def test_at_most_one_pending_job_per_order_and_kind(engine: AsyncEngine) -> None:
+    """Jobs have their own ids; an order may have many over its life, but the database
+    refuses a second pending one of the same kind (issue 9)."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert, update
+    from sqlalchemy.exc import IntegrityError
+
+    from watcher.ledger.schema import JobRecord
+
+    await migrations.upgrade(engine)
+    ledger = Ledger(engine, 1337, Catalog())
+    payer = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+    await ledger.record(
+        [Payment(1337, "0x" + "11" * 32, 0, 3, "0x" + "22" * 32, payer, 10 * 10**18)]
+    )  # type: ignore[arg-type]
+    (order,) = await queries.orders(engine)
+    now = datetime.now(UTC)
+    row = {
+        "order_id": order.order_id,
+        "kind": "launch",
+        "state": "queued",
+        "attempts": 0,
+        "available_at": now,
+        "created_at": now,
+    }
+    with pytest.raises(IntegrityError):
+        async with engine.begin() as conn:
+            await conn.execute(insert(JobRecord).values(**row))
+    async with engine.begin() as conn:
+        await conn.execute(update(JobRecord).values(state="done"))
+        await conn.execute(insert(JobRecord).values(**row))  # the next one, once it is done
+        await conn.execute(insert(JobRecord).values(**{**row, "kind": "stop"}))  # another kind
+        ids = (await conn.execute(select(JobRecord.id).order_by(JobRecord.id))).scalars().all()
+    assert len(ids) == 3 and len(set(ids)) == 3

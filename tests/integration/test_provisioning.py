@@ -19,7 +19,7 @@ from watcher.ledger import migrations, queries
 from watcher.ledger.database import create_engine
 from watcher.ledger.jobs import JobQueue
 from watcher.ledger.ledger import Ledger
-from watcher.ledger.schema import ProvisionJobRecord
+from watcher.ledger.schema import JobRecord
 from watcher.provisioner import Provisioner, ProvisionerConfig
 
 CTK = 10**18
@@ -102,7 +102,7 @@ async def test_one_tagged_instance_per_order(engine: AsyncEngine, moto: Any, mot
         }
         assert order.launched_at is not None
     async with engine.connect() as conn:
-        states = set((await conn.execute(select(ProvisionJobRecord.state))).scalars())
+        states = set((await conn.execute(select(JobRecord.state))).scalars())
     assert states == {"done"}
     await assert_balanced(engine)
 
@@ -363,4 +363,4 @@ async def test_an_order_that_already_ended_closes_its_job_instead_of_spinning(
         assert await worker.work_one()
         assert not await worker.work_one()  # nothing left to claim
     async with engine.connect() as conn:
-        assert set((await conn.execute(select(ProvisionJobRecord.state))).scalars()) == {"done"}
+        assert set((await conn.execute(select(JobRecord.state))).scalars()) == {"done"}

@@ -14,3 +14,7 @@ class JobState(StrEnum):
 
 #: The states of a job that still has work: what "pending" means everywhere.
 PENDING_JOB_STATES = (JobState.QUEUED.value, JobState.CLAIMED.value)
+
+
+class JobKind(StrEnum):
+    LAUNCH = "launch"  #: create the order's resource

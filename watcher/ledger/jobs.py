@@ -1,10 +1,13 @@
 """The provisioning job queue, in the ledger database (no extra broker).
 
-A worker claims a job with a lease (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so several
-`watcher run` processes share one database; SQLite: its single writer), keeps it alive with
-heartbeats, and records each provisioning phase of the order in its own transaction, each
-guarded by the lease: a worker that lost its lease (it stalled, someone took over) changes
-nothing. A job whose worker died is claimable again once its lease expires.
+A job has its own id and a kind (`launch` today); an order may have many over its life,
+at most one pending per kind (a partial unique index). A worker claims a job
+(PostgreSQL: `FOR UPDATE SKIP LOCKED`, so several `watcher run` processes share one
+database; SQLite: its single writer), keeps the claim alive with heartbeats, and records
+each provisioning phase of the order in its own transaction, each guarded by the claim: a
+worker that lost its claim (it stalled, someone took over) changes nothing. A job whose
+worker died is claimable again once its claim expires. ("Lease" is the word for an
+order's paid time; a worker's hold on a job is a claim.)
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from watcher.core.job import JobState
+from watcher.core.job import PENDING_JOB_STATES, JobKind, JobState
 from watcher.core.order import OrderState
 from watcher.ledger import accounts, events, queries
-from watcher.ledger.schema import OrderRecord, ProvisionJobRecord
+from watcher.ledger.schema import JobRecord, OrderRecord
 
 # Short names for the job states (the values are what the table stores).
 QUEUED, CLAIMED, DONE, FAILED = (s.value for s in JobState)
+LAUNCH = JobKind.LAUNCH.value
 _KNOWN_STATES = frozenset(state.value for state in OrderState)
 
 
@@ -29,6 +33,7 @@ _KNOWN_STATES = frozenset(state.value for state in OrderState)
 class ProvisionJob:
     """A claimed job and the order it provisions."""
 
+    job_id: int
     order_id: str
     chain_id: int
     attempts: int
@@ -45,7 +50,7 @@ class ProvisionJob:
     reorged: bool
     created_at: datetime
     paid_at: datetime | None
-    lease_expires_at: datetime
+    claim_expires_at: datetime
 
 
 def _now() -> datetime:
@@ -54,26 +59,26 @@ def _now() -> datetime:
 
 class JobQueue:
     def __init__(
-        self, engine: AsyncEngine, worker_id: str, lease_seconds: float, events: bool = False
+        self, engine: AsyncEngine, worker_id: str, claim_seconds: float, events: bool = False
     ) -> None:
         self.engine = engine
         self.events = events
         self.worker_id = worker_id
-        self.lease = timedelta(seconds=lease_seconds)
+        self.claim_for = timedelta(seconds=claim_seconds)
 
     async def claim(self) -> ProvisionJob | None:
         """Take the oldest available job: queued and due, or claimed by a worker whose
-        lease ran out."""
+        claim ran out."""
         now = _now()
         claimable = or_(
-            and_(ProvisionJobRecord.state == QUEUED, ProvisionJobRecord.available_at <= now),
-            and_(ProvisionJobRecord.state == CLAIMED, ProvisionJobRecord.lease_expires_at < now),
+            and_(JobRecord.state == QUEUED, JobRecord.available_at <= now),
+            and_(JobRecord.state == CLAIMED, JobRecord.claim_expires_at < now),
         )
         async with self.engine.begin() as conn:
             query = (
-                select(ProvisionJobRecord.order_id, ProvisionJobRecord.attempts)
-                .where(claimable)
-                .order_by(ProvisionJobRecord.available_at)
+                select(JobRecord.id, JobRecord.order_id, JobRecord.attempts)
+                .where(claimable, JobRecord.kind == LAUNCH)
+                .order_by(JobRecord.available_at)
                 .limit(1)
             )
             if conn.dialect.name == "postgresql":
@@ -81,16 +86,16 @@ class JobQueue:
             row = (await conn.execute(query)).first()
             if row is None:
                 return None
-            order_id, attempts = row
-            expires = now + self.lease
+            job_id, order_id, attempts = row
+            expires = now + self.claim_for
             await conn.execute(
-                update(ProvisionJobRecord)
-                .where(ProvisionJobRecord.order_id == order_id)
+                update(JobRecord)
+                .where(JobRecord.id == job_id)
                 .values(
                     state=CLAIMED,
                     attempts=attempts + 1,
-                    lease_owner=self.worker_id,
-                    lease_expires_at=expires,
+                    claimed_by=self.worker_id,
+                    claim_expires_at=expires,
                 )
             )
             order = (
@@ -100,18 +105,19 @@ class JobQueue:
                 # Edited by hand, or written by a newer release: put it aside where the
                 # operator sees it, rather than stop every worker on it.
                 await conn.execute(
-                    update(ProvisionJobRecord)
-                    .where(ProvisionJobRecord.order_id == order_id)
+                    update(JobRecord)
+                    .where(JobRecord.id == job_id)
                     .values(
                         state=QUEUED,
                         available_at=now + timedelta(seconds=300),
-                        lease_owner=None,
-                        lease_expires_at=None,
+                        claimed_by=None,
+                        claim_expires_at=None,
                         last_error=f"internal error: unknown order state {order.state!r}",
                     )
                 )
                 return None
         return ProvisionJob(
+            job_id=job_id,
             order_id=order_id,
             chain_id=order.chain_id,
             attempts=attempts + 1,
@@ -126,11 +132,11 @@ class JobQueue:
             reorged=order.reorged,
             created_at=order.created_at,
             paid_at=order.paid_at,
-            lease_expires_at=expires,
+            claim_expires_at=expires,
         )
 
     async def heartbeat(self, order_id: str) -> bool:
-        """Extend the lease; False if it is no longer ours."""
+        """Extend the claim; False if it is no longer ours."""
         async with self.engine.begin() as conn:
             return await self._extend(conn, order_id, _now())
 
@@ -168,17 +174,18 @@ class JobQueue:
         0 when shutting down)."""
         async with self.engine.begin() as conn:
             await conn.execute(
-                update(ProvisionJobRecord)
+                update(JobRecord)
                 .where(
-                    ProvisionJobRecord.order_id == order_id,
-                    ProvisionJobRecord.lease_owner == self.worker_id,
-                    ProvisionJobRecord.state == CLAIMED,
+                    JobRecord.order_id == order_id,
+                    JobRecord.kind == LAUNCH,
+                    JobRecord.claimed_by == self.worker_id,
+                    JobRecord.state == CLAIMED,
                 )
                 .values(
                     state=QUEUED,
                     available_at=_now() + timedelta(seconds=delay),
-                    lease_owner=None,
-                    lease_expires_at=None,
+                    claimed_by=None,
+                    claim_expires_at=None,
                     last_error=error,
                 )
             )
@@ -264,7 +271,7 @@ class JobQueue:
         **values: object,
     ) -> bool:
         """Move the order from `before` to `after` (and end the job with `done`), if the
-        lease is still ours."""
+        claim is still ours."""
         return await self._advance_from(order_id, (before,), after, done, **values)
 
     async def _advance_from(
@@ -296,15 +303,16 @@ class JobQueue:
             return True
 
     async def _extend(self, conn: AsyncConnection, order_id: str, now: datetime) -> bool:
-        """Renew our lease inside the caller's transaction; False if it is not ours."""
+        """Renew our claim inside the caller's transaction; False if it is not ours."""
         changed = await conn.execute(
-            update(ProvisionJobRecord)
+            update(JobRecord)
             .where(
-                ProvisionJobRecord.order_id == order_id,
-                ProvisionJobRecord.lease_owner == self.worker_id,
-                ProvisionJobRecord.state == CLAIMED,
+                JobRecord.order_id == order_id,
+                JobRecord.kind == LAUNCH,
+                JobRecord.claimed_by == self.worker_id,
+                JobRecord.state == CLAIMED,
             )
-            .values(lease_expires_at=now + self.lease)
+            .values(claim_expires_at=now + self.claim_for)
         )
         return changed.rowcount == 1
 
@@ -312,7 +320,11 @@ class JobQueue:
         self, conn: AsyncConnection, order_id: str, state: str, error: str | None
     ) -> None:
         await conn.execute(
-            update(ProvisionJobRecord)
-            .where(ProvisionJobRecord.order_id == order_id)
-            .values(state=state, lease_owner=None, lease_expires_at=None, last_error=error)
+            update(JobRecord)
+            .where(
+                JobRecord.order_id == order_id,
+                JobRecord.kind == LAUNCH,
+                JobRecord.state.in_(PENDING_JOB_STATES),
+            )
+            .values(state=state, claimed_by=None, claim_expires_at=None, last_error=error)
         )

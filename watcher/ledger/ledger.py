@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from watcher.catalog import Catalog
 from watcher.core.blocks import BlockRef
-from watcher.core.job import JobState
+from watcher.core.job import JobKind, JobState
 from watcher.core.order import OrderState
 from watcher.core.payment import Payment
 from watcher.core.pricing import (
@@ -40,9 +40,9 @@ from watcher.ledger.schema import (
     ChainCursor,
     ChainRecord,
     CreditRecord,
+    JobRecord,
     OrderRecord,
     PaymentRecord,
-    ProvisionJobRecord,
 )
 
 _CHUNK = 500
@@ -74,8 +74,9 @@ _ORDER_COLUMNS = (
     "updated_at",
     "paid_at",
 )
-_JOB_COLUMNS = ("order_id", "state", "attempts", "available_at", "created_at")
+_JOB_COLUMNS = ("order_id", "kind", "state", "attempts", "available_at", "created_at")
 JOB_QUEUED = JobState.QUEUED.value
+JOB_LAUNCH = JobKind.LAUNCH.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -566,9 +567,9 @@ class Ledger:
         )
         await bulk_insert(
             conn,
-            ProvisionJobRecord.__table__,  # type: ignore[arg-type]
+            JobRecord.__table__,  # type: ignore[arg-type]
             _JOB_COLUMNS,
-            [(o.order_id, JOB_QUEUED, 0, at, at) for o in orders],
+            [(o.order_id, JOB_LAUNCH, JOB_QUEUED, 0, at, at) for o in orders],
         )
         if self.events:
             await events.append_current(conn, [o.order_id for o in orders], now)

@@ -13,7 +13,7 @@ from sqlalchemy import case, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from watcher.addresses import to_checksum_address
-from watcher.core.job import PENDING_JOB_STATES, JobState
+from watcher.core.job import PENDING_JOB_STATES, JobKind, JobState
 from watcher.core.payment import Payment
 from watcher.core.provisioning import public_reason
 from watcher.ledger import accounts
@@ -21,9 +21,9 @@ from watcher.ledger.accounts import Totals
 from watcher.ledger.schema import (
     ChainCursor,
     CreditRecord,
+    JobRecord,
     OrderRecord,
     PaymentRecord,
-    ProvisionJobRecord,
 )
 
 # What the public (the API, MQTT) sees of an order's resource specification: not the
@@ -281,7 +281,7 @@ async def orders(
     engine: AsyncEngine, chain_id: int | None = None, payer: str | None = None
 ) -> list[OrderView]:
     """Orders with how their provisioning goes (attempts, last error, next try, overdue)."""
-    job = ProvisionJobRecord
+    job = JobRecord
     query = select(
         OrderRecord,
         job.state.label("job_state"),
@@ -289,7 +289,11 @@ async def orders(
         job.available_at,
         job.last_error,
         job.created_at.label("job_created_at"),
-    ).outerjoin(job, job.order_id == OrderRecord.order_id)
+    ).outerjoin(
+        # The order's launch job (one per order; later kinds have their own views).
+        job,
+        (job.order_id == OrderRecord.order_id) & (job.kind == JobKind.LAUNCH.value),
+    )
     if chain_id is not None:
         query = query.where(OrderRecord.chain_id == chain_id)
     if payer is not None:
@@ -304,7 +308,7 @@ async def orders(
 
 
 def _with_job(order: OrderView, r: Any, now: datetime) -> OrderView:
-    """Add the order's job (an outer-joined `provision_jobs` row in `r`) to its view."""
+    """Add the order's job (an outer-joined launch `jobs` row in `r`) to its view."""
     if r.job_state is None:
         return order
     pending = r.job_state in _PENDING
@@ -335,7 +339,7 @@ async def job_health(engine: AsyncEngine, chain_id: int | None = None) -> JobHea
     the other three: its job is held on purpose until the payment is mined again, and is
     released with a reason every few seconds meanwhile. Counted, it would keep /api/health
     degraded for ever; it has its own alert (ProvisionedOrderReorged) instead."""
-    job = ProvisionJobRecord
+    job = JobRecord
     overdue_before = datetime.now(UTC) - OVERDUE_AFTER
     funded = OrderRecord.reorged.is_(False)
     retrying = funded & job.last_error.is_not(None)

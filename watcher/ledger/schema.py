@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -139,23 +140,43 @@ class OrderRecord(Base):
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
-class ProvisionJobRecord(Base):
-    """The queue entry that turns an order into an instance (drained by the provisioner)."""
+# At most one pending job per order and kind, enforced by the database (procrastinate's
+# queueing lock): two watchers, a retry and a crash recovery can never queue the same work
+# twice.
+_PENDING_JOB = text("state IN ('queued', 'claimed')")
 
-    __tablename__ = "provision_jobs"
-    __table_args__ = (Index(None, "state", "available_at"),)
 
-    order_id: Mapped[str] = mapped_column(
-        String(32), ForeignKey("orders.order_id", ondelete="CASCADE"), primary_key=True
+class JobRecord(Base):
+    """Work to do on an order's resource, drained by the provisioner: its own id, a kind
+    (`launch` today; stop, start, terminate for leases), and a worker's claim."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index(None, "state", "available_at"),
+        Index(None, "order_id"),
+        Index(
+            "uq_jobs_pending_order_kind",
+            "order_id",
+            "kind",
+            unique=True,
+            postgresql_where=_PENDING_JOB,
+            sqlite_where=_PENDING_JOB,
+        ),
     )
-    # queued -> claimed (a worker holds the lease) -> done | failed; a claim whose lease
-    # expired (its worker died) is claimable again.
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("orders.order_id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    # queued -> claimed (a worker holds the claim) -> done | failed; a claim that expired
+    # (its worker died) is claimable again.
     state: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer)
     available_at: Mapped[datetime] = mapped_column(Timestamp)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
-    lease_owner: Mapped[str | None] = mapped_column(String(64))
-    lease_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claim_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
