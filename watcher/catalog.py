@@ -9,19 +9,18 @@ instance_type = "t3.micro"
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from watcher.amounts import parse_amount
+from watcher.core.kinds import KINDS, ec2_instance
+from watcher.core.kinds.ec2_instance import THESIS_AMI, ec2_plan
 from watcher.core.pricing import Plan
 from watcher.errors import InvalidInput
 
 # The thesis's plan: a t3.micro from its AMI (eu-north-1) for 10 CTK.
-THESIS_PLAN = Plan(
-    name="t3.micro", price=10 * 10**18, instance_type="t3.micro", ami="ami-09278528675a8d54e"
-)
+THESIS_PLAN = ec2_plan("t3.micro", 10 * 10**18, "t3.micro", THESIS_AMI)
 
 
 @dataclass(frozen=True)
@@ -45,21 +44,21 @@ class Catalog:
         return self.plans.get(name, self.default_plan)
 
 
-_PLAN_KEYS = {"price", "instance_type", "ami", "key_name", "security_group_ids", "subnet_id"}
-_AMI = re.compile(r"ami-[0-9a-f]{8,17}")
-_SECURITY_GROUP = re.compile(r"sg-[0-9a-f]{1,17}")
-_SUBNET = re.compile(r"subnet-[0-9a-f]{1,17}")
-
-
 def parse_plans(table: Any) -> dict[str, Plan]:
-    """`[plans.*]` tables into Plans; raises ValueError naming the plan and the key."""
+    """`[plans.*]` tables into Plans: a price, a `kind` (default `ec2_instance`) and that
+    kind's keys; raises ValueError naming the plan and the key."""
     if not isinstance(table, dict) or not table:
         raise ValueError('plans must be a table of [plans."<name>"] tables')
     plans: dict[str, Plan] = {}
     for name, spec in table.items():
         if not isinstance(spec, dict):
             raise ValueError(f"plans.{name} must be a table with a price")
-        unknown = set(spec) - _PLAN_KEYS
+        kind_name = spec.get("kind", ec2_instance.KIND)
+        kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
+        if kind is None:
+            known = ", ".join(sorted(KINDS))
+            raise ValueError(f"plans.{name}.kind must be one of {known}, not {kind_name!r}")
+        unknown = set(spec) - {"price", "kind"} - kind.keys
         if unknown:
             raise ValueError(f"plans.{name}: unknown key {sorted(unknown)[0]!r}")
         price = spec.get("price")
@@ -74,32 +73,6 @@ def parse_plans(table: Any) -> dict[str, Plan]:
             units = parse_amount(str(price))
         except InvalidInput as exc:
             raise ValueError(f"plans.{name}.price: {exc}") from None
-        instance_type = spec.get("instance_type", name)
-        if not isinstance(instance_type, str) or not instance_type:
-            raise ValueError(f"plans.{name}.instance_type must be a non-empty string")
-        ami = spec.get("ami", THESIS_PLAN.ami)
-        if not isinstance(ami, str) or not _AMI.fullmatch(ami):
-            raise ValueError(f"plans.{name}.ami must look like ami-0123456789abcdef0, not {ami!r}")
-        key_name = spec.get("key_name")
-        if key_name is not None and (not isinstance(key_name, str) or not key_name):
-            raise ValueError(f"plans.{name}.key_name must be a non-empty string")
-        groups = spec.get("security_group_ids", [])
-        if not isinstance(groups, list) or not all(
-            isinstance(g, str) and _SECURITY_GROUP.fullmatch(g) for g in groups
-        ):
-            raise ValueError(f'plans.{name}.security_group_ids must be a list like ["sg-0123abcd"]')
-        subnet = spec.get("subnet_id")
-        if subnet is not None and (not isinstance(subnet, str) or not _SUBNET.fullmatch(subnet)):
-            raise ValueError(
-                f"plans.{name}.subnet_id must look like subnet-0123abcd, not {subnet!r}"
-            )
-        plans[name] = Plan(
-            name=name,
-            price=units,
-            instance_type=instance_type,
-            ami=ami,
-            key_name=key_name,
-            security_group_ids=tuple(groups),
-            subnet_id=subnet,
-        )
+        params = {k: v for k, v in spec.items() if k not in ("price", "kind")}
+        plans[name] = Plan(name=name, price=units, spec=kind.parse(name, params))
     return plans

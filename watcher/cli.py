@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from watcher.chain.connection import Chain
     from watcher.chain.signer import Signer
     from watcher.chain.token import CloudToken, Transfer
+    from watcher.core.pricing import Plan
 
 # Commands import web3 and eth_account (about a second) only when they talk to a chain, so
 # `--help` and a mistyped argument answer at once.
@@ -549,12 +550,23 @@ def show_config(**options: Any) -> None:
     for plan in catalog.plans.values():
         default = "  (default)" if plan.name == catalog.default else ""
         click.echo(
-            f"plan {plan.name}: price={format_amount(plan.price)} CTK "
-            f"instance_type={plan.instance_type} ami={plan.ami} "
-            f"key_pair={plan.key_name or '(none)'} "
-            f"security_groups={','.join(plan.security_group_ids) or '(default)'} "
-            f"subnet={plan.subnet_id or '(default)'}{default}"
+            f"plan {plan.name}: price={format_amount(plan.price)} CTK {_spec_line(plan)}{default}"
         )
+
+
+def _spec_line(plan: Plan) -> str:
+    from watcher.core.kinds.ec2_instance import KIND, Ec2Instance
+
+    if plan.spec.kind != KIND:
+        params = " ".join(f"{k}={v}" for k, v in plan.spec.params)
+        return f"kind={plan.spec.kind} {params}"
+    ec2 = Ec2Instance.of(plan.spec)
+    return (
+        f"instance_type={ec2.instance_type} ami={ec2.ami} "
+        f"key_pair={ec2.key_name or '(none)'} "
+        f"security_groups={','.join(ec2.security_group_ids) or '(default)'} "
+        f"subnet={ec2.subnet_id or '(default)'}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

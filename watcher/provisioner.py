@@ -24,6 +24,7 @@ from watcher import metrics
 from watcher.catalog import Catalog
 from watcher.cloud.port import CloudError, Instance, LaunchRequest, Provider
 from watcher.core.backoff import ProvisionRetry, RetryPolicy
+from watcher.core.kinds import summary
 from watcher.core.order import OrderState
 from watcher.core.pricing import Plan
 from watcher.core.provisioning import ErrorKind, client_token, instance_tags
@@ -213,7 +214,7 @@ class Provisioner:
         # Recorded before orders kept their specification (migration 0005): the catalog's
         # plan of that name, only if it still sells the same thing at the same price.
         plan = self.catalog.plans.get(job.plan)
-        if plan is None or plan.instance_type != job.instance_type or plan.price != job.amount:
+        if plan is None or summary(plan.spec) != job.instance_type or plan.price != job.amount:
             raise CloudError(
                 ErrorKind.PERMANENT,
                 None,

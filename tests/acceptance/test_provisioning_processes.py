@@ -17,8 +17,8 @@ from web3 import Web3
 from tests.chainhelpers import CTK, DevChainDriver
 from tests.cloudhelpers import AWS_ENV, FaultProxy, instances_by_order
 from watcher.catalog import Catalog
+from watcher.core.kinds.ec2_instance import ec2_plan
 from watcher.core.payment import Payment
-from watcher.core.pricing import Plan
 from watcher.dev.devchain import DevChain
 from watcher.dev_accounts import dev_account
 from watcher.ledger import migrations, queries
@@ -36,7 +36,7 @@ async def seed_orders(database_url: str, ami: str, count: int) -> None:
     engine = create_engine(database_url)
     try:
         await migrations.upgrade(engine)
-        plan = Plan("t3.micro", 10 * CTK, "t3.micro", ami)
+        plan = ec2_plan("t3.micro", 10 * CTK, "t3.micro", ami)
         payments = [
             Payment(
                 1337,

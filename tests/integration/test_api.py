@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from watcher import metrics
 from watcher.addresses import BURN_ADDRESS
 from watcher.catalog import Catalog
+from watcher.core.kinds.ec2_instance import ec2_plan
 from watcher.core.payment import Payment
-from watcher.core.pricing import Plan
 from watcher.ledger import events, migrations, queries
 from watcher.ledger.database import create_engine
 from watcher.ledger.jobs import JobQueue
@@ -31,8 +31,8 @@ ALICE = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 CATALOG = Catalog(
     {
-        "t3.micro": Plan("t3.micro", 10 * CTK, "t3.micro", "ami-0123456789abcdef0"),
-        "big": Plan("big", 25 * CTK + CTK // 2, "t3.large", "ami-0123456789abcdef0"),
+        "t3.micro": ec2_plan("t3.micro", 10 * CTK, "t3.micro", "ami-0123456789abcdef0"),
+        "big": ec2_plan("big", 25 * CTK + CTK // 2, "t3.large", "ami-0123456789abcdef0"),
     },
     "t3.micro",
 )

@@ -17,8 +17,8 @@ from tests.cloudhelpers import AWS_ENV
 from tests.mqtthelpers import Broker, Subscriber
 from watcher.catalog import Catalog
 from watcher.cloud.ec2 import open_ec2
+from watcher.core.kinds.ec2_instance import ec2_plan
 from watcher.core.payment import Payment
-from watcher.core.pricing import Plan
 from watcher.ledger import migrations, queries
 from watcher.ledger.database import create_engine
 from watcher.ledger.jobs import JobQueue
@@ -54,7 +54,7 @@ async def engine(
 async def pay_and_provision(
     engine: AsyncEngine, moto: Any, ami: str, salt: str, ctk: int, payer: str = ALICE
 ) -> None:
-    plan = Plan("t3.micro", 10 * CTK, "t3.micro", ami)
+    plan = ec2_plan("t3.micro", 10 * CTK, "t3.micro", ami)
     catalog = Catalog({plan.name: plan}, plan.name)
     tx = "0x" + hashlib.sha256(salt.encode()).hexdigest()
     await Ledger(engine, 1337, catalog, events=True).record(

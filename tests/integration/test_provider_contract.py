@@ -20,6 +20,7 @@ from watcher.cloud.port import (
     LaunchRequest,
     Provider,
 )
+from watcher.core.kinds.ec2_instance import ec2_plan
 from watcher.core.pricing import Plan
 from watcher.core.provisioning import ErrorKind, client_token, instance_tags
 
@@ -41,14 +42,8 @@ class World:
     refuse_looks: Callable[[], None]
 
     def plan(self, **changes: Any) -> Plan:
-        spec: dict[str, Any] = {
-            "name": "t3.micro",
-            "price": 10,
-            "instance_type": "t3.micro",
-            "ami": self.image,
-            **changes,
-        }
-        return Plan(**spec)
+        spec: dict[str, Any] = {"instance_type": "t3.micro", "ami": self.image, **changes}
+        return ec2_plan("t3.micro", 10, **spec)
 
     def request(self, order_id: str, plan: Plan | None = None, **tags: str) -> LaunchRequest:
         plan = plan or self.plan()

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.cloudhelpers import AWS_ENV, FaultProxy, ec2_client, instances_by_order
 from watcher.catalog import Catalog
 from watcher.cloud.ec2 import open_ec2
+from watcher.core.kinds.ec2_instance import ec2_plan
 from watcher.core.payment import Payment
 from watcher.core.pricing import Plan
 from watcher.ledger import migrations, queries
@@ -44,7 +45,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 def plan(ami: str, name: str = "t3.micro") -> Plan:
-    return Plan(name=name, price=10 * CTK, instance_type="t3.micro", ami=ami)
+    return ec2_plan(name, 10 * CTK, "t3.micro", ami)
 
 
 async def pay(engine: AsyncEngine, catalog: Catalog, *payments: tuple[str, int]) -> None:
@@ -250,7 +251,7 @@ async def test_a_paid_order_keeps_its_plan_when_the_catalog_changes(
 ) -> None:
     """Issue 8.4: an order paid for a t3.large at 40 CTK launches a t3.large tagged 40 CTK
     even after the operator removed that plan (it used to fall back to the default)."""
-    large = Plan(name="large", price=40 * CTK, instance_type="t3.large", ami=moto_ami)
+    large = ec2_plan("large", 40 * CTK, "t3.large", moto_ami)
     await pay(engine, Catalog({"large": large}, "large"), (ALICE, 40))
     today = Catalog({"t3.micro": plan(moto_ami)}, "t3.micro")
     assert await drain(engine, moto.url, today) == 0
@@ -344,7 +345,9 @@ async def test_a_poisoned_order_is_put_aside_and_the_others_go_on(
     states = {o.order_id: o for o in await queries.orders(engine)}
     assert states[healthy.order_id].state == "running"
     assert states[poisoned.order_id].state == "launching"
-    assert "internal error: KeyError" in (states[poisoned.order_id].last_error or "")
+    assert "internal error: ValueError: the ec2_instance specification names no instance_type" in (
+        states[poisoned.order_id].last_error or ""
+    )
 
 
 async def test_an_order_that_already_ended_closes_its_job_instead_of_spinning(

@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.cloudhelpers import AWS_ENV
 from watcher.catalog import Catalog
 from watcher.cloud.ec2 import open_ec2
+from watcher.core.kinds.ec2_instance import ec2_plan
 from watcher.core.payment import Payment
-from watcher.core.pricing import Plan
 from watcher.ledger import migrations, queries
 from watcher.ledger.database import create_engine
 from watcher.ledger.jobs import JobQueue
@@ -33,7 +33,7 @@ CTK = 10**18
 ALICE = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 WATCHER = str(Path(sys.executable).parent / "watcher")
 CATALOG = Catalog(
-    {"t3.micro": Plan("t3.micro", 10 * CTK, "t3.micro", "ami-0123456789abcdef0")}, "t3.micro"
+    {"t3.micro": ec2_plan("t3.micro", 10 * CTK, "t3.micro", "ami-0123456789abcdef0")}, "t3.micro"
 )
 FAST = ProvisionerConfig(retry_base=0.02, retry_cap=0.1, idle_poll=0.02)
 

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from watcher.config import SETTINGS, Secret, Settings, load_settings
+from watcher.core.kinds.ec2_instance import Ec2Instance
 from watcher.errors import ConfigError
 
 ADDRESS = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -111,18 +112,21 @@ def test_plan_catalog_from_the_config_file(tmp_path: Path) -> None:
     )
     catalog = load_settings({}, {}).catalog
     big = catalog.default_plan
-    assert (big.name, big.price, big.instance_type, big.ami) == (
+    ec2 = Ec2Instance.of(big.spec)
+    assert (big.name, big.price, ec2.instance_type, ec2.ami) == (
         "big",
         42 * 10**18,
         "t3.large",
         "ami-0123456789abcdef0",
     )
-    assert (big.key_name, big.security_group_ids, big.subnet_id) == (
+    assert (ec2.key_name, ec2.security_group_ids, ec2.subnet_id) == (
         "ops",
         ("sg-0123abcd",),
         "subnet-0123abcd",
     )
-    assert catalog.plans["t3.micro"].ami == "ami-09278528675a8d54e"  # the thesis's AMI by default
+    # The thesis's AMI by default.
+    assert catalog.plans["t3.micro"].spec.get("ami") == "ami-09278528675a8d54e"
+    assert big.spec.kind == "ec2_instance"  # the default kind
     assert catalog.plan("removed-plan") == big
 
 
@@ -134,6 +138,10 @@ def test_plan_catalog_from_the_config_file(tmp_path: Path) -> None:
         ('[plans.a]\nprice = "1"\nami = "ubuntu"\n', "must look like ami-"),
         ('[plans.a]\nprice = "1"\nsecurity_group_ids = "sg-1"\n', "must be a list"),
         ('[plans.a]\nprice = "1"\nsize = 3\n', "unknown key 'size'"),
+        (
+            '[plans.a]\nprice = "1"\nkind = "rds"\n',
+            "plans.a.kind must be one of ec2_instance, not 'rds'",
+        ),
         (
             'default_plan = "nope"\n[plans.a]\nprice = "1"\n',
             "default plan 'nope' is not in the catalog",

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from watcher.catalog import Catalog
-from watcher.core.pricing import Plan
+from watcher.core.kinds.ec2_instance import ec2_plan
 from watcher.ledger import queries
 from watcher.ledger.queries import INTERNAL_ORDER_COLUMNS, ORDER_ROW_FIELDS, OrderView
 from watcher.ledger.schema import OrderRecord
@@ -84,7 +84,7 @@ def test_the_public_rendering_keeps_the_operators_details_out() -> None:
 
 
 def test_the_api_schema_documents_every_field_with_its_json_type() -> None:
-    catalog = Catalog({"t3.micro": Plan("t3.micro", 10 * CTK, "t3.micro", "ami-0")}, "t3.micro")
+    catalog = Catalog({"t3.micro": ec2_plan("t3.micro", 10 * CTK, "t3.micro", "ami-0")}, "t3.micro")
     # The schema is built without touching the database.
     app = create_api(create_async_engine("sqlite+aiosqlite://"), 1337, "0x" + "00" * 20, catalog)
     schema = app.openapi()["components"]["schemas"]["OrderOut"]

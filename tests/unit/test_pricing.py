@@ -1,11 +1,12 @@
 import pytest
 from eth_typing import ChecksumAddress
 
+from watcher.core.kinds.ec2_instance import ec2_plan
 from watcher.core.payment import Payment
 from watcher.core.pricing import Plan, credit_payment, credit_payments, order_id
 
 CTK = 10**18
-PLAN = Plan("t3.micro", 10 * CTK, "t3.micro")
+PLAN = ec2_plan("t3.micro", 10 * CTK, "t3.micro")
 ALICE = ChecksumAddress("0x70997970C51812dc3A010C7d01b50e0d17dc79C8")  # type: ignore[arg-type]
 BOB = ChecksumAddress("0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC")  # type: ignore[arg-type]
 
@@ -76,15 +77,19 @@ def test_a_kept_order_costs_its_own_price_and_keeps_its_unit() -> None:
 
 
 def test_an_order_keeps_its_plan_specification() -> None:
-    plan = Plan(
-        name="big",
-        price=42 * CTK,
-        instance_type="t3.large",
+    plan = ec2_plan(
+        "big",
+        42 * CTK,
+        "t3.large",
         ami="ami-0123456789abcdef0",
         key_name="ec2keypair",
         security_group_ids=("sg-0123abcd",),
         subnet_id="subnet-0123abcd",
     )
     assert Plan.from_order("big", 42 * CTK, plan.resource()) == plan
-    with pytest.raises(ValueError, match="unknown resource"):
-        Plan.from_order("x", 1, '{"kind": "rds"}')
+    # Another kind round-trips too: the order keeps whatever its kind's parameters are.
+    bucket = Plan.from_order("s3", 1, '{"kind": "s3_bucket", "size_gib": 5, "tags": ["a"]}')
+    assert bucket.spec.kind == "s3_bucket" and bucket.spec.get("size_gib") == 5
+    assert Plan.from_order("s3", 1, bucket.resource()) == bucket
+    with pytest.raises(ValueError, match="not a resource specification"):
+        Plan.from_order("x", 1, '{"size": 1}')

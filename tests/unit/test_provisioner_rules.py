@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from watcher.catalog import Catalog
 from watcher.cloud.fake import NO_CAPACITY, USER_SHUTDOWN, FakeProvider, Fault
 from watcher.cloud.port import Instance, LaunchRequest
+from watcher.core.kinds.ec2_instance import ec2_plan
 from watcher.core.payment import Payment
-from watcher.core.pricing import Plan
 from watcher.core.provisioning import client_token, instance_tags
 from watcher.ledger import migrations, queries
 from watcher.ledger.database import create_engine
@@ -29,7 +29,7 @@ CTK = 10**18
 ALICE = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 BOB = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
 IMAGE = "ami-0fa4e0000000000a1"
-PLAN = Plan(name="t3.micro", price=10 * CTK, instance_type="t3.micro", ami=IMAGE)
+PLAN = ec2_plan("t3.micro", 10 * CTK, "t3.micro", IMAGE)
 CATALOG = Catalog({"t3.micro": PLAN}, "t3.micro")
 FAST = ProvisionerConfig(retry_base=0.001, retry_cap=0.01, capacity_attempts=3, idle_poll=0.005)
 

@@ -1,6 +1,6 @@
 import pytest
 
-from watcher.core.pricing import Plan
+from watcher.core.kinds.ec2_instance import ec2_plan
 from watcher.core.provisioning import ErrorKind, classify_cloud_error, client_token, instance_tags
 
 
@@ -37,7 +37,7 @@ def test_client_token_is_deterministic_ascii_and_short() -> None:
 
 
 def test_tags_tie_the_instance_to_its_payment() -> None:
-    plan = Plan("big", 42 * 10**18 + 5 * 10**17, "t3.large", "ami-0123456789abcdef0")
+    plan = ec2_plan("big", 42 * 10**18 + 5 * 10**17, "t3.large", "ami-0123456789abcdef0")
     tags = instance_tags("o" * 32, "0xPayer", "0xTx", plan)
     assert tags["AllocatedBy"] == "TokenSystem"
     assert tags["TokenCost"] == "42.5"

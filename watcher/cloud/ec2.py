@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from watcher.cloud.port import NOT_FOUND, CloudError, Instance, LaunchRequest, Provider
+from watcher.core.kinds.ec2_instance import Ec2Instance
 from watcher.core.pricing import Plan
 from watcher.core.provisioning import ErrorKind, classify_cloud_error
 from watcher.errors import ConfigError
@@ -64,35 +65,36 @@ class Ec2Cloud:
         """What in the plan this account and region do not have: its image, security
         groups, subnet, key pair. Transient errors raise CloudError (retry); a "does not
         exist" answer is a finding."""
+        spec = Ec2Instance.of(plan.spec)
         problems: list[str] = []
         checks: list[tuple[Any, dict[str, Any], str, str]] = [
-            (self._ec2.describe_images, {"ImageIds": [plan.ami]}, "Images", f"image {plan.ami}")
+            (self._ec2.describe_images, {"ImageIds": [spec.ami]}, "Images", f"image {spec.ami}")
         ]
-        if plan.security_group_ids:
+        if spec.security_group_ids:
             checks.append(
                 (
                     self._ec2.describe_security_groups,
-                    {"GroupIds": list(plan.security_group_ids)},
+                    {"GroupIds": list(spec.security_group_ids)},
                     "SecurityGroups",
-                    "security groups " + ", ".join(plan.security_group_ids),
+                    "security groups " + ", ".join(spec.security_group_ids),
                 )
             )
-        if plan.subnet_id:
+        if spec.subnet_id:
             checks.append(
                 (
                     self._ec2.describe_subnets,
-                    {"SubnetIds": [plan.subnet_id]},
+                    {"SubnetIds": [spec.subnet_id]},
                     "Subnets",
-                    f"subnet {plan.subnet_id}",
+                    f"subnet {spec.subnet_id}",
                 )
             )
-        if plan.key_name:
+        if spec.key_name:
             checks.append(
                 (
                     self._ec2.describe_key_pairs,
-                    {"KeyNames": [plan.key_name]},
+                    {"KeyNames": [spec.key_name]},
                     "KeyPairs",
-                    f"key pair {plan.key_name}",
+                    f"key pair {spec.key_name}",
                 )
             )
         for method, arguments, field, what in checks:
@@ -111,7 +113,7 @@ class Ec2Cloud:
         return problems
 
     async def launch(self, request: LaunchRequest) -> Instance:
-        plan = request.plan
+        plan = Ec2Instance.of(request.plan.spec)
         arguments: dict[str, Any] = {
             "ImageId": plan.ami,
             "InstanceType": plan.instance_type,

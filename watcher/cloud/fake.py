@@ -21,6 +21,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Literal
 
 from watcher.cloud.port import NOT_FOUND, CloudError, Instance, LaunchRequest, Provider
+from watcher.core.kinds.ec2_instance import Ec2Instance
 from watcher.core.pricing import Plan
 from watcher.core.provisioning import ErrorKind
 
@@ -186,7 +187,7 @@ class FakeProvider:
         missing = self._missing(request.plan, launching=True)
         if missing:
             raise CloudError(ErrorKind.PERMANENT, missing[0], "the plan names what does not exist")
-        plan = request.plan
+        plan = Ec2Instance.of(request.plan.spec)
         instance = Instance(
             instance_id=f"i-{len(self.launches) + 1:017x}",
             state="pending",
@@ -290,7 +291,8 @@ class FakeProvider:
         instance = replace(held.instance, state=state, state_reason=reason)
         self._held[instance.instance_id] = replace(held, instance=instance, booting_for=0)
 
-    def _missing(self, plan: Plan, launching: bool = False) -> list[str]:
+    def _missing(self, sold: Plan, launching: bool = False) -> list[str]:
+        plan = Ec2Instance.of(sold.spec)
         """check_plan's findings, worded as the EC2 adapter words them; when launching,
         the error codes EC2 answers RunInstances with."""
         problems: list[tuple[str, str]] = []

@@ -11,28 +11,23 @@ the catalog says later never changes what was paid for.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from eth_typing import ChecksumAddress
 
 from watcher.core.payment import Payment
+from watcher.core.resources import ResourceSpec
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What a price buys: an EC2 instance of this type, launched from this AMI with this key
-    pair, security groups and subnet (AWS defaults where unset)."""
+    """What a price buys: a resource of some kind, with its parameters (see
+    watcher/core/resources.py and watcher/core/kinds/)."""
 
     name: str
     price: int
-    instance_type: str
-    ami: str = ""
-    key_name: str | None = None
-    security_group_ids: tuple[str, ...] = ()
-    subnet_id: str | None = None
+    spec: ResourceSpec
 
     def __post_init__(self) -> None:
         if self.price <= 0:
@@ -41,34 +36,12 @@ class Plan:
     def resource(self) -> str:
         """The resource specification an order keeps (JSON text): everything the
         provisioner needs, so the order does not depend on the catalog after it is paid."""
-        spec: dict[str, Any] = {
-            "kind": EC2_INSTANCE,
-            "instance_type": self.instance_type,
-            "ami": self.ami,
-            "key_name": self.key_name,
-            "security_group_ids": list(self.security_group_ids),
-            "subnet_id": self.subnet_id,
-        }
-        return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+        return self.spec.to_json()
 
     @classmethod
     def from_order(cls, name: str, price: int, resource: str) -> Plan:
         """The plan as an order recorded it (see `resource`)."""
-        spec = json.loads(resource)
-        if not isinstance(spec, dict) or spec.get("kind") != EC2_INSTANCE:
-            raise ValueError(f"unknown resource specification {resource[:80]!r}")
-        return cls(
-            name=name,
-            price=price,
-            instance_type=str(spec["instance_type"]),
-            ami=str(spec.get("ami") or ""),
-            key_name=spec.get("key_name"),
-            security_group_ids=tuple(spec.get("security_group_ids") or ()),
-            subnet_id=spec.get("subnet_id"),
-        )
-
-
-EC2_INSTANCE = "ec2_instance"
+        return cls(name=name, price=price, spec=ResourceSpec.from_json(resource))
 
 
 @dataclass(frozen=True, slots=True)

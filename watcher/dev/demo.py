@@ -34,7 +34,7 @@ from watcher.chain.connection import Chain, connect
 from watcher.chain.signer import Signer
 from watcher.chain.token import CloudToken
 from watcher.config import Settings, load_settings
-from watcher.core.pricing import Plan
+from watcher.core.kinds.ec2_instance import ec2_plan
 from watcher.dev.devchain import DevChain, hardhat_project
 from watcher.dev.moto import MotoServer
 from watcher.dev_accounts import dev_account
@@ -117,7 +117,7 @@ async def run_demo(settings: Settings, console: Console | None = None) -> list[S
 def _watcher_settings(
     devchain: DevChain, moto: MotoServer, folder: Path, token: str, ami: str
 ) -> Settings:
-    plan = Plan(name="t3.micro", price=PRICE, instance_type="t3.micro", ami=ami)
+    plan = ec2_plan("t3.micro", PRICE, "t3.micro", ami)
     base = load_settings(
         {
             "rpc_url": devchain.url,

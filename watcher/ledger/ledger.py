@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from watcher.catalog import Catalog
 from watcher.core.blocks import BlockRef
 from watcher.core.job import JobKind, JobState
+from watcher.core.kinds import summary
 from watcher.core.order import OrderState
 from watcher.core.payment import Payment
 from watcher.core.pricing import (
@@ -554,7 +555,7 @@ class Ledger:
                     o.payment.payer,
                     db.amount(o.plan.price),
                     o.plan.name,
-                    o.plan.instance_type,
+                    summary(o.plan.spec),
                     resources.get(o.plan) or resources.setdefault(o.plan, o.plan.resource()),
                     queued,
                     no,

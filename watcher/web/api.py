@@ -18,6 +18,7 @@ from watcher.addresses import BURN_ADDRESS, parse_address
 from watcher.amounts import CTK_DECIMALS, format_amount
 from watcher.catalog import Catalog
 from watcher.chain.rpc import RpcError, RpcUnavailable
+from watcher.core.kinds import summary
 from watcher.core.payment import MalformedChainData
 from watcher.errors import InvalidInput
 from watcher.ledger import queries
@@ -210,7 +211,7 @@ def create_api(
                 "name": plan.name,
                 "price": str(plan.price),
                 "price_ctk": format_amount(plan.price),
-                "instance_type": plan.instance_type,
+                "instance_type": summary(plan.spec),
                 "default": plan.name == catalog.default,
             }
             for plan in catalog.plans.values()
