@@ -210,18 +210,30 @@ class Provisioner:
         """What the order paid for: its own snapshot, never today's catalog (a plan
         removed or repriced since must not change a paid order)."""
         if job.resource is not None:
-            return Plan.from_order(job.plan, job.amount, job.resource)
+            plan = Plan.from_order(job.plan, job.amount, job.resource)
+            if plan.spec.kind not in self.cloud.kinds:
+                # Sold under a kind this watcher no longer provides: it cannot be delivered.
+                raise CloudError(
+                    ErrorKind.PERMANENT,
+                    None,
+                    f"no provider here makes {plan.spec.kind!r} resources",
+                )
+            return plan
         # Recorded before orders kept their specification (migration 0005): the catalog's
         # plan of that name, only if it still sells the same thing at the same price.
-        plan = self.catalog.plans.get(job.plan)
-        if plan is None or summary(plan.spec) != job.instance_type or plan.price != job.amount:
+        listed = self.catalog.plans.get(job.plan)
+        if (
+            listed is None
+            or summary(listed.spec) != job.instance_type
+            or listed.price != job.amount
+        ):
             raise CloudError(
                 ErrorKind.PERMANENT,
                 None,
                 f"the order predates kept specifications and plan {job.plan!r} no longer "
                 f"sells {job.instance_type} at that price",
             )
-        return plan
+        return listed
 
     async def _launch(self, job: ProvisionJob) -> Instance | None:
         """Launch the order's instance unless the cloud already has one. The look-up runs

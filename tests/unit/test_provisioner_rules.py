@@ -330,3 +330,22 @@ async def test_an_error_while_looking_never_fails_an_order(
     assert fake.calls["launch"] == 1
     assert fake.calls["find_instance"] == FAST.capacity_attempts + 2
     assert await credit(engine) == 0
+
+
+async def test_a_kind_no_provider_here_makes_fails_and_is_refunded(engine: AsyncEngine) -> None:
+    """Plans are resource-neutral: an order sold under a kind that no provider of this
+    watcher makes cannot be delivered; it fails with the reason and its price comes back."""
+    from watcher.core.pricing import Plan
+    from watcher.core.resources import ResourceSpec
+
+    bucket = Plan("bucket", 10 * CTK, ResourceSpec.of("s3_bucket", size_gib=5))
+    tx = "0x" + hashlib.sha256(b"bucket").hexdigest()
+    payment = Payment(1337, tx, 0, 10, "0x" + "bb" * 32, ALICE, 10 * CTK)  # type: ignore[arg-type]
+    await Ledger(engine, 1337, Catalog({"bucket": bucket}, "bucket")).record([payment])
+    provider = cloud()
+    await drain(engine, provider)
+    (order,) = await queries.orders(engine)
+    assert order.state == "failed"
+    assert "no provider here makes 's3_bucket' resources" in (order.failure_reason or "")
+    assert await credit(engine) == 10 * CTK and provider.launches == []
+    await assert_balanced(engine)

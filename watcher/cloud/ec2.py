@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from watcher.cloud.port import NOT_FOUND, CloudError, Instance, LaunchRequest, Provider
+from watcher.core.kinds import ec2_instance
 from watcher.core.kinds.ec2_instance import Ec2Instance
 from watcher.core.pricing import Plan
 from watcher.core.provisioning import ErrorKind, classify_cloud_error
@@ -22,6 +23,8 @@ class NoCredentials(ConfigError):
 class Ec2Cloud:
     """The provider port on EC2 (watcher.cloud.port.Provider): one client, used by every
     worker of the process."""
+
+    kinds = frozenset({ec2_instance.KIND})
 
     def __init__(self, client: Any) -> None:
         self._ec2 = client

@@ -21,6 +21,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Literal
 
 from watcher.cloud.port import NOT_FOUND, CloudError, Instance, LaunchRequest, Provider
+from watcher.core.kinds import ec2_instance
 from watcher.core.kinds.ec2_instance import Ec2Instance
 from watcher.core.pricing import Plan
 from watcher.core.provisioning import ErrorKind
@@ -99,6 +100,8 @@ class FakeProvider:
     - `end(instance_id, reason)`, `forget(instance_id)` and `after_launch`: instances ended
       by EC2 or a person, or no longer listed at all (AWS forgets ended ones after an hour).
     """
+
+    kinds = frozenset({ec2_instance.KIND})
 
     def __init__(
         self,

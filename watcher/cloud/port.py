@@ -75,6 +75,9 @@ class CloudError(Exception):
 class Provider(Protocol):
     """A cloud that creates, finds and acts on the resources orders pay for."""
 
+    #: The resource kinds (watcher/core/kinds/) this provider makes.
+    kinds: frozenset[str]
+
     async def find_instance(self, order_id: str) -> Instance | None:
         """The order's instance (tag OrderId), in any state, a live one before an ended one;
         None if the provider lists none."""
