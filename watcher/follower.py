@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from watcher import metrics
+from watcher.chain.heads import HeadSubscription, new_heads
 from watcher.chain.rpc import RpcError, RpcUnavailable, is_rate_limit
 from watcher.chain.source import ChainSource, HeadTag
 from watcher.core.backoff import Backoff
@@ -100,6 +101,8 @@ class ChainFollower:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     # Set whenever new orders are queued: the provisioners wait on these.
     order_listeners: list[asyncio.Event] = field(default_factory=list)
+    # Where new heads come from over a WebSocket (the chain layer's subscription).
+    heads: HeadSubscription = new_heads
 
     def __post_init__(self) -> None:
         initial = min(self.config.initial_block_range, self.config.max_block_range)
@@ -407,17 +410,14 @@ class ChainFollower:
             wake.set()
 
     async def _subscribe(self, wake: asyncio.Event, url: str) -> None:
-        from web3 import AsyncWeb3, WebSocketProvider
-
         backoff = Backoff(base=0.5, cap=30.0)
         while not self.stop.is_set():
             try:
-                async with AsyncWeb3(WebSocketProvider(url, max_connection_retries=1)) as w3:
-                    await w3.eth.subscribe("newHeads")
+                async with self.heads(url) as ticks:
                     log.info(fields("heads_subscribed", url=mask_url(url)))
                     backoff.reset()
                     wake.set()  # backfill from the cursor whatever was missed while down
-                    async for _ in w3.socket.process_subscriptions():
+                    async for _ in ticks:
                         wake.set()
                         if self.stop.is_set():
                             return

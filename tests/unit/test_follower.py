@@ -536,3 +536,54 @@ async def test_a_relinked_order_moves_to_its_payments_new_block(engine: AsyncEng
     assert [c.balance for c in await queries.credits(engine)] == [0]
     totals = await queries.totals(engine, 1337)
     assert totals.balanced and totals.unfunded == 0
+
+
+async def test_new_heads_wake_the_follower_and_a_lost_subscription_reconnects(
+    engine: AsyncEngine,
+) -> None:
+    """The follower learns of new heads from the chain layer's subscription (here a fake
+    one): a head wakes it at once (no polling: the poll interval is an hour), and a socket
+    that fails is reconnected, with a backfill from the cursor."""
+    import asyncio
+    from contextlib import asynccontextmanager
+
+    chain = FakeChain()
+    watcher = follower(chain, engine)
+    connects: list[int] = []
+    head = asyncio.Event()
+
+    @asynccontextmanager
+    async def heads(url: str) -> AsyncIterator[AsyncIterator[None]]:
+        connects.append(len(connects))
+        if len(connects) == 1:
+            raise OSError("connection refused")  # the first try fails: back off, retry
+
+        async def ticks() -> AsyncIterator[None]:
+            while True:
+                await head.wait()
+                head.clear()
+                yield None
+
+        yield ticks()
+
+    watcher.heads = heads
+    reconnects = metrics.WS_RECONNECTS._value.get()
+    running = asyncio.create_task(watcher.run("ws://fake", poll_interval=3600))
+    try:
+        for _ in range(200):  # the first connect fails, the second one holds
+            if len(connects) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert len(connects) == 2 and metrics.WS_RECONNECTS._value.get() == reconnects + 1
+        await asyncio.sleep(0.2)  # the backfill the reconnect triggers finds nothing
+        assert await queries.payments(engine, 1337) == []
+        chain.mine([pay(ALICE, 10)])
+        head.set()  # only the head can wake it: the poll interval is an hour
+        for _ in range(200):
+            if await queries.payments(engine, 1337):
+                break
+            await asyncio.sleep(0.05)
+        assert len(await queries.payments(engine, 1337)) == 1
+    finally:
+        watcher.stop.set()
+        await asyncio.wait_for(running, 10)
