@@ -20,6 +20,7 @@ from watcher.ledger import accounts
 from watcher.ledger.accounts import Totals
 from watcher.ledger.schema import (
     ChainCursor,
+    ChainRecord,
     CreditRecord,
     JobRecord,
     OrderRecord,
@@ -402,18 +403,20 @@ async def payments(engine: AsyncEngine, chain_id: int) -> list[Payment]:
     )
     async with _reader(engine) as conn:
         rows = (await conn.execute(query)).all()
-    return [
-        Payment(
-            r.chain_id,
-            r.tx_hash,
-            r.log_index,
-            r.block_number,
-            r.block_hash,
-            to_checksum_address(r.payer),
-            r.amount,
-        )
-        for r in rows
-    ]
+    return [payment_of(r) for r in rows]
+
+
+def payment_of(r: Any) -> Payment:
+    """A Payment from a `payments` row."""
+    return Payment(
+        r.chain_id,
+        r.tx_hash,
+        r.log_index,
+        r.block_number,
+        r.block_hash,
+        to_checksum_address(r.payer),
+        r.amount,
+    )
 
 
 async def totals(engine: AsyncEngine, chain_id: int) -> Totals:
@@ -435,8 +438,6 @@ class LedgerSnapshot:
 
 
 async def ledger_snapshot(engine: AsyncEngine, chain_id: int) -> LedgerSnapshot:
-    from watcher.ledger.schema import ChainRecord
-
     async with _reader(engine) as conn:
         cursor = (
             await conn.execute(
@@ -467,16 +468,5 @@ async def ledger_snapshot(engine: AsyncEngine, chain_id: int) -> LedgerSnapshot:
                 select(ChainRecord.genesis_hash).where(ChainRecord.chain_id == chain_id)
             )
         ).scalar_one_or_none()
-    payments = [
-        Payment(
-            r.chain_id,
-            r.tx_hash,
-            r.log_index,
-            r.block_number,
-            r.block_hash,
-            to_checksum_address(r.payer),
-            r.amount,
-        )
-        for r in payment_rows
-    ]
+    payments = [payment_of(r) for r in payment_rows]
     return LedgerSnapshot(cursor, payments, [order_view(r) for r in order_rows], credit, genesis)
