@@ -100,6 +100,15 @@ class Watcher:
     engine: AsyncEngine
 
 
+def _ledger_name(url: str) -> str:
+    """The ledger as an operator finds it: a SQLite file's path, else the masked URL."""
+    if is_sqlite(url):
+        path = make_url(url).database
+        if path:
+            return f"the file {Path(path).resolve()}"
+    return describe(url)
+
+
 async def _block_hash(source: RpcChainSource, number: int) -> str | None:
     block = await source.block(number)
     return block.hash if block is not None else None
@@ -145,7 +154,7 @@ async def open_watcher(settings: Settings, *, max_attempts: int | None) -> Async
                 token,
                 token_deployed=token_deployed,
                 block_hash=partial(_block_hash, source),
-                name=describe(settings.database_url),
+                name=_ledger_name(settings.database_url),
             )
             follower = ChainFollower(
                 source,

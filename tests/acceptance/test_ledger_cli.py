@@ -125,6 +125,7 @@ def test_a_reset_chain_or_another_token_is_refused_not_taken_for_a_reorg(
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
     assert "genesis" in refused.stderr and "use a new ledger" in refused.stderr
+    assert f"delete this one (the file {ledger})" in refused.stderr
     with sqlite3.connect(ledger) as db:
         db.execute("UPDATE chains SET genesis_hash = ?", (genesis,))
         assert db.execute("SELECT count(*) FROM payments").fetchone() == (2,)
