@@ -52,7 +52,9 @@ class AuditReport:
         return not self.differences
 
     def summary(self) -> str:
-        counted = ", ".join(f"{n} {what}" for what, n in self.checked.items())
+        counted = ", ".join(
+            f"{n} {what if n != 1 else what.removesuffix('s')}" for what, n in self.checked.items()
+        )
         if self.clean:
             return f"audit: clean ({counted})"
         return f"audit: {len(self.differences)} differences ({counted})"
