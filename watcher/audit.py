@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from watcher import metrics
-from watcher.cloud.port import Provider
+from watcher.cloud.port import Instance, Provider
 from watcher.config import Settings
 from watcher.core.order import OrderState
 from watcher.core.reconcile import (
@@ -163,6 +163,11 @@ async def cloud_resources(settings: Settings) -> list[ResourceFacts]:
 
     async with open_ec2(settings.aws_region, settings.aws_endpoint_url, AWS_TIMEOUT) as ec2:
         instances = await ec2.tagged_instances()
+    return resource_facts(instances)
+
+
+def resource_facts(instances: Sequence[Instance]) -> list[ResourceFacts]:
+    """What the comparison needs of the cloud's tagged instances."""
     return [ResourceFacts(i.instance_id, i.tag("OrderId"), not i.ended, i.state) for i in instances]
 
 
@@ -194,10 +199,7 @@ class CloudSweep:
             metrics.CLOUD_SWEEPS.labels(outcome="error").inc()
             log.warning(fields("cloud_sweep_failed", error=str(exc)[:200]))
             return None
-        resources = [
-            ResourceFacts(i.instance_id, i.tag("OrderId"), not i.ended, i.state) for i in instances
-        ]
-        candidates = compare_cloud(orders, resources)
+        candidates = compare_cloud(orders, resource_facts(instances))
         metrics.CLOUD_SWEEPS.labels(outcome="done").inc()
         keys_now = {(d.kind.value, d.order_id, d.resource) for d in candidates}
         found = [d for d in candidates if (d.kind.value, d.order_id, d.resource) in self._seen]

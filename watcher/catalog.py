@@ -39,10 +39,6 @@ class Catalog:
     def default_plan(self) -> Plan:
         return self.plans[self.default]
 
-    def plan(self, name: str) -> Plan:
-        """A payer's plan; one that was removed from the catalog falls back to the default."""
-        return self.plans.get(name, self.default_plan)
-
 
 def parse_plans(table: Any) -> dict[str, Plan]:
     """`[plans.*]` tables into Plans: a price, a `kind` (default `ec2_instance`) and that

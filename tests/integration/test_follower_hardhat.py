@@ -77,7 +77,7 @@ async def ledger_state(world: World) -> tuple[list[Any], list[Any], list[Any]]:
         ]
         credits = [(c.payer, c.balance) for c in await queries.credits(engine, 1337)]
         totals = await queries.totals(engine, 1337)
-        assert totals.paid == totals.credit + totals.ordered
+        assert totals.paid == totals.credit + totals.spent
     finally:
         await engine.dispose()
     return payments, orders, credits

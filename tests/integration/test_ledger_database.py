@@ -65,7 +65,7 @@ async def test_amounts_up_to_uint256_max_survive(engine: AsyncEngine) -> None:
     (credit,) = await queries.credits(engine)
     assert credit.balance == biggest - 100 * price
     totals = await queries.totals(engine, 1337)
-    assert totals.paid == biggest == totals.credit + totals.ordered
+    assert totals.paid == biggest == totals.credit + totals.spent
 
 
 async def test_the_same_log_is_recorded_once(engine: AsyncEngine) -> None:

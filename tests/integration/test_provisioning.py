@@ -77,7 +77,7 @@ async def drain(
 
 async def assert_balanced(engine: AsyncEngine) -> None:
     totals = await queries.totals(engine, 1337)
-    assert totals.paid == totals.credit + totals.ordered
+    assert totals.paid == totals.credit + totals.spent
 
 
 async def test_one_tagged_instance_per_order(engine: AsyncEngine, moto: Any, moto_ami: str) -> None:

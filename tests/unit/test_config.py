@@ -127,7 +127,6 @@ def test_plan_catalog_from_the_config_file(tmp_path: Path) -> None:
     # The thesis's AMI by default.
     assert catalog.plans["t3.micro"].spec.get("ami") == "ami-09278528675a8d54e"
     assert big.spec.kind == "ec2_instance"  # the default kind
-    assert catalog.plan("removed-plan") == big
 
 
 @pytest.mark.parametrize(

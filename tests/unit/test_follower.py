@@ -61,7 +61,7 @@ def pay(
 
 async def assert_balanced(engine: AsyncEngine) -> None:
     totals = await queries.totals(engine, 1337)
-    assert totals.paid == totals.credit + totals.ordered
+    assert totals.paid == totals.credit + totals.spent
 
 
 async def test_only_ctk_transfers_into_the_burn_address_count(engine: AsyncEngine) -> None:
@@ -575,8 +575,6 @@ async def test_new_heads_wake_the_follower_and_a_lost_subscription_reconnects(
                 break
             await asyncio.sleep(0.05)
         assert len(connects) == 2 and metrics.WS_RECONNECTS._value.get() == reconnects + 1
-        await asyncio.sleep(0.2)  # the backfill the reconnect triggers finds nothing
-        assert await queries.payments(engine, 1337) == []
         chain.mine([pay(ALICE, 10)])
         head.set()  # only the head can wake it: the poll interval is an hour
         for _ in range(200):

@@ -71,7 +71,7 @@ async def credit(engine: AsyncEngine, payer: str = ALICE) -> int:
 
 async def assert_balanced(engine: AsyncEngine) -> None:
     totals = await queries.totals(engine, 1337)
-    assert totals.paid == totals.credit + totals.ordered
+    assert totals.paid == totals.credit + totals.spent
 
 
 def cloud(**knobs: object) -> FakeProvider:

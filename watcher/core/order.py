@@ -16,12 +16,6 @@ class OrderState(StrEnum):
     TERMINATED = "terminated"
 
     @property
-    def started(self) -> bool:
-        """Whether a side effect may already exist outside the ledger (an EC2 call was made):
-        such an order cannot simply be deleted when its payment is orphaned by a reorg."""
-        return self is not OrderState.QUEUED
-
-    @property
     def holds_resource(self) -> bool:
         """Whether a resource of the order's may exist now (its price is spent on it)."""
         return self in (OrderState.LAUNCHING, OrderState.LAUNCHED, OrderState.RUNNING)

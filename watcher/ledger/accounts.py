@@ -11,7 +11,7 @@ one place to be kept and one to be checked.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,6 +24,21 @@ from watcher.ledger.schema import CreditRecord, OrderRecord, PaymentRecord
 from watcher.logs import fields
 
 log = logging.getLogger("watcher.ledger")
+
+
+async def balances(conn: AsyncConnection, chain_id: int, payers: Sequence[str]) -> dict[str, int]:
+    """The payers' balances (payers without a row are left out), in chunks of 500 so a
+    batch of many payers stays within SQLite's limit on bound parameters."""
+    found: dict[str, int] = {}
+    for start in range(0, len(payers), 500):
+        rows = await conn.execute(
+            select(CreditRecord.payer, CreditRecord.balance).where(
+                CreditRecord.chain_id == chain_id,
+                CreditRecord.payer.in_(payers[start : start + 500]),
+            )
+        )
+        found.update((payer, balance) for payer, balance in rows.all())
+    return found
 
 
 async def set_balances(
@@ -60,15 +75,7 @@ async def apply(
     payers = [payer for payer, change in changes.items() if change or drop_empty]
     if not payers:
         return {}
-    found = dict(
-        (
-            await conn.execute(
-                select(CreditRecord.payer, CreditRecord.balance).where(
-                    CreditRecord.chain_id == chain_id, CreditRecord.payer.in_(payers)
-                )
-            )
-        ).all()
-    )
+    found = await balances(conn, chain_id, payers)
     paying: set[str] = set()
     if drop_empty:
         paying = set(
@@ -80,9 +87,9 @@ async def apply(
                 )
             ).scalars()
         )
-    balances = {payer: found.get(payer, 0) + changes[payer] for payer in payers}
-    _check(chain_id, balances)
-    for payer, balance in balances.items():
+    updated = {payer: found.get(payer, 0) + changes[payer] for payer in payers}
+    _check(chain_id, updated)
+    for payer, balance in updated.items():
         where = (CreditRecord.chain_id == chain_id, CreditRecord.payer == payer)
         if drop_empty and balance == 0 and payer not in paying:
             await conn.execute(delete(CreditRecord).where(*where))
@@ -92,7 +99,7 @@ async def apply(
             await conn.execute(
                 update(CreditRecord).where(*where).values(balance=balance, updated_at=now)
             )
-    return balances
+    return updated
 
 
 async def refund(
@@ -125,11 +132,6 @@ class Totals:
     @property
     def balanced(self) -> bool:
         return self.paid == self.credit + self.spent
-
-    @property
-    def ordered(self) -> int:
-        """Alias kept for the tests written before unfunded orders existed."""
-        return self.spent
 
 
 async def totals(conn: AsyncConnection, chain_id: int) -> Totals:

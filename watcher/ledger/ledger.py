@@ -34,13 +34,13 @@ from watcher.core.pricing import (
 from watcher.errors import ChainError, UserError
 from watcher.ledger import events, queries
 from watcher.ledger.accounts import apply as accounts_apply
+from watcher.ledger.accounts import balances as accounts_balances
 from watcher.ledger.accounts import set_balances as accounts_set
 from watcher.ledger.bulk import DbValues, bulk_insert
 from watcher.ledger.schema import (
     BlockRecord,
     ChainCursor,
     ChainRecord,
-    CreditRecord,
     JobRecord,
     OrderRecord,
     PaymentRecord,
@@ -433,16 +433,6 @@ class Ledger:
             )
         return fresh
 
-    async def _balances(self, conn: AsyncConnection, payers: Sequence[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for chunk in _chunks(list(payers)):
-            query = select(CreditRecord.payer, CreditRecord.balance).where(
-                CreditRecord.chain_id == self.chain_id, CreditRecord.payer.in_(chunk)
-            )
-            for payer, balance in (await conn.execute(query)).all():
-                found[payer] = balance
-        return found
-
     async def _credit(
         self,
         conn: AsyncConnection,
@@ -451,7 +441,7 @@ class Ledger:
         block_times: Mapping[int, datetime],
     ) -> list[NewOrder]:
         payers = list(dict.fromkeys(p.payer for p in payments))
-        stored = await self._balances(conn, payers)
+        stored = await accounts_balances(conn, self.chain_id, payers)
         unfunded = await self._unfunded_orders(conn, payments)
         kept, replaced = match_unfunded(payments, unfunded)
         pricing = credit_payments(
