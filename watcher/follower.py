@@ -1,8 +1,9 @@
 """ChainFollower: CTK Transfer logs into the burn address -> the ledger, exactly once.
 
 Each step covers a range [cursor+1, end] with end <= the safe head, and commits payments,
-credit, orders, jobs and the new cursor in one database transaction, so a crash at any
-moment leaves the ledger at a range boundary and a restart continues from there.
+credit, orders and the new cursor in one database transaction, so a crash at any moment
+leaves the ledger at a range boundary and a restart continues from there. While catching
+up, one task reads the next ranges from the node while the ledger writes this one.
 
 Reorgs, after Chainlink's log poller: every step first checks that the cursor block is
 still canonical; when it is not, the follower walks back through the block hashes the
@@ -18,6 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Any, TypeVar
 
 from watcher import metrics
@@ -92,6 +94,29 @@ class _Step:
 
 ProgressCallback = Callable[[SyncProgress], None]
 
+# While catching up, ranges read ahead of the one being written (bounded: memory). A range
+# is at least _MIN_PIECE blocks, so that being a few blocks behind stays one request.
+_READ_AHEAD = 3
+_MIN_PIECE = 8
+
+
+@dataclass(frozen=True)
+class _Range:
+    """One range as the node answered it: the end block (read before the logs, and found
+    unchanged after them), the parent of the first block, and the logs."""
+
+    start: int
+    end: BlockRef
+    parent: BlockRef | None
+    logs: list[dict[str, Any]]
+
+
+class _ChainMoved(Exception):
+    """A block read again had changed: the reads ahead are dropped, the step planned again."""
+
+
+_DONE = None  # the reader has read up to the limit
+
 
 @dataclass
 class ChainFollower:
@@ -128,7 +153,7 @@ class ChainFollower:
                 limit = await self.target()
                 if until is not None:
                     limit = min(limit, until)
-                step = await self._step(limit)
+                step = await self._catch_up(limit, done, progress)
                 if step.reorged:
                     done.reorgs += 1
                     continue
@@ -136,7 +161,6 @@ class ChainFollower:
                     continue
                 if step.advanced_to is None:
                     break
-                self._tally(done, step, progress)
         except Stopped:
             pass
         return done
@@ -197,7 +221,11 @@ class ChainFollower:
 
     # --- one step ---
 
-    async def _step(self, limit: int) -> _Step:
+    async def _catch_up(
+        self, limit: int, done: SyncProgress, progress: ProgressCallback | None
+    ) -> _Step:
+        """Steps from the cursor up to `limit`: a reader task fetches ranges in order, each
+        one's reads checked as a step's are, while this one writes them to the ledger."""
         cursor = await self.ledger.cursor()
         start = cursor.number + 1 if cursor is not None else self.config.start_block
         if start > limit:
@@ -205,27 +233,94 @@ class ChainFollower:
                 await self._reorg(cursor)
                 return _Step(reorged=True)
             return _Step()
-        end = min(limit, start + self.sizer.size - 1)
-        while True:
-            before = await self._call(self.source.block, end)
-            if before is None:
-                return _Step(retry=True)  # the chain got shorter under us
-            if cursor is not None and not await self._canonical(cursor):
-                await self._reorg(cursor)
-                return _Step(reorged=True)
-            try:
-                logs = await self._call(
-                    self.source.logs, start, end, self.config.token, self._topics, splittable=True
-                )
-            except RpcError as exc:
-                end = self._split(exc, start, end)
-                continue
-            self.sizer.answered(end - start + 1, len(logs))
-            after = await self._call(self.source.block, end)
-            if after != before:
-                log.info(fields("chain_moved_during_step", block=end))
-                return _Step(retry=True)
-            break
+        ranges: asyncio.Queue[_Range | Exception | None] = asyncio.Queue(_READ_AHEAD)
+        reader = asyncio.create_task(self._read(start, limit, ranges), name="log-reader")
+        advanced = _Step()
+        try:
+            first = True
+            while (item := await ranges.get()) is not _DONE:
+                if isinstance(item, _ChainMoved):
+                    log.info(fields("chain_moved_during_step", block=str(item)))
+                    return _Step(retry=True)
+                if isinstance(item, Exception):
+                    raise item
+                if (
+                    first
+                    and cursor is not None
+                    and (item.parent is None or item.parent.hash != cursor.hash)
+                ):
+                    # The range does not continue the cursor: ask again, now, before
+                    # calling it a reorg.
+                    if not await self._canonical(cursor):
+                        await self._reorg(cursor)
+                        return _Step(reorged=True)
+                    return _Step(retry=True)
+                first = False
+                step = await self._write(item, cursor)
+                if step.retry:
+                    return step
+                self._tally(done, step, progress)
+                advanced = step
+                cursor = Cursor(item.end.number, item.end.hash)
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        return advanced
+
+    async def _read(
+        self, start: int, limit: int, ranges: asyncio.Queue[_Range | Exception | None]
+    ) -> None:
+        """Read [start, limit] range by range into `ranges`, each range's reads in the
+        order that makes its logs and its end block one chain: the end block, the parent
+        of its first block, the logs, then the end block again. That last read is the
+        next range's parent read (the same block), so a range costs three calls."""
+        try:
+            pending: _Range | None = None
+            while start <= limit:
+                end = min(limit, start + self._piece(start, limit) - 1)
+                while True:
+                    before = await self._call(self.source.block, end)
+                    if before is None:
+                        raise _ChainMoved(end)  # the chain got shorter under us
+                    parent = await self._call(self.source.block, start - 1) if start else None
+                    if pending is not None:
+                        if parent != pending.end:
+                            raise _ChainMoved(pending.end.number)
+                        await ranges.put(pending)
+                        pending = None
+                    try:
+                        logs = await self._call(
+                            self.source.logs,
+                            start,
+                            end,
+                            self.config.token,
+                            self._topics,
+                            splittable=True,
+                        )
+                    except RpcError as exc:
+                        end = self._split(exc, start, end)
+                        continue
+                    break
+                self.sizer.answered(end - start + 1, len(logs))
+                pending = _Range(start, before, parent, logs)
+                start = end + 1
+            if pending is not None:
+                if await self._call(self.source.block, pending.end.number) != pending.end:
+                    raise _ChainMoved(pending.end.number)
+                await ranges.put(pending)
+            await ranges.put(_DONE)
+        except Exception as exc:  # handed to the writer, which raises it in its own task
+            await ranges.put(exc)
+
+    def _piece(self, start: int, limit: int) -> int:
+        """How many blocks to ask for from `start`: the sizer's size, or a share of what
+        is left when less than that is left for the ranges read ahead."""
+        share = max(_MIN_PIECE, -(-(limit - start + 1) // (_READ_AHEAD + 1)))
+        return min(self.sizer.size, share)
+
+    async def _write(self, fetched: _Range, cursor: Cursor | None) -> _Step:
+        start, after, logs = fetched.start, fetched.end, fetched.logs
+        end = after.number
         payments = self._decode(logs, start, end, end_hash=after.hash)
         try:
             # The end block's time is known from its header: when following live (one block
@@ -286,7 +381,12 @@ class ChainFollower:
             ):
                 raise MalformedChainData(f"log of block {end} carries a hash of another chain")
             payments.append(payment)
-        payments.sort(key=lambda p: (p.block_number, p.log_index))
+        # Nodes answer in chain order; sort only an answer that is not (cheaper to check).
+        if any(
+            (a.block_number, a.log_index) > (b.block_number, b.log_index)
+            for a, b in pairwise(payments)
+        ):
+            payments.sort(key=lambda p: (p.block_number, p.log_index))
         return payments
 
     async def _logs(self, start: int, end: int) -> tuple[list[dict[str, Any]], int]:

@@ -397,10 +397,12 @@ def age_pending_jobs(database_url: str, minutes: int) -> None:
         try:
             async with engine.begin() as conn:
                 await conn.execute(update(JobRecord).where(pending).values(created_at=then))
+                # Orders waiting: those with a pending launch job, and queued ones whose
+                # job no worker has claimed yet (a queued order is its own job).
                 waiting = select(JobRecord.order_id).where(pending)
                 await conn.execute(
                     update(OrderRecord)
-                    .where(OrderRecord.order_id.in_(waiting))
+                    .where(OrderRecord.order_id.in_(waiting) | (OrderRecord.state == "queued"))
                     .values(created_at=then, paid_at=then)
                 )
         finally:

@@ -21,7 +21,7 @@ from watcher.ledger import events, migrations, queries
 from watcher.ledger.database import create_engine
 from watcher.ledger.jobs import JobQueue
 from watcher.ledger.ledger import Ledger
-from watcher.ledger.schema import JobRecord, OrderEventRecord
+from watcher.ledger.schema import JobRecord, OrderEventRecord, OrderRecord
 from watcher.monitoring import refresh_ledger_gauges
 from watcher.provisioner import UNFUNDED
 from watcher.web.api import create_api
@@ -247,10 +247,16 @@ async def test_health_degrades_while_orders_keep_failing(
 async def test_health_degrades_and_orders_say_so_when_paid_orders_wait_too_long(
     engine: AsyncEngine, client: httpx.AsyncClient
 ) -> None:
-    # The orders were paid 11 minutes ago (the queue's own timestamps, moved back).
+    # The orders were paid 11 minutes ago (moved back: one's launch job not claimed yet,
+    # so the order is its own job; the other's claimed once and given back).
+    queue = JobQueue(engine, "test-worker", claim_seconds=30)
+    job = await queue.claim()
+    assert job is not None
+    await queue.release(job.order_id, 0, None)
     long_ago = datetime.now(UTC) - queries.OVERDUE_AFTER - timedelta(minutes=1)
     async with engine.begin() as conn:
         await conn.execute(update(JobRecord).values(created_at=long_ago))
+        await conn.execute(update(OrderRecord).values(created_at=long_ago))
     answer = await client.get("/api/health")
     assert answer.status_code == 503
     health = answer.json()

@@ -15,6 +15,7 @@ from watcher.core.blocks import BlockRef
 from watcher.core.payment import Payment
 from watcher.ledger import migrations, queries
 from watcher.ledger.database import create_engine
+from watcher.ledger.jobs import JobQueue
 from watcher.ledger.ledger import Cursor, CursorMoved, Ledger
 from watcher.ledger.schema import Base
 
@@ -109,6 +110,9 @@ async def test_at_most_one_pending_job_per_order_and_kind(engine: AsyncEngine) -
         [Payment(1337, "0x" + "11" * 32, 0, 3, "0x" + "22" * 32, payer, 10 * 10**18)]
     )  # type: ignore[arg-type]
     (order,) = await queries.orders(engine)
+    # A queued order is its own launch job until a worker claims it: the claim writes it.
+    claimed = await JobQueue(engine, "worker-1", claim_seconds=60).claim()
+    assert claimed is not None and claimed.order_id == order.order_id
     now = datetime.now(UTC)
     row = {
         "order_id": order.order_id,
@@ -127,3 +131,43 @@ async def test_at_most_one_pending_job_per_order_and_kind(engine: AsyncEngine) -
         await conn.execute(insert(JobRecord).values(**{**row, "kind": "stop"}))  # another kind
         ids = (await conn.execute(select(JobRecord.id).order_by(JobRecord.id))).scalars().all()
     assert len(ids) == 3 and len(set(ids)) == 3
+
+
+async def test_a_launch_job_is_written_when_first_claimed_and_claimed_once(
+    engine: AsyncEngine,
+) -> None:
+    """The follower writes no jobs row per order (a queued order is its own launch job);
+    workers claiming at once each take a different order, every order exactly once, and
+    the pending count is the same before and after the rows are written."""
+    import asyncio
+
+    from watcher.ledger.schema import JobRecord
+
+    await migrations.upgrade(engine)
+    ledger = Ledger(engine, 1337, Catalog())
+    price = Catalog().default_plan.price
+    await ledger.record(
+        [
+            Payment(1337, "0x" + f"{n:064x}", 0, 3, "0x" + "22" * 32, PAYER, price)  # type: ignore[arg-type]
+            for n in range(12)
+        ]
+    )
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(JobRecord.id))).all() == []
+    before = await queries.job_health(engine)
+    assert before.pending == 12 and before.oldest_created_at is not None
+    assert all(o.attempts == 0 and o.next_attempt_at for o in await queries.orders(engine))
+
+    workers = [JobQueue(engine, f"worker-{n}", claim_seconds=60) for n in range(4)]
+
+    async def drain(queue: JobQueue) -> list[str]:
+        taken = []
+        while (job := await queue.claim()) is not None:
+            taken.append(job.order_id)
+        return taken
+
+    taken = [o for share in await asyncio.gather(*map(drain, workers)) for o in share]
+    assert sorted(taken) == sorted(o.order_id for o in await queries.orders(engine))
+    after = await queries.job_health(engine)
+    assert (after.pending, after.oldest_created_at) == (12, before.oldest_created_at)
+    assert all(o.attempts == 1 for o in await queries.orders(engine))

@@ -359,7 +359,12 @@ async def test_an_order_that_already_ended_closes_its_job_instead_of_spinning(
 
     catalog = Catalog({"t3.micro": plan(moto_ami)}, "t3.micro")
     await pay(engine, catalog, (ALICE, 10))
-    async with engine.begin() as conn:  # a hand edit: the job is still queued
+    # A worker took the job and gave it back; then a hand edit ended the order.
+    queue = JobQueue(engine, "w", 30)
+    job = await queue.claim()
+    assert job is not None
+    await queue.release(job.order_id, 0, None)
+    async with engine.begin() as conn:
         await conn.execute(sql_update(OrderRecord).values(state="running", instance_id="i-1"))
     async with open_ec2("us-east-1", moto.url, 10) as cloud:
         worker = Provisioner(JobQueue(engine, "w", 30), cloud, catalog, FAST)

@@ -585,3 +585,54 @@ async def test_new_heads_wake_the_follower_and_a_lost_subscription_reconnects(
     finally:
         watcher.stop.set()
         await asyncio.wait_for(running, 10)
+
+
+async def test_catching_up_reads_the_next_ranges_while_the_ledger_writes(
+    engine: AsyncEngine,
+) -> None:
+    chain = FakeChain()
+    for _ in range(40):
+        chain.mine([pay(ALICE, 10)])
+    watcher = follower(chain, engine)
+    logs_calls_at_write: list[int] = []
+    record = watcher.ledger.record
+
+    async def watched(*args: object, **kwargs: object) -> object:
+        logs_calls_at_write.append(chain.calls.count("logs"))
+        return await record(*args, **kwargs)  # type: ignore[arg-type]
+
+    watcher.ledger.record = watched  # type: ignore[method-assign]
+    done = await watcher.sync()
+    assert done.payments == 40 and len(await queries.orders(engine)) == 40
+    # 41 blocks in ranges of at least 8: the first range was being written while a later
+    # one was already asked for, and every range was written once, in order.
+    assert len(logs_calls_at_write) == chain.calls.count("logs") >= 4
+    assert logs_calls_at_write[0] >= 2
+    cursor = await watcher.ledger.cursor()
+    assert cursor is not None and cursor.number == 40
+    await assert_balanced(engine)
+
+
+async def test_a_reorg_under_a_range_read_ahead_is_caught_before_it_is_written(
+    engine: AsyncEngine,
+) -> None:
+    chain = FakeChain()
+    for _ in range(40):
+        chain.mine([pay(ALICE, 10)])
+
+    def reorg_first_range() -> None:
+        # While the second range's logs are read, the chain loses its last 36 blocks
+        # (the end of the first range among them) and grows again with other payments.
+        chain.reorg(36)
+        for _ in range(36):
+            chain.mine([pay(BOB, 10)])
+
+    chain.during_logs.extend([lambda: None, reorg_first_range])
+    watcher = follower(chain, engine)
+    await watcher.sync()
+    payments = await queries.payments(engine, 1337)
+    assert [(p.block_number, p.block_hash) for p in payments] == [
+        (block.ref.number, block.ref.hash) for block in chain.blocks[1:]
+    ]
+    assert [p.payer for p in payments] == [ALICE] * 4 + [BOB] * 36
+    await assert_balanced(engine)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from eth_typing import ChecksumAddress
@@ -46,6 +47,7 @@ class Payment:
         return PaymentKey(self.chain_id, self.tx_hash, self.log_index)
 
 
+@lru_cache(maxsize=256)
 def topic_for_address(address: str) -> str:
     """An address as a 32-byte indexed event topic."""
     return "0x" + address.lower().removeprefix("0x").rjust(64, "0")

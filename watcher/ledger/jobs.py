@@ -1,7 +1,9 @@
 """The provisioning job queue, in the ledger database (no extra broker).
 
 A job has its own id and a kind (`launch` today); an order may have many over its life,
-at most one pending per kind (a partial unique index). A worker claims a job
+at most one pending per kind (a partial unique index). An order's first launch job is
+the order's own `queued` state: its jobs row is written when a worker first claims it,
+so the follower writes no row per order (see Ledger._insert_orders). A worker claims a job
 (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so several `watcher run` processes share one
 database; SQLite: its single writer), keeps the claim alive with heartbeats, and records
 each provisioning phase of the order in its own transaction, each guarded by the claim: a
@@ -16,12 +18,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from watcher.core.job import PENDING_JOB_STATES, JobKind, JobState
 from watcher.core.order import OrderState
 from watcher.ledger import accounts, events, queries
-from watcher.ledger.schema import JobRecord, OrderRecord
+from watcher.ledger.schema import PENDING_JOB, JobRecord, OrderRecord
 
 # Short names for the job states (the values are what the table stores).
 QUEUED, CLAIMED, DONE, FAILED = (s.value for s in JobState)
@@ -68,12 +71,14 @@ class JobQueue:
 
     async def claim(self) -> ProvisionJob | None:
         """Take the oldest available job: queued and due, or claimed by a worker whose
-        claim ran out."""
+        claim ran out; else the oldest queued order whose launch job has no row yet."""
         now = _now()
+        expires = now + self.claim_for
         claimable = or_(
             and_(JobRecord.state == QUEUED, JobRecord.available_at <= now),
             and_(JobRecord.state == CLAIMED, JobRecord.claim_expires_at < now),
         )
+        postgres = self.engine.dialect.name == "postgresql"
         async with self.engine.begin() as conn:
             query = (
                 select(JobRecord.id, JobRecord.order_id, JobRecord.attempts)
@@ -81,23 +86,26 @@ class JobQueue:
                 .order_by(JobRecord.available_at)
                 .limit(1)
             )
-            if conn.dialect.name == "postgresql":
+            if postgres:
                 query = query.with_for_update(skip_locked=True)
             row = (await conn.execute(query)).first()
-            if row is None:
-                return None
-            job_id, order_id, attempts = row
-            expires = now + self.claim_for
-            await conn.execute(
-                update(JobRecord)
-                .where(JobRecord.id == job_id)
-                .values(
-                    state=CLAIMED,
-                    attempts=attempts + 1,
-                    claimed_by=self.worker_id,
-                    claim_expires_at=expires,
+            if row is not None:
+                job_id, order_id, attempts = row
+                await conn.execute(
+                    update(JobRecord)
+                    .where(JobRecord.id == job_id)
+                    .values(
+                        state=CLAIMED,
+                        attempts=attempts + 1,
+                        claimed_by=self.worker_id,
+                        claim_expires_at=expires,
+                    )
                 )
-            )
+            else:
+                first = await self._claim_unwritten(conn, postgres, expires)
+                if first is None:
+                    return None
+                job_id, order_id, attempts = first
             order = (
                 await conn.execute(select(OrderRecord).where(OrderRecord.order_id == order_id))
             ).one()
@@ -134,6 +142,59 @@ class JobQueue:
             paid_at=order.paid_at,
             claim_expires_at=expires,
         )
+
+    async def _claim_unwritten(
+        self, conn: AsyncConnection, postgres: bool, expires: datetime
+    ) -> tuple[int, str, int] | None:
+        """Write the claimed launch job of the oldest queued order that has none yet
+        (the partial index ix_orders_queued). On PostgreSQL the order row is locked with
+        SKIP LOCKED so that workers take different orders; should two still meet on one
+        (one's snapshot predates the other's commit), the pending-job unique index lets
+        only one insert, and the other finds nothing this time."""
+        has_launch_job = (
+            select(JobRecord.id)
+            .where(JobRecord.order_id == OrderRecord.order_id, JobRecord.kind == LAUNCH)
+            .exists()
+        )
+        query = (
+            select(OrderRecord.order_id, OrderRecord.created_at)
+            .where(OrderRecord.state == OrderState.QUEUED.value, ~has_launch_job)
+            .order_by(OrderRecord.created_at)
+            .limit(1)
+        )
+        if postgres:
+            query = query.with_for_update(skip_locked=True)
+        order = (await conn.execute(query)).first()
+        if order is None:
+            return None
+        dialect = postgresql if postgres else sqlite
+        written = (
+            await conn.execute(
+                dialect.insert(JobRecord)
+                .values(
+                    order_id=order.order_id,
+                    kind=LAUNCH,
+                    state=CLAIMED,
+                    attempts=1,
+                    # The job has been due since the order was paid for: its age is the
+                    # order's (overdue, oldest pending job).
+                    available_at=order.created_at,
+                    created_at=order.created_at,
+                    claimed_by=self.worker_id,
+                    claim_expires_at=expires,
+                )
+                .on_conflict_do_nothing(
+                    index_elements=[JobRecord.order_id, JobRecord.kind],
+                    # The index's own predicate, as text: PostgreSQL infers a partial
+                    # index only from the same expression, not from bound parameters.
+                    index_where=PENDING_JOB,
+                )
+                .returning(JobRecord.id)
+            )
+        ).first()
+        if written is None:
+            return None
+        return written[0], order.order_id, 0
 
     async def heartbeat(self, order_id: str) -> bool:
         """Extend the claim; False if it is no longer ours."""

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from watcher.addresses import to_checksum_address
 from watcher.core.job import PENDING_JOB_STATES, JobKind, JobState
+from watcher.core.order import OrderState
 from watcher.core.payment import Payment
 from watcher.core.provisioning import public_reason
 from watcher.ledger import accounts
@@ -311,7 +312,16 @@ async def orders(
 def _with_job(order: OrderView, r: Any, now: datetime) -> OrderView:
     """Add the order's job (an outer-joined launch `jobs` row in `r`) to its view."""
     if r.job_state is None:
-        return order
+        if order.state != OrderState.QUEUED.value:
+            return order
+        # A queued order whose launch job no worker has claimed yet (no row): due since
+        # it was paid for.
+        return replace(
+            order,
+            attempts=0,
+            next_attempt_at=order.created_at,
+            overdue=not order.reorged and _as_utc(order.created_at) < now - OVERDUE_AFTER,
+        )
     pending = r.job_state in _PENDING
     return replace(
         order,
@@ -361,16 +371,32 @@ async def job_health(engine: AsyncEngine, chain_id: int | None = None) -> JobHea
         .join(OrderRecord, OrderRecord.order_id == job.order_id)
         .where(job.state.in_(_PENDING))
     )
+    # Queued orders whose launch job has no row yet (see ledger/jobs.py): pending since
+    # they were paid for, never tried.
+    order = OrderRecord
+    unwritten = select(
+        func.count(),
+        count(funded & (order.created_at < overdue_before)),
+        func.min(case((funded, order.created_at))),
+    ).where(
+        order.state == OrderState.QUEUED.value,
+        ~select(job.id)
+        .where(job.order_id == order.order_id, job.kind == JobKind.LAUNCH.value)
+        .exists(),
+    )
     if chain_id is not None:
         query = query.where(OrderRecord.chain_id == chain_id)
+        unwritten = unwritten.where(order.chain_id == chain_id)
     async with _reader(engine) as conn:
         pending, overdue, retrying_count, failing, oldest = (await conn.execute(query)).one()
+        fresh, fresh_overdue, fresh_oldest = (await conn.execute(unwritten)).one()
+    oldests = [_as_utc(at) for at in (oldest, fresh_oldest) if at is not None]
     return JobHealth(
-        pending=int(pending),
-        overdue=int(overdue),
+        pending=int(pending) + int(fresh),
+        overdue=int(overdue) + int(fresh_overdue),
         retrying=int(retrying_count),
         failing=int(failing),
-        oldest_created_at=_as_utc(oldest) if oldest is not None else None,
+        oldest_created_at=min(oldests) if oldests else None,
     )
 
 

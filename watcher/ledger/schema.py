@@ -104,6 +104,9 @@ class CreditRecord(Base):
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
+_QUEUED_ORDER = text("state = 'queued'")
+
+
 class OrderRecord(Base):
     __tablename__ = "orders"
     __table_args__ = (
@@ -111,6 +114,14 @@ class OrderRecord(Base):
         Index(None, "chain_id", "block_number"),
         # Every recorded batch looks for unfunded orders (almost always none).
         Index(None, "chain_id", "reorged"),
+        # A queued order is its own launch job until a worker first claims it (see
+        # ledger/jobs.py): the workers find them here, oldest first.
+        Index(
+            "ix_orders_queued",
+            "created_at",
+            postgresql_where=_QUEUED_ORDER,
+            sqlite_where=_QUEUED_ORDER,
+        ),
     )
 
     order_id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -143,7 +154,7 @@ class OrderRecord(Base):
 # At most one pending job per order and kind, enforced by the database (procrastinate's
 # queueing lock): two watchers, a retry and a crash recovery can never queue the same work
 # twice.
-_PENDING_JOB = text("state IN ('queued', 'claimed')")
+PENDING_JOB = text("state IN ('queued', 'claimed')")
 
 
 class JobRecord(Base):
@@ -159,8 +170,8 @@ class JobRecord(Base):
             "order_id",
             "kind",
             unique=True,
-            postgresql_where=_PENDING_JOB,
-            sqlite_where=_PENDING_JOB,
+            postgresql_where=PENDING_JOB,
+            sqlite_where=PENDING_JOB,
         ),
     )
 
