@@ -31,10 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.chainhelpers import CTK, DevChainDriver  # noqa: E402
+from watcher.adapters.chain.dev_accounts import dev_account  # noqa: E402
 from watcher.dev.devchain import DevChain, hardhat_project  # noqa: E402
 from watcher.dev.moto import MotoServer  # noqa: E402
-from watcher.dev_accounts import dev_account  # noqa: E402
-from watcher.net import free_port  # noqa: E402
+from watcher.shared.net import free_port  # noqa: E402
 
 WATCHER = str(Path(sys.executable).parent / "watcher")
 AWS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}

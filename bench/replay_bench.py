@@ -30,11 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.chainhelpers import CTK, DevChainDriver  # noqa: E402
-from watcher.addresses import BURN_ADDRESS  # noqa: E402
-from watcher.core.payment import TRANSFER_TOPIC, topic_for_address  # noqa: E402
+from watcher.adapters.chain.dev_accounts import dev_account  # noqa: E402
 from watcher.dev.devchain import DevChain, hardhat_project  # noqa: E402
-from watcher.dev_accounts import dev_account  # noqa: E402
-from watcher.net import free_port  # noqa: E402
+from watcher.domain.addresses import BURN_ADDRESS  # noqa: E402
+from watcher.domain.payment import TRANSFER_TOPIC, topic_for_address  # noqa: E402
+from watcher.shared.net import free_port  # noqa: E402
 
 WATCHER = str(Path(sys.executable).parent / "watcher")
 

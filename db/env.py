@@ -13,9 +13,9 @@ import os
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from watcher.config import default_database_url
-from watcher.ledger.database import create_engine, normalize_database_url
-from watcher.ledger.schema import Base
+from watcher.adapters.ledger.database import create_engine, normalize_database_url
+from watcher.adapters.ledger.schema import Base
+from watcher.runtime.config import default_database_url
 
 target_metadata = Base.metadata
 

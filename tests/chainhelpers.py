@@ -10,8 +10,8 @@ from web3 import Web3
 from web3.types import TxReceipt
 
 from tests.conftest import ROOT
-from watcher.addresses import BURN_ADDRESS
-from watcher.dev_accounts import dev_account
+from watcher.adapters.chain.dev_accounts import dev_account
+from watcher.domain.addresses import BURN_ADDRESS
 
 CTK = 10**18
 

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import ClientSession, web
 
 from watcher.dev.moto import MotoServer  # noqa: F401 - re-exported for the tests
-from watcher.net import free_port
+from watcher.shared.net import free_port
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

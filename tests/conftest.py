@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from web3 import HTTPProvider, Web3
 
-from watcher.cli import main
 from watcher.dev.devchain import DevChain, hardhat_project
-from watcher.net import free_port
+from watcher.interfaces.cli import main
+from watcher.shared.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from watcher.chain.rpc import RpcError
-from watcher.chain.source import HeadTag
-from watcher.core.blocks import BlockRef
-from watcher.core.payment import TRANSFER_TOPIC, topic_for_address
+from watcher.adapters.chain.rpc import RpcError
+from watcher.adapters.chain.source import HeadTag
+from watcher.domain.blocks import BlockRef
+from watcher.domain.payment import TRANSFER_TOPIC, topic_for_address
 
 
 def _hash(*parts: object) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from watcher.net import free_port
+from watcher.shared.net import free_port
 
 
 class Broker:

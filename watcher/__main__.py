@@ -1,5 +1,5 @@
 import sys
 
-from watcher.cli import main
+from watcher.interfaces.cli import main
 
 sys.exit(main())

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import watcher.ledger.types
+import watcher.adapters.ledger.types
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -33,16 +33,16 @@ def upgrade() -> None:
         sa.Column("chain_id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("block_number", sa.BigInteger(), nullable=False),
         sa.Column("block_hash", sa.String(length=66), nullable=False),
-        sa.Column("updated_at", watcher.ledger.types.UtcDateTime(), nullable=False),
+        sa.Column("updated_at", watcher.adapters.ledger.types.UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("chain_id", name=op.f("pk_chain_cursors")),
     )
     op.create_table(
         "credits",
         sa.Column("chain_id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("payer", sa.String(length=42), nullable=False),
-        sa.Column("balance", watcher.ledger.types.TokenAmount(), nullable=False),
+        sa.Column("balance", watcher.adapters.ledger.types.TokenAmount(), nullable=False),
         sa.Column("plan", sa.String(length=64), nullable=False),
-        sa.Column("updated_at", watcher.ledger.types.UtcDateTime(), nullable=False),
+        sa.Column("updated_at", watcher.adapters.ledger.types.UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("chain_id", "payer", name=op.f("pk_credits")),
     )
     op.create_table(
@@ -54,15 +54,15 @@ def upgrade() -> None:
         sa.Column("unit", sa.Integer(), nullable=False),
         sa.Column("block_number", sa.BigInteger(), nullable=False),
         sa.Column("payer", sa.String(length=42), nullable=False),
-        sa.Column("amount", watcher.ledger.types.TokenAmount(), nullable=False),
+        sa.Column("amount", watcher.adapters.ledger.types.TokenAmount(), nullable=False),
         sa.Column("plan", sa.String(length=64), nullable=False),
         sa.Column("instance_type", sa.String(length=64), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("instance_id", sa.String(length=32), nullable=True),
         sa.Column("reorged", sa.Boolean(), nullable=False),
         sa.Column("failure_reason", sa.Text(), nullable=True),
-        sa.Column("created_at", watcher.ledger.types.UtcDateTime(), nullable=False),
-        sa.Column("updated_at", watcher.ledger.types.UtcDateTime(), nullable=False),
+        sa.Column("created_at", watcher.adapters.ledger.types.UtcDateTime(), nullable=False),
+        sa.Column("updated_at", watcher.adapters.ledger.types.UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("order_id", name=op.f("pk_orders")),
     )
     with op.batch_alter_table("orders", schema=None) as batch_op:
@@ -89,8 +89,8 @@ def upgrade() -> None:
         sa.Column("block_number", sa.BigInteger(), nullable=False),
         sa.Column("block_hash", sa.String(length=66), nullable=False),
         sa.Column("payer", sa.String(length=42), nullable=False),
-        sa.Column("amount", watcher.ledger.types.TokenAmount(), nullable=False),
-        sa.Column("recorded_at", watcher.ledger.types.UtcDateTime(), nullable=False),
+        sa.Column("amount", watcher.adapters.ledger.types.TokenAmount(), nullable=False),
+        sa.Column("recorded_at", watcher.adapters.ledger.types.UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_payments")),
         sa.UniqueConstraint(
             "chain_id", "tx_hash", "log_index", name=op.f("uq_payments_chain_id_tx_hash_log_index")
@@ -111,8 +111,8 @@ def upgrade() -> None:
         sa.Column("order_id", sa.String(length=32), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("available_at", watcher.ledger.types.UtcDateTime(), nullable=False),
-        sa.Column("created_at", watcher.ledger.types.UtcDateTime(), nullable=False),
+        sa.Column("available_at", watcher.adapters.ledger.types.UtcDateTime(), nullable=False),
+        sa.Column("created_at", watcher.adapters.ledger.types.UtcDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["order_id"],
             ["orders.order_id"],

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import watcher.ledger.types
+import watcher.adapters.ledger.types
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -33,8 +33,8 @@ def upgrade() -> None:
         sa.Column("payer", sa.String(length=42), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),
-        sa.Column("created_at", watcher.ledger.types.UtcDateTime(), nullable=False),
-        sa.Column("published_at", watcher.ledger.types.UtcDateTime(), nullable=True),
+        sa.Column("created_at", watcher.adapters.ledger.types.UtcDateTime(), nullable=False),
+        sa.Column("published_at", watcher.adapters.ledger.types.UtcDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_order_events")),
     )
     with op.batch_alter_table("order_events", schema=None) as batch_op:

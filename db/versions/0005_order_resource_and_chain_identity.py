@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import watcher.ledger.types
+import watcher.adapters.ledger.types
 
 revision: str = "0005"
 down_revision: str | None = "0004"
@@ -25,7 +25,7 @@ def upgrade() -> None:
         sa.Column("chain_id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("genesis_hash", sa.String(length=66), nullable=False),
         sa.Column("token_address", sa.String(length=42), nullable=False),
-        sa.Column("created_at", watcher.ledger.types.UtcDateTime(), nullable=False),
+        sa.Column("created_at", watcher.adapters.ledger.types.UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("chain_id", name=op.f("pk_chains")),
     )
     with op.batch_alter_table("orders", schema=None) as batch_op:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import watcher.ledger.types
+import watcher.adapters.ledger.types
 
 revision: str = "0006"
 down_revision: str | None = "0005"
@@ -34,10 +34,10 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("available_at", watcher.ledger.types.UtcDateTime(), nullable=False),
-        sa.Column("created_at", watcher.ledger.types.UtcDateTime(), nullable=False),
+        sa.Column("available_at", watcher.adapters.ledger.types.UtcDateTime(), nullable=False),
+        sa.Column("created_at", watcher.adapters.ledger.types.UtcDateTime(), nullable=False),
         sa.Column("claimed_by", sa.String(length=64), nullable=True),
-        sa.Column("claim_expires_at", watcher.ledger.types.UtcDateTime(), nullable=True),
+        sa.Column("claim_expires_at", watcher.adapters.ledger.types.UtcDateTime(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(
             ["order_id"],
@@ -72,10 +72,10 @@ def downgrade() -> None:
         sa.Column("order_id", sa.String(length=32), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("available_at", watcher.ledger.types.UtcDateTime(), nullable=False),
-        sa.Column("created_at", watcher.ledger.types.UtcDateTime(), nullable=False),
+        sa.Column("available_at", watcher.adapters.ledger.types.UtcDateTime(), nullable=False),
+        sa.Column("created_at", watcher.adapters.ledger.types.UtcDateTime(), nullable=False),
         sa.Column("lease_owner", sa.String(length=64), nullable=True),
-        sa.Column("lease_expires_at", watcher.ledger.types.UtcDateTime(), nullable=True),
+        sa.Column("lease_expires_at", watcher.adapters.ledger.types.UtcDateTime(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(
             ["order_id"],

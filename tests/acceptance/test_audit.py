@@ -16,9 +16,9 @@ from web3 import Web3
 
 from tests.chainhelpers import CTK, DevChainDriver
 from tests.cloudhelpers import AWS_ENV, ec2_client, instances_by_order
+from watcher.adapters.chain.dev_accounts import dev_account
+from watcher.adapters.ledger.database import create_engine
 from watcher.dev.devchain import DevChain
-from watcher.dev_accounts import dev_account
-from watcher.ledger.database import create_engine
 
 WATCHER = str(Path(sys.executable).parent / "watcher")
 PAYERS = (dev_account(15), dev_account(16))

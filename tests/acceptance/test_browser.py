@@ -25,9 +25,9 @@ from web3 import Web3
 from tests.chainhelpers import DevChainDriver
 from tests.cloudhelpers import AWS_ENV
 from tests.conftest import ROOT
+from watcher.adapters.chain.dev_accounts import dev_account
 from watcher.dev.devchain import DevChain
-from watcher.dev_accounts import dev_account
-from watcher.net import free_port
+from watcher.shared.net import free_port
 
 WATCHER = str(Path(sys.executable).parent / "watcher")
 CHROMIUM = "/usr/bin/chromium"
@@ -387,8 +387,8 @@ def age_pending_jobs(database_url: str, minutes: int) -> None:
 
     from sqlalchemy import select, update
 
-    from watcher.ledger.database import create_engine
-    from watcher.ledger.schema import JobRecord, OrderRecord
+    from watcher.adapters.ledger.database import create_engine
+    from watcher.adapters.ledger.schema import JobRecord, OrderRecord
 
     async def move() -> None:
         engine = create_engine(database_url)

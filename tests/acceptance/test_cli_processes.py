@@ -14,7 +14,7 @@ import pytest
 from web3 import HTTPProvider, Web3
 
 from watcher.dev.devchain import DevChain, rpc_chain_id
-from watcher.net import free_port, port_is_free
+from watcher.shared.net import free_port, port_is_free
 
 WATCHER = str(Path(sys.executable).parent / "watcher")
 # Hardhat's published key of dev account 0: `watcher devchain` must never print it.

@@ -16,16 +16,16 @@ from typing import Any
 from web3 import Web3
 
 from tests.chainhelpers import CTK, DevChainDriver
-from watcher.addresses import BURN_ADDRESS
-from watcher.catalog import Catalog
-from watcher.chain.rpc import HttpTransport
-from watcher.chain.source import RpcChainSource
+from watcher.adapters.chain.dev_accounts import dev_account
+from watcher.adapters.chain.rpc import HttpTransport
+from watcher.adapters.chain.source import RpcChainSource
+from watcher.adapters.ledger import migrations, queries
+from watcher.adapters.ledger.database import create_engine
+from watcher.adapters.ledger.ledger import Ledger
 from watcher.dev.devchain import DevChain
-from watcher.dev_accounts import dev_account
-from watcher.follower import ChainFollower, FollowerConfig
-from watcher.ledger import migrations, queries
-from watcher.ledger.database import create_engine
-from watcher.ledger.ledger import Ledger
+from watcher.domain.addresses import BURN_ADDRESS
+from watcher.domain.catalog import Catalog
+from watcher.services.follower import ChainFollower, FollowerConfig
 
 WATCHER = str(Path(sys.executable).parent / "watcher")
 PAYERS = [dev_account(i) for i in (9, 10, 11)]

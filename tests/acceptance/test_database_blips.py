@@ -24,10 +24,10 @@ from web3 import Web3
 from tests.chainhelpers import CTK, DevChainDriver
 from tests.cloudhelpers import AWS_ENV, instances_by_order
 from tests.proxy import TcpProxy
+from watcher.adapters.chain.dev_accounts import dev_account
+from watcher.adapters.ledger import queries
+from watcher.adapters.ledger.database import create_engine
 from watcher.dev.devchain import DevChain
-from watcher.dev_accounts import dev_account
-from watcher.ledger import queries
-from watcher.ledger.database import create_engine
 
 WATCHER = str(Path(sys.executable).parent / "watcher")
 PAYERS = [dev_account(n) for n in (17, 18)]

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.cloudhelpers import AWS_ENV, instances_by_order
+from watcher.adapters.chain.dev_accounts import dev_account
 from watcher.dev.devchain import rpc_chain_id
-from watcher.dev_accounts import dev_account
-from watcher.net import free_port
+from watcher.shared.net import free_port
 
 WATCHER = str(Path(sys.executable).parent / "watcher")
 USER = dev_account(1).address

@@ -13,9 +13,9 @@ import pytest
 from web3 import Web3
 
 from tests.chainhelpers import CTK, DevChainDriver
+from watcher.adapters.chain.dev_accounts import dev_account
+from watcher.adapters.ledger.queries import OrderView
 from watcher.dev.devchain import DevChain
-from watcher.dev_accounts import dev_account
-from watcher.ledger.queries import OrderView
 
 WATCHER = str(Path(sys.executable).parent / "watcher")
 PAYER = dev_account(12)

@@ -16,14 +16,14 @@ from web3 import Web3
 
 from tests.chainhelpers import CTK, DevChainDriver
 from tests.cloudhelpers import AWS_ENV, FaultProxy, instances_by_order
-from watcher.catalog import Catalog
-from watcher.core.kinds.ec2_instance import ec2_plan
-from watcher.core.payment import Payment
+from watcher.adapters.chain.dev_accounts import dev_account
+from watcher.adapters.ledger import migrations, queries
+from watcher.adapters.ledger.database import create_engine
+from watcher.adapters.ledger.ledger import Ledger
 from watcher.dev.devchain import DevChain
-from watcher.dev_accounts import dev_account
-from watcher.ledger import migrations, queries
-from watcher.ledger.database import create_engine
-from watcher.ledger.ledger import Ledger
+from watcher.domain.catalog import Catalog
+from watcher.domain.kinds.ec2_instance import ec2_plan
+from watcher.domain.payment import Payment
 
 WATCHER = str(Path(sys.executable).parent / "watcher")
 

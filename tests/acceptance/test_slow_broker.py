@@ -19,11 +19,11 @@ from tests.chainhelpers import CTK, DevChainDriver
 from tests.cloudhelpers import AWS_ENV
 from tests.mqtthelpers import Broker
 from tests.proxy import TcpProxy
+from watcher.adapters.chain.dev_accounts import dev_account
+from watcher.adapters.ledger import queries
+from watcher.adapters.ledger.database import create_engine
+from watcher.adapters.ledger.schema import OrderEventRecord
 from watcher.dev.devchain import DevChain
-from watcher.dev_accounts import dev_account
-from watcher.ledger import queries
-from watcher.ledger.database import create_engine
-from watcher.ledger.schema import OrderEventRecord
 
 WATCHER = str(Path(sys.executable).parent / "watcher")
 PAYER = dev_account(19)

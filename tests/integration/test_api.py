@@ -12,19 +12,19 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from watcher import metrics
-from watcher.addresses import BURN_ADDRESS
-from watcher.catalog import Catalog
-from watcher.core.kinds.ec2_instance import ec2_plan
-from watcher.core.payment import Payment
-from watcher.ledger import events, migrations, queries
-from watcher.ledger.database import create_engine
-from watcher.ledger.jobs import JobQueue
-from watcher.ledger.ledger import Ledger
-from watcher.ledger.schema import JobRecord, OrderEventRecord, OrderRecord
-from watcher.monitoring import refresh_ledger_gauges
-from watcher.provisioner import UNFUNDED
-from watcher.web.api import create_api
+from watcher.adapters.ledger import events, migrations, queries
+from watcher.adapters.ledger.database import create_engine
+from watcher.adapters.ledger.jobs import JobQueue
+from watcher.adapters.ledger.ledger import Ledger
+from watcher.adapters.ledger.schema import JobRecord, OrderEventRecord, OrderRecord
+from watcher.domain.addresses import BURN_ADDRESS
+from watcher.domain.catalog import Catalog
+from watcher.domain.kinds.ec2_instance import ec2_plan
+from watcher.domain.payment import Payment
+from watcher.interfaces.web.api import create_api
+from watcher.services.monitoring import refresh_ledger_gauges
+from watcher.services.provisioner import UNFUNDED
+from watcher.shared import metrics
 
 CTK = 10**18
 ALICE = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"

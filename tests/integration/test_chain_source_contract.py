@@ -11,12 +11,12 @@ from web3 import Web3
 
 from tests.chainhelpers import CTK, DevChainDriver
 from tests.fakes import FakeChain
-from watcher.addresses import BURN_ADDRESS
-from watcher.chain.rpc import HttpTransport
-from watcher.chain.source import ChainSource, RpcChainSource
-from watcher.core.payment import TRANSFER_TOPIC, decode_payment, topic_for_address
+from watcher.adapters.chain.dev_accounts import dev_account
+from watcher.adapters.chain.rpc import HttpTransport
+from watcher.adapters.chain.source import ChainSource, RpcChainSource
 from watcher.dev.devchain import DevChain
-from watcher.dev_accounts import dev_account
+from watcher.domain.addresses import BURN_ADDRESS
+from watcher.domain.payment import TRANSFER_TOPIC, decode_payment, topic_for_address
 
 PAYER = dev_account(3)
 

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from tests.conftest import ROOT
-from watcher.chain.artifact import cloud_token_artifact
+from watcher.adapters.chain.artifact import cloud_token_artifact
 
 
 def test_committed_artifacts_are_not_stale(tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 import yaml
 from prometheus_client import REGISTRY
 
-import watcher.metrics  # noqa: F401 - registers the metrics
+import watcher.shared.metrics  # noqa: F401 - registers the metrics
 from tests.conftest import ROOT
-from watcher.config import SETTINGS
+from watcher.runtime.config import SETTINGS
 
 METRIC = re.compile(r"\bwatcher_[a-z_]+")
 

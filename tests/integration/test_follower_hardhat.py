@@ -11,13 +11,13 @@ import pytest
 from web3 import Web3
 
 from tests.chainhelpers import CTK, DevChainDriver
-from watcher.addresses import BURN_ADDRESS
-from watcher.config import load_settings
+from watcher.adapters.chain.dev_accounts import dev_account
+from watcher.adapters.ledger import queries
 from watcher.dev.devchain import DevChain
-from watcher.dev_accounts import dev_account
-from watcher.ledger import queries
-from watcher.replay import replay
-from watcher.service import Watcher, open_watcher
+from watcher.domain.addresses import BURN_ADDRESS
+from watcher.runtime.config import load_settings
+from watcher.runtime.service import Watcher, open_watcher
+from watcher.services.replay import replay
 
 ALICE, BOB = dev_account(7), dev_account(8)
 
@@ -50,7 +50,7 @@ async def world(devchain: DevChain, w3: Web3, database_url: str) -> World:
 
 
 async def migrated(world: World) -> None:
-    from watcher.service import upgrade_database
+    from watcher.runtime.service import upgrade_database
 
     await upgrade_database(world.settings())
 
@@ -66,7 +66,7 @@ async def sync(world: World, **flags: object) -> None:
 
 
 async def ledger_state(world: World) -> tuple[list[Any], list[Any], list[Any]]:
-    from watcher.ledger.database import create_engine
+    from watcher.adapters.ledger.database import create_engine
 
     engine = create_engine(world.database_url)
     try:
@@ -201,7 +201,7 @@ async def test_follows_live_over_websocket(world: World) -> None:
 
 async def test_a_websocket_drop_mid_stream_loses_nothing(world: World) -> None:
     from tests.proxy import TcpProxy
-    from watcher import metrics
+    from watcher.shared import metrics
 
     proxy = TcpProxy(world.devchain.port)
     await proxy.start()

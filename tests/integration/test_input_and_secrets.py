@@ -13,18 +13,18 @@ import httpx
 import pytest
 
 from tests.conftest import POSTGRES_ADMIN_URL, CliResult
-from watcher.addresses import BURN_ADDRESS
-from watcher.catalog import Catalog
-from watcher.chain.rpc import HttpTransport, WebSocketTransport, open_transport
-from watcher.chain.source import RpcChainSource
-from watcher.cloud.ec2 import open_ec2
-from watcher.cloud.port import CloudError
-from watcher.follower import ChainFollower, FollowerConfig, FollowerError
-from watcher.ledger import migrations
-from watcher.ledger.database import create_engine, describe
-from watcher.ledger.ledger import Ledger
-from watcher.net import bind_problem, free_port
-from watcher.web.api import create_api
+from watcher.adapters.chain.rpc import HttpTransport, WebSocketTransport, open_transport
+from watcher.adapters.chain.source import RpcChainSource
+from watcher.adapters.cloud.ec2 import open_ec2
+from watcher.adapters.ledger import migrations
+from watcher.adapters.ledger.database import create_engine, describe
+from watcher.adapters.ledger.ledger import Ledger
+from watcher.domain.addresses import BURN_ADDRESS
+from watcher.domain.catalog import Catalog
+from watcher.interfaces.web.api import create_api
+from watcher.ports.cloud import CloudError
+from watcher.services.follower import ChainFollower, FollowerConfig, FollowerError
+from watcher.shared.net import bind_problem, free_port
 
 Cli = Callable[..., CliResult]
 TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"

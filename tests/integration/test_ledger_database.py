@@ -10,14 +10,14 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from watcher.catalog import Catalog
-from watcher.core.blocks import BlockRef
-from watcher.core.payment import Payment
-from watcher.ledger import migrations, queries
-from watcher.ledger.database import create_engine
-from watcher.ledger.jobs import JobQueue
-from watcher.ledger.ledger import Cursor, CursorMoved, Ledger
-from watcher.ledger.schema import Base
+from watcher.adapters.ledger import migrations, queries
+from watcher.adapters.ledger.database import create_engine
+from watcher.adapters.ledger.jobs import JobQueue
+from watcher.adapters.ledger.ledger import Cursor, CursorMoved, Ledger
+from watcher.adapters.ledger.schema import Base
+from watcher.domain.blocks import BlockRef
+from watcher.domain.catalog import Catalog
+from watcher.domain.payment import Payment
 
 PAYER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 
@@ -101,7 +101,7 @@ async def test_at_most_one_pending_job_per_order_and_kind(engine: AsyncEngine) -
     from sqlalchemy import insert, update
     from sqlalchemy.exc import IntegrityError
 
-    from watcher.ledger.schema import JobRecord
+    from watcher.adapters.ledger.schema import JobRecord
 
     await migrations.upgrade(engine)
     ledger = Ledger(engine, 1337, Catalog())
@@ -141,7 +141,7 @@ async def test_a_launch_job_is_written_when_first_claimed_and_claimed_once(
     the pending count is the same before and after the rows are written."""
     import asyncio
 
-    from watcher.ledger.schema import JobRecord
+    from watcher.adapters.ledger.schema import JobRecord
 
     await migrations.upgrade(engine)
     ledger = Ledger(engine, 1337, Catalog())

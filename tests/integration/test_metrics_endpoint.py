@@ -7,9 +7,9 @@ import socket
 
 import pytest
 
-from watcher.errors import ConfigError
-from watcher.monitoring import serve_metrics
-from watcher.net import free_port
+from watcher.domain.errors import ConfigError
+from watcher.services.monitoring import serve_metrics
+from watcher.shared.net import free_port
 
 
 async def test_a_metrics_port_in_use_names_the_setting_and_how_to_turn_it_off() -> None:

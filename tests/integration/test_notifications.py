@@ -15,16 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.cloudhelpers import AWS_ENV
 from tests.mqtthelpers import Broker, Subscriber
-from watcher.catalog import Catalog
-from watcher.cloud.ec2 import open_ec2
-from watcher.core.kinds.ec2_instance import ec2_plan
-from watcher.core.payment import Payment
-from watcher.ledger import migrations, queries
-from watcher.ledger.database import create_engine
-from watcher.ledger.jobs import JobQueue
-from watcher.ledger.ledger import Ledger
-from watcher.notify import OrderEventPublisher, order_topic, parse_mqtt_url
-from watcher.provisioner import Provisioner, ProvisionerConfig
+from watcher.adapters.cloud.ec2 import open_ec2
+from watcher.adapters.ledger import migrations, queries
+from watcher.adapters.ledger.database import create_engine
+from watcher.adapters.ledger.jobs import JobQueue
+from watcher.adapters.ledger.ledger import Ledger
+from watcher.domain.catalog import Catalog
+from watcher.domain.kinds.ec2_instance import ec2_plan
+from watcher.domain.payment import Payment
+from watcher.services.notify import OrderEventPublisher, order_topic, parse_mqtt_url
+from watcher.services.provisioner import Provisioner, ProvisionerConfig
 
 CTK = 10**18
 ALICE = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -124,7 +124,7 @@ async def test_each_state_change_once_in_order_and_retained(
 async def test_a_broker_outage_delays_events_and_loses_none(
     engine: AsyncEngine, broker: Broker, moto: Any, moto_ami: str
 ) -> None:
-    from watcher import metrics
+    from watcher.shared import metrics
 
     reconnects = metrics.MQTT_RECONNECTS._value.get()
     publisher = OrderEventPublisher(engine, parse_mqtt_url(broker.url), idle_poll=0.05)
@@ -161,8 +161,8 @@ async def test_a_broker_outage_delays_events_and_loses_none(
 async def test_the_backlog_gauge_counts_unpublished_events_while_the_broker_is_down(
     engine: AsyncEngine, broker: Broker, moto: Any, moto_ami: str
 ) -> None:
-    from watcher import metrics
-    from watcher.monitoring import keep_ledger_gauges
+    from watcher.services.monitoring import keep_ledger_gauges
+    from watcher.shared import metrics
 
     broker.stop()
     metrics.MQTT_BACKLOG.set(0)

@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 
 from tests.cloudhelpers import AWS_ENV, FaultProxy, ec2_client
-from watcher.cloud.ec2 import open_ec2
-from watcher.cloud.fake import FakeProvider, Fault
-from watcher.cloud.port import (
+from watcher.adapters.cloud.ec2 import open_ec2
+from watcher.adapters.cloud.fake import FakeProvider, Fault
+from watcher.domain.kinds.ec2_instance import ec2_plan
+from watcher.domain.pricing import Plan
+from watcher.domain.provisioning import ErrorKind, client_token, instance_tags
+from watcher.ports.cloud import (
     ENDED_STATES,
     LIVE_STATES,
     NOT_FOUND,
@@ -20,9 +23,6 @@ from watcher.cloud.port import (
     LaunchRequest,
     Provider,
 )
-from watcher.core.kinds.ec2_instance import ec2_plan
-from watcher.core.pricing import Plan
-from watcher.core.provisioning import ErrorKind, client_token, instance_tags
 
 PAYER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 UNKNOWN_INSTANCE = "i-0123456789abcdef0"

@@ -11,17 +11,17 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.cloudhelpers import AWS_ENV, FaultProxy, ec2_client, instances_by_order
-from watcher.catalog import Catalog
-from watcher.cloud.ec2 import open_ec2
-from watcher.core.kinds.ec2_instance import ec2_plan
-from watcher.core.payment import Payment
-from watcher.core.pricing import Plan
-from watcher.ledger import migrations, queries
-from watcher.ledger.database import create_engine
-from watcher.ledger.jobs import JobQueue
-from watcher.ledger.ledger import Ledger
-from watcher.ledger.schema import JobRecord
-from watcher.provisioner import Provisioner, ProvisionerConfig
+from watcher.adapters.cloud.ec2 import open_ec2
+from watcher.adapters.ledger import migrations, queries
+from watcher.adapters.ledger.database import create_engine
+from watcher.adapters.ledger.jobs import JobQueue
+from watcher.adapters.ledger.ledger import Ledger
+from watcher.adapters.ledger.schema import JobRecord
+from watcher.domain.catalog import Catalog
+from watcher.domain.kinds.ec2_instance import ec2_plan
+from watcher.domain.payment import Payment
+from watcher.domain.pricing import Plan
+from watcher.services.provisioner import Provisioner, ProvisionerConfig
 
 CTK = 10**18
 ALICE = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -267,8 +267,8 @@ async def test_the_cloud_sweep_reports_an_instance_lost_outside_the_watcher(
 ) -> None:
     """Issue 8.9: the cloud lost instances and their orders stayed `running` with nothing
     saying so. The sweep of `watcher run` compares and counts (it changes nothing)."""
-    from watcher import metrics
-    from watcher.audit import CloudSweep
+    from watcher.runtime.audit import CloudSweep
+    from watcher.shared import metrics
 
     catalog = Catalog({"t3.micro": plan(moto_ami)}, "t3.micro")
     await pay(engine, catalog, (ALICE, 20))
@@ -326,7 +326,7 @@ async def test_a_poisoned_order_is_put_aside_and_the_others_go_on(
     service: it is put aside with the error on it, the others are provisioned."""
     from sqlalchemy import update as sql_update
 
-    from watcher.ledger.schema import OrderRecord
+    from watcher.adapters.ledger.schema import OrderRecord
 
     catalog = Catalog({"t3.micro": plan(moto_ami)}, "t3.micro")
     await pay(engine, catalog, (ALICE, 10), (BOB, 10))
@@ -355,7 +355,7 @@ async def test_an_order_that_already_ended_closes_its_job_instead_of_spinning(
 ) -> None:
     from sqlalchemy import update as sql_update
 
-    from watcher.ledger.schema import OrderRecord
+    from watcher.adapters.ledger.schema import OrderRecord
 
     catalog = Catalog({"t3.micro": plan(moto_ami)}, "t3.micro")
     await pay(engine, catalog, (ALICE, 10))

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from tests.conftest import CliResult
-from watcher.net import free_port
+from watcher.shared.net import free_port
 
 Cli = Callable[..., CliResult]
 USER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"

@@ -18,16 +18,16 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.cloudhelpers import AWS_ENV
-from watcher.catalog import Catalog
-from watcher.cloud.ec2 import open_ec2
-from watcher.core.kinds.ec2_instance import ec2_plan
-from watcher.core.payment import Payment
-from watcher.ledger import migrations, queries
-from watcher.ledger.database import create_engine
-from watcher.ledger.jobs import JobQueue
-from watcher.ledger.ledger import Ledger
-from watcher.net import free_port
-from watcher.provisioner import Provisioner, ProvisionerConfig
+from watcher.adapters.cloud.ec2 import open_ec2
+from watcher.adapters.ledger import migrations, queries
+from watcher.adapters.ledger.database import create_engine
+from watcher.adapters.ledger.jobs import JobQueue
+from watcher.adapters.ledger.ledger import Ledger
+from watcher.domain.catalog import Catalog
+from watcher.domain.kinds.ec2_instance import ec2_plan
+from watcher.domain.payment import Payment
+from watcher.services.provisioner import Provisioner, ProvisionerConfig
+from watcher.shared.net import free_port
 
 CTK = 10**18
 ALICE = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -74,7 +74,7 @@ def watcher_orders(database_url: str, *args: str) -> str:
 async def test_retries_log_their_reason_and_watcher_orders_shows_it(
     engine: AsyncEngine, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="watcher.provisioner"):
+    with caplog.at_level(logging.WARNING, logger="watcher.services.provisioner"):
         await provision_with_aws_unreachable(engine)
     retries = [r.getMessage() for r in caplog.records if "provision_retry" in r.getMessage()]
     assert retries, caplog.text

@@ -11,10 +11,10 @@ from eth_account import Account
 from web3 import Web3
 
 from tests.conftest import CliResult
-from watcher.addresses import BURN_ADDRESS
-from watcher.chain.artifact import cloud_token_artifact
+from watcher.adapters.chain.artifact import cloud_token_artifact
+from watcher.adapters.chain.dev_accounts import dev_account
 from watcher.dev.devchain import DevChain
-from watcher.dev_accounts import dev_account
+from watcher.domain.addresses import BURN_ADDRESS
 
 Cli = Callable[..., CliResult]
 CTK = 10**18
@@ -250,10 +250,10 @@ async def test_a_transfer_the_contract_would_revert_is_refused_with_its_reason(
     token: str, devchain: DevChain
 ) -> None:
     # The CLI checks the balance first; this is the race where it changed after the check.
-    from watcher.chain.connection import connect
-    from watcher.chain.signer import Signer
-    from watcher.chain.transactions import send_transaction
-    from watcher.errors import ChainError
+    from watcher.adapters.chain.connection import connect
+    from watcher.adapters.chain.signer import Signer
+    from watcher.adapters.chain.transactions import send_transaction
+    from watcher.domain.errors import ChainError
 
     signer = Signer(dev_account(6), "dev account 6")
     async with connect(devchain.url, 5) as chain:

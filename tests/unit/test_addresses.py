@@ -1,8 +1,8 @@
 import pytest
 from eth_hash.auto import keccak
 
-from watcher.addresses import BURN_ADDRESS, parse_address, to_checksum_address
-from watcher.errors import InvalidInput
+from watcher.domain.addresses import BURN_ADDRESS, parse_address, to_checksum_address
+from watcher.domain.errors import InvalidInput
 
 CHECKSUMMED = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 

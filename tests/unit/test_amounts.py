@@ -2,8 +2,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from watcher.amounts import UINT256_MAX, format_amount, parse_amount
-from watcher.errors import InvalidInput
+from watcher.domain.amounts import UINT256_MAX, format_amount, parse_amount
+from watcher.domain.errors import InvalidInput
 
 CTK = 10**18
 

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from watcher.config import SETTINGS, Secret, Settings, load_settings
-from watcher.core.kinds.ec2_instance import Ec2Instance
-from watcher.errors import ConfigError
+from watcher.domain.errors import ConfigError
+from watcher.domain.kinds.ec2_instance import Ec2Instance
+from watcher.runtime.config import SETTINGS, Secret, Settings, load_settings
 
 ADDRESS = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"

@@ -14,9 +14,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from watcher import metrics
-from watcher.ledger.database import create_engine
-from watcher.ledger.errors import DatabaseRetry, LedgerUnusable, classify
+from watcher.adapters.ledger.database import create_engine
+from watcher.adapters.ledger.errors import DatabaseRetry, LedgerUnusable, classify
+from watcher.shared import metrics
 
 
 def wrapped(orig: BaseException) -> DBAPIError:

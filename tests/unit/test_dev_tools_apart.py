@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "watcher"
 # The fake cloud provider is a test double beside the EC2 adapter, not runtime code.
-NOT_RUNTIME = {"watcher.cloud.fake"}
+NOT_RUNTIME = {"watcher.adapters.cloud.fake"}
 # The commands that start the dev tools import them when they run, never at import time.
 CLI_DEV_COMMANDS = {"devchain", "demo"}
 
@@ -66,7 +66,7 @@ def test_runtime_modules_do_not_import_the_dev_tools() -> None:
         if is_dev(module) or module in NOT_RUNTIME:
             continue
         for line, scope in dev_imports(ast.parse(path.read_text(), str(path))):
-            if not (module == "watcher.cli" and scope and scope[0] in CLI_DEV_COMMANDS):
+            if not (module == "watcher.interfaces.cli" and scope and scope[0] in CLI_DEV_COMMANDS):
                 misplaced.append(f"{path.relative_to(ROOT)}:{line} ({'.'.join(scope) or '-'})")
     assert misplaced == []
 
@@ -75,7 +75,7 @@ def test_importing_every_runtime_module_loads_neither_dev_tools_nor_moto() -> No
     """In a fresh interpreter (this one has the dev chain loaded by conftest), what the
     imports really pull in, through every module they import in turn."""
     modules = runtime_modules()
-    assert "watcher.cli" in modules and "watcher.follower" in modules
+    assert "watcher.interfaces.cli" in modules and "watcher.services.follower" in modules
     script = (
         "import importlib, json, sys\n"
         f"for name in {modules!r}:\n"

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "watcher"
-FAKE = "watcher.cloud.fake"
+FAKE = "watcher.adapters.cloud.fake"
 
 
 def imports_the_fake(tree: ast.AST) -> bool:
@@ -25,10 +25,10 @@ def test_no_module_of_the_package_imports_the_fake_provider() -> None:
     offenders = [
         str(path.relative_to(PACKAGE.parent))
         for path in sorted(PACKAGE.rglob("*.py"))
-        if path != PACKAGE / "cloud" / "fake.py"
+        if path != PACKAGE / "adapters" / "cloud" / "fake.py"
         and imports_the_fake(ast.parse(path.read_text(), str(path)))
     ]
     assert offenders == []
     # The check itself sees an import of the fake.
-    assert imports_the_fake(ast.parse("from watcher.cloud.fake import FakeProvider"))
-    assert imports_the_fake(ast.parse("from watcher.cloud import fake"))
+    assert imports_the_fake(ast.parse("from watcher.adapters.cloud.fake import FakeProvider"))
+    assert imports_the_fake(ast.parse("from watcher.adapters.cloud import fake"))

@@ -11,19 +11,19 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fakes import FakeChain
-from watcher import metrics
-from watcher.addresses import BURN_ADDRESS
-from watcher.catalog import Catalog
-from watcher.chain.rpc import RpcError, RpcUnavailable
-from watcher.core.payment import MalformedChainData
-from watcher.errors import InvalidInput, UserError
-from watcher.follower import ChainFollower, FollowerConfig, FollowerError
-from watcher.ledger import migrations, queries
-from watcher.ledger.database import create_engine
-from watcher.ledger.jobs import JobQueue
-from watcher.ledger.ledger import Cursor, Ledger
-from watcher.ledger.schema import OrderRecord
-from watcher.replay import replay
+from watcher.adapters.chain.rpc import RpcError, RpcUnavailable
+from watcher.adapters.ledger import migrations, queries
+from watcher.adapters.ledger.database import create_engine
+from watcher.adapters.ledger.jobs import JobQueue
+from watcher.adapters.ledger.ledger import Cursor, Ledger
+from watcher.adapters.ledger.schema import OrderRecord
+from watcher.domain.addresses import BURN_ADDRESS
+from watcher.domain.catalog import Catalog
+from watcher.domain.errors import InvalidInput, UserError
+from watcher.domain.payment import MalformedChainData
+from watcher.services.follower import ChainFollower, FollowerConfig, FollowerError
+from watcher.services.replay import replay
+from watcher.shared import metrics
 
 CTK = 10**18
 TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -172,7 +172,7 @@ async def test_a_reorg_under_a_started_order_is_flagged_never_silent(
 
     chain.reorg(2)
     chain.mine_empty(3)
-    with caplog.at_level(logging.WARNING, logger="watcher.follower"):
+    with caplog.at_level(logging.WARNING, logger="watcher.services.follower"):
         await watcher.sync()
 
     (kept,) = await queries.orders(engine)
@@ -239,7 +239,7 @@ async def test_a_failed_order_whose_payment_is_reorged_and_mined_again_loses_not
 
     chain.reorg(confirmations + 1)
     chain.mine_empty(confirmations + 1)
-    with caplog.at_level(logging.WARNING, logger="watcher.follower"):
+    with caplog.at_level(logging.WARNING, logger="watcher.services.follower"):
         await watcher.sync()
     assert await queries.payments(engine, 1337) == []
     assert await queries.orders(engine) == []  # it held nothing: undone, as a replay would
@@ -397,7 +397,7 @@ async def test_reorg_deeper_than_history_restarts_below_it(
     chain.reorg(5)
     for _ in range(6):
         chain.mine([pay(BOB, 1)])
-    with caplog.at_level(logging.CRITICAL, logger="watcher.follower"):
+    with caplog.at_level(logging.CRITICAL, logger="watcher.services.follower"):
         await watcher.sync()
     payers = [p.payer for p in await queries.payments(engine, 1337)]
     assert payers == [ALICE] + [BOB] * 6

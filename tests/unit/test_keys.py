@@ -7,10 +7,10 @@ import pytest
 from eth_account import Account
 from eth_utils import keccak
 
-from watcher.config import load_settings
-from watcher.dev_accounts import dev_account
-from watcher.errors import ConfigError, InvalidInput
-from watcher.keys import resolve_signer
+from watcher.adapters.chain.dev_accounts import dev_account
+from watcher.domain.errors import ConfigError, InvalidInput
+from watcher.runtime.config import load_settings
+from watcher.runtime.keys import resolve_signer
 
 KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 KEY_ADDRESS = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"

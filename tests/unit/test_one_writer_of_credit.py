@@ -1,4 +1,4 @@
-"""Credit balances have one writer, watcher/ledger/accounts.py, and production code checks
+"""Credit balances have one writer, watcher/adapters/ledger/accounts.py, and production code checks
 the money invariant (issue 9): a test over the modules, and the check itself."""
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from watcher import metrics
-from watcher.catalog import Catalog
-from watcher.core.payment import Payment
-from watcher.ledger import migrations
-from watcher.ledger.database import create_engine
-from watcher.ledger.ledger import Cursor, Ledger
-from watcher.ledger.schema import CreditRecord
-from watcher.monitoring import check_money
+from watcher.adapters.ledger import migrations
+from watcher.adapters.ledger.database import create_engine
+from watcher.adapters.ledger.ledger import Cursor, Ledger
+from watcher.adapters.ledger.schema import CreditRecord
+from watcher.domain.catalog import Catalog
+from watcher.domain.payment import Payment
+from watcher.services.monitoring import check_money
+from watcher.shared import metrics
 
 PACKAGE = Path(__file__).resolve().parents[2] / "watcher"
 WRITERS = {"insert", "update", "delete", "bulk_insert"}
@@ -59,7 +59,7 @@ def test_only_the_accounts_module_writes_credit() -> None:
         for path in sorted(PACKAGE.rglob("*.py"))
         if (lines := credit_writes(path))
     }
-    assert set(writers) == {"ledger/accounts.py"}, writers
+    assert set(writers) == {"adapters/ledger/accounts.py"}, writers
 
 
 def test_the_scan_sees_a_write_when_there_is_one(tmp_path: Path) -> None:

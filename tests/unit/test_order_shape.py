@@ -13,12 +13,12 @@ from typing import Any, get_args, get_type_hints
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from watcher.catalog import Catalog
-from watcher.core.kinds.ec2_instance import ec2_plan
-from watcher.ledger import queries
-from watcher.ledger.queries import INTERNAL_ORDER_COLUMNS, ORDER_ROW_FIELDS, OrderView
-from watcher.ledger.schema import OrderRecord
-from watcher.web.api import OrderOut, create_api
+from watcher.adapters.ledger import queries
+from watcher.adapters.ledger.queries import INTERNAL_ORDER_COLUMNS, ORDER_ROW_FIELDS, OrderView
+from watcher.adapters.ledger.schema import OrderRecord
+from watcher.domain.catalog import Catalog
+from watcher.domain.kinds.ec2_instance import ec2_plan
+from watcher.interfaces.web.api import OrderOut, create_api
 
 CTK = 10**18
 FIELDS = [f.name for f in fields(OrderView)]

@@ -1,7 +1,7 @@
 import pytest
 
-from watcher.addresses import BURN_ADDRESS
-from watcher.core.payment import (
+from watcher.domain.addresses import BURN_ADDRESS
+from watcher.domain.payment import (
     TRANSFER_TOPIC,
     MalformedChainData,
     decode_payment,

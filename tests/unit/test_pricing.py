@@ -1,9 +1,9 @@
 import pytest
 from eth_typing import ChecksumAddress
 
-from watcher.core.kinds.ec2_instance import ec2_plan
-from watcher.core.payment import Payment
-from watcher.core.pricing import Plan, credit_payment, credit_payments, order_id
+from watcher.domain.kinds.ec2_instance import ec2_plan
+from watcher.domain.payment import Payment
+from watcher.domain.pricing import Plan, credit_payment, credit_payments, order_id
 
 CTK = 10**18
 PLAN = ec2_plan("t3.micro", 10 * CTK, "t3.micro")

@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from watcher.catalog import Catalog
-from watcher.cloud.fake import NO_CAPACITY, USER_SHUTDOWN, FakeProvider, Fault
-from watcher.cloud.port import Instance, LaunchRequest
-from watcher.core.kinds.ec2_instance import ec2_plan
-from watcher.core.payment import Payment
-from watcher.core.provisioning import client_token, instance_tags
-from watcher.ledger import migrations, queries
-from watcher.ledger.database import create_engine
-from watcher.ledger.jobs import JobQueue
-from watcher.ledger.ledger import Ledger
-from watcher.provisioner import Provisioner, ProvisionerConfig
+from watcher.adapters.cloud.fake import NO_CAPACITY, USER_SHUTDOWN, FakeProvider, Fault
+from watcher.adapters.ledger import migrations, queries
+from watcher.adapters.ledger.database import create_engine
+from watcher.adapters.ledger.jobs import JobQueue
+from watcher.adapters.ledger.ledger import Ledger
+from watcher.domain.catalog import Catalog
+from watcher.domain.kinds.ec2_instance import ec2_plan
+from watcher.domain.payment import Payment
+from watcher.domain.provisioning import client_token, instance_tags
+from watcher.ports.cloud import Instance, LaunchRequest
+from watcher.services.provisioner import Provisioner, ProvisionerConfig
 
 CTK = 10**18
 ALICE = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -335,8 +335,8 @@ async def test_an_error_while_looking_never_fails_an_order(
 async def test_a_kind_no_provider_here_makes_fails_and_is_refunded(engine: AsyncEngine) -> None:
     """Plans are resource-neutral: an order sold under a kind that no provider of this
     watcher makes cannot be delivered; it fails with the reason and its price comes back."""
-    from watcher.core.pricing import Plan
-    from watcher.core.resources import ResourceSpec
+    from watcher.domain.pricing import Plan
+    from watcher.domain.resources import ResourceSpec
 
     bucket = Plan("bucket", 10 * CTK, ResourceSpec.of("s3_bucket", size_gib=5))
     tx = "0x" + hashlib.sha256(b"bucket").hexdigest()

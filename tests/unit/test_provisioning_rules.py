@@ -1,7 +1,7 @@
 import pytest
 
-from watcher.core.kinds.ec2_instance import ec2_plan
-from watcher.core.provisioning import ErrorKind, classify_cloud_error, client_token, instance_tags
+from watcher.domain.kinds.ec2_instance import ec2_plan
+from watcher.domain.provisioning import ErrorKind, classify_cloud_error, client_token, instance_tags
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,12 @@
 """What anyone who names a payer reads about a failed launch: a code and plain words,
-never the cloud's or the database's own text (watcher.core.provisioning.public_reason)."""
+never the cloud's or the database's own text (watcher.domain.provisioning.public_reason)."""
 
 from __future__ import annotations
 
 import pytest
 
-from watcher.core import provisioning
-from watcher.core.provisioning import (
+from watcher.domain import provisioning
+from watcher.domain.provisioning import (
     CLOUD_SILENT,
     DATABASE_UNAVAILABLE,
     PROVISIONING_ERROR,
@@ -19,7 +19,7 @@ INSTANCE = "i-0123456789abcdef0"
 @pytest.mark.parametrize(
     ("recorded", "shown"),
     [
-        # cloud errors, as watcher/cloud/ec2.py's CloudError words them
+        # cloud errors, as watcher/adapters/cloud/ec2.py's CloudError words them
         (
             "InsufficientInstanceCapacity: We currently do not have sufficient t3.micro "
             "capacity in the Availability Zone you requested (eu-west-1a).",

@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from watcher.core.backoff import Backoff
-from watcher.core.ranges import RangeRefused, RangeSizer, classify_range_error
+from watcher.domain.backoff import Backoff
+from watcher.domain.ranges import RangeRefused, RangeSizer, classify_range_error
 
 PROVIDER_ERRORS = [
     # (provider, code, message, requested blocks, expected hint)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from watcher.redact import MASK, mask_url, redact
+from watcher.shared.redact import MASK, mask_url, redact
 
 INFURA_KEY = "9aa3d95b3bc440fa88ea12eaa4456161"
 ALCHEMY_KEY = "Xr3kXn0m_pQ7aZ-T2vLs9dGh4Jk8Wb1c"

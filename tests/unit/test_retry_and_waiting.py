@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import random
 
-from watcher.core.backoff import Backoff, ProvisionRetry, RetryPolicy
-from watcher.core.provisioning import ErrorKind
-from watcher.waiting import pause, wait_any
+from watcher.domain.backoff import Backoff, ProvisionRetry, RetryPolicy
+from watcher.domain.provisioning import ErrorKind
+from watcher.shared.waiting import pause, wait_any
 
 
 def test_the_delay_is_full_jitter_under_a_capped_exponential_ceiling() -> None:

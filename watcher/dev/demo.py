@@ -27,21 +27,21 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from watcher.addresses import BURN_ADDRESS
-from watcher.amounts import format_amount, parse_amount
-from watcher.catalog import Catalog
-from watcher.chain.connection import Chain, connect
-from watcher.chain.signer import Signer
-from watcher.chain.token import CloudToken
-from watcher.config import Settings, load_settings
-from watcher.core.kinds.ec2_instance import ec2_plan
+from watcher.adapters.chain.connection import Chain, connect
+from watcher.adapters.chain.dev_accounts import dev_account
+from watcher.adapters.chain.signer import Signer
+from watcher.adapters.chain.token import CloudToken
+from watcher.adapters.ledger import queries
 from watcher.dev.devchain import DevChain, hardhat_project
 from watcher.dev.moto import MotoServer
-from watcher.dev_accounts import dev_account
-from watcher.errors import InsufficientFunds, UserError
-from watcher.ledger import queries
-from watcher.net import free_port
-from watcher.service import open_provisioners, open_watcher
+from watcher.domain.addresses import BURN_ADDRESS
+from watcher.domain.amounts import format_amount, parse_amount
+from watcher.domain.catalog import Catalog
+from watcher.domain.errors import InsufficientFunds, UserError
+from watcher.domain.kinds.ec2_instance import ec2_plan
+from watcher.runtime.config import Settings, load_settings
+from watcher.runtime.service import open_provisioners, open_watcher
+from watcher.shared.net import free_port
 
 PRICE = parse_amount("10")
 ADMIN, USER = 0, 1
@@ -137,7 +137,7 @@ def _watcher_settings(
 
 
 async def _moto_ami(url: str) -> str:
-    from watcher.cloud.ec2 import open_ec2
+    from watcher.adapters.cloud.ec2 import open_ec2
 
     async with open_ec2("us-east-1", url, 10) as cloud:
         return await cloud.first_image()

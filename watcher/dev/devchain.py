@@ -19,9 +19,9 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO
 
-from watcher.dev_accounts import DEV_ACCOUNT_COUNT, DEV_CHAIN_ID, dev_account
-from watcher.errors import ChainError, ConfigError
-from watcher.net import LOOPBACK, bind_problem
+from watcher.adapters.chain.dev_accounts import DEV_ACCOUNT_COUNT, DEV_CHAIN_ID, dev_account
+from watcher.domain.errors import ChainError, ConfigError
+from watcher.shared.net import LOOPBACK, bind_problem
 
 # The checkout this package was installed from in editable mode (watcher/dev/ is two below).
 _SOURCE_TREE = Path(__file__).resolve().parents[2]

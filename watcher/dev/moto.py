@@ -11,8 +11,8 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from watcher.errors import ConfigError, UserError
-from watcher.net import LOOPBACK, free_port
+from watcher.domain.errors import ConfigError, UserError
+from watcher.shared.net import LOOPBACK, free_port
 
 # moto[server] is an optional extra: the runtime talks to AWS (or any EC2 endpoint) and never
 # needs it; `make demo` and `make test` install it.

@@ -1,1 +1,0 @@
-"""Adapters to the cloud that provisions what was paid for."""

@@ -1,0 +1,34 @@
+"""Resource kinds: each module knows one kind's parameters (what the catalog may say,
+what an order keeps, how a buyer reads it). A new kind is a module here, a provider behind
+watcher/ports/cloud.py, and catalog entries; nothing else changes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from watcher.domain.kinds import ec2_instance
+from watcher.domain.resources import ResourceSpec
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    # (plan name, the plan's table without price/kind) -> its spec; ValueError names the key.
+    parse: Callable[[str, Mapping[str, Any]], ResourceSpec]
+    # What a buyer reads for it ("t3.micro").
+    summary: Callable[[ResourceSpec], str]
+    keys: frozenset[str]
+
+
+KINDS: dict[str, Kind] = {
+    ec2_instance.KIND: Kind(
+        ec2_instance.KIND, ec2_instance.parse, ec2_instance.summary, ec2_instance.KEYS
+    ),
+}
+
+
+def summary(spec: ResourceSpec) -> str:
+    kind = KINDS.get(spec.kind)
+    return kind.summary(spec) if kind is not None else spec.kind

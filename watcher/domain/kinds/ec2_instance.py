@@ -1,0 +1,96 @@
+"""The EC2 instance kind (the thesis's product): its parameters and their rules."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from watcher.domain.pricing import Plan
+from watcher.domain.resources import ResourceSpec
+
+KIND = "ec2_instance"
+KEYS = frozenset({"instance_type", "ami", "key_name", "security_group_ids", "subnet_id"})
+# The thesis's AMI (eu-north-1), when a plan names none.
+THESIS_AMI = "ami-09278528675a8d54e"
+_AMI = re.compile(r"ami-[0-9a-f]{8,17}")
+_SECURITY_GROUP = re.compile(r"sg-[0-9a-f]{1,17}")
+_SUBNET = re.compile(r"subnet-[0-9a-f]{1,17}")
+
+
+@dataclass(frozen=True, slots=True)
+class Ec2Instance:
+    """An EC2 instance of this type, launched from this image with this key pair, security
+    groups and subnet (AWS defaults where unset)."""
+
+    instance_type: str
+    ami: str = ""
+    key_name: str | None = None
+    security_group_ids: tuple[str, ...] = ()
+    subnet_id: str | None = None
+
+    @classmethod
+    def of(cls, spec: ResourceSpec) -> Ec2Instance:
+        if spec.kind != KIND:
+            raise ValueError(f"not an {KIND} specification: {spec.kind}")
+        instance_type = spec.get("instance_type")
+        if not isinstance(instance_type, str) or not instance_type:
+            raise ValueError(f"the {KIND} specification names no instance_type")
+        return cls(
+            instance_type=instance_type,
+            ami=str(spec.get("ami") or ""),
+            key_name=spec.get("key_name"),
+            security_group_ids=tuple(spec.get("security_group_ids") or ()),
+            subnet_id=spec.get("subnet_id"),
+        )
+
+    def spec(self) -> ResourceSpec:
+        return ResourceSpec.of(
+            KIND,
+            instance_type=self.instance_type,
+            ami=self.ami,
+            key_name=self.key_name,
+            security_group_ids=list(self.security_group_ids),
+            subnet_id=self.subnet_id,
+        )
+
+
+def summary(spec: ResourceSpec) -> str:
+    return str(spec.get("instance_type") or KIND)
+
+
+def parse(name: str, table: Mapping[str, Any]) -> ResourceSpec:
+    """A `[plans."<name>"]` table's EC2 keys; ValueError names the plan and the key."""
+    instance_type = table.get("instance_type", name)
+    if not isinstance(instance_type, str) or not instance_type:
+        raise ValueError(f"plans.{name}.instance_type must be a non-empty string")
+    ami = table.get("ami", THESIS_AMI)
+    if not isinstance(ami, str) or not _AMI.fullmatch(ami):
+        raise ValueError(f"plans.{name}.ami must look like ami-0123456789abcdef0, not {ami!r}")
+    key_name = table.get("key_name")
+    if key_name is not None and (not isinstance(key_name, str) or not key_name):
+        raise ValueError(f"plans.{name}.key_name must be a non-empty string")
+    groups = table.get("security_group_ids", [])
+    if not isinstance(groups, list) or not all(
+        isinstance(g, str) and _SECURITY_GROUP.fullmatch(g) for g in groups
+    ):
+        raise ValueError(f'plans.{name}.security_group_ids must be a list like ["sg-0123abcd"]')
+    subnet = table.get("subnet_id")
+    if subnet is not None and (not isinstance(subnet, str) or not _SUBNET.fullmatch(subnet)):
+        raise ValueError(f"plans.{name}.subnet_id must look like subnet-0123abcd, not {subnet!r}")
+    return Ec2Instance(instance_type, ami, key_name, tuple(groups), subnet).spec()
+
+
+def ec2_plan(
+    name: str,
+    price: int,
+    instance_type: str,
+    ami: str = "",
+    key_name: str | None = None,
+    security_group_ids: tuple[str, ...] = (),
+    subnet_id: str | None = None,
+) -> Plan:
+    """A plan selling an EC2 instance (the catalog's default kind)."""
+    spec = Ec2Instance(instance_type, ami, key_name, tuple(security_group_ids), subnet_id).spec()
+    return Plan(name=name, price=price, spec=spec)

@@ -1,0 +1,203 @@
+"""Plans, prices and credit pooling: how paid amounts become orders.
+
+A payer's credit is a running balance. Each payment adds its amount; every full price in
+the balance becomes one order for the plan on offer when the payment is recorded (the
+catalog's default plan, as the checkout shows it); the remainder stays as credit. So
+25 CTK at 10 CTK buys two instances and leaves 5 CTK, and a later 5 CTK buys a third.
+An order snapshots its plan's resource specification and price when it is created: what
+the catalog says later never changes what was paid for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from eth_typing import ChecksumAddress
+
+from watcher.domain.payment import Payment
+from watcher.domain.resources import ResourceSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a price buys: a resource of some kind, with its parameters (see
+    watcher/domain/resources.py and watcher/domain/kinds/)."""
+
+    name: str
+    price: int
+    spec: ResourceSpec
+
+    def __post_init__(self) -> None:
+        if self.price <= 0:
+            raise ValueError(f"plan {self.name!r}: price must be greater than zero")
+
+    def resource(self) -> str:
+        """The resource specification an order keeps (JSON text): everything the
+        provisioner needs, so the order does not depend on the catalog after it is paid."""
+        return self.spec.to_json()
+
+    @classmethod
+    def from_order(cls, name: str, price: int, resource: str) -> Plan:
+        """The plan as an order recorded it (see `resource`)."""
+        return cls(name=name, price=price, spec=ResourceSpec.from_json(resource))
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    """An order bought by `payment`; `unit` numbers the orders one payment completes."""
+
+    order_id: str
+    payment: Payment
+    unit: int
+    plan: Plan
+
+    @property
+    def payer(self) -> ChecksumAddress:
+        return self.payment.payer
+
+
+def order_id(chain_id: int, tx_hash: str, log_index: int, unit: int) -> str:
+    """Deterministic: replaying the chain into an empty ledger yields the same ids."""
+    seed = f"{chain_id}:{tx_hash.lower()}:{log_index}:{unit}".encode()
+    return hashlib.sha256(seed).hexdigest()[:32]
+
+
+DEFAULT_MAX_ORDERS_PER_PAYMENT = 100
+
+
+# The orders a payment already bought before a reorg orphaned it (unit -> order id, price):
+# mined again, the payment pays for exactly these first, at their own prices.
+Kept = Mapping[int, tuple[str, int]]
+
+
+def credit_payment(
+    balance: int,
+    payment: Payment,
+    plan: Plan,
+    max_orders: int = DEFAULT_MAX_ORDERS_PER_PAYMENT,
+    kept: Kept | None = None,
+) -> tuple[int, list[NewOrder]]:
+    """Add one payment to a balance; return the new balance and the orders it completes.
+
+    A negative balance (a debt left by a ledger from before migration 0005) is paid off
+    before anything is bought. One payment buys at most `max_orders` orders: a mistyped
+    amount must not launch a fleet (or 10**57 orders); the rest stays as credit, and the
+    next payment buys from it.
+
+    `kept` names the orders this payment bought before a reorg orphaned it (they exist,
+    with their instances, and keep their ids even if the payment came back at another log
+    index): each costs its own price, not the plan's, so the payment pays exactly for what
+    it bought the first time.
+    """
+    total = balance + payment.amount
+    if kept:
+        return _credit_with_kept(total, payment, plan, max_orders, kept)
+    units = min(total // plan.price, max_orders) if total > 0 else 0
+    orders = [
+        NewOrder(
+            order_id(payment.chain_id, payment.tx_hash, payment.log_index, unit),
+            payment,
+            unit,
+            plan,
+        )
+        for unit in range(units)
+    ]
+    return total - units * plan.price, orders
+
+
+def _credit_with_kept(
+    total: int, payment: Payment, plan: Plan, max_orders: int, kept: Kept
+) -> tuple[int, list[NewOrder]]:
+    orders: list[NewOrder] = []
+    for unit in range(max_orders):
+        new_id, price = kept.get(
+            unit, (order_id(payment.chain_id, payment.tx_hash, payment.log_index, unit), plan.price)
+        )
+        if total < price:
+            break
+        total -= price
+        orders.append(NewOrder(new_id, payment, unit, plan))
+    return total, orders
+
+
+@dataclass(frozen=True, slots=True)
+class UnfundedOrder:
+    """An order whose payment a reorg orphaned after its provisioning had started."""
+
+    order_id: str
+    tx_hash: str
+    log_index: int
+    unit: int
+    payer: str
+    amount: int
+    failed: bool
+
+
+def match_unfunded(
+    payments: Iterable[Payment], unfunded: Iterable[UnfundedOrder]
+) -> tuple[dict[tuple[str, int], dict[int, tuple[str, int]]], list[str]]:
+    """Pair payments mined again with the orders they bought before the reorg.
+
+    A transaction mined again usually lands at another log index (Ethereum numbers logs
+    across the whole block), so an order is matched by its transaction, its payer and the
+    transfer's position among that transaction's transfers from that payer, not by log
+    index. Returns `kept` per payment key (tx hash, log index): unit -> (order id, price)
+    for orders that may hold a resource (they keep their ids: the instance is tagged with
+    it); and the ids of failed ones, which hold nothing and are bought afresh.
+    """
+    old: dict[tuple[str, str], dict[int, list[UnfundedOrder]]] = {}
+    for order in unfunded:
+        key = (order.tx_hash.lower(), order.payer)
+        old.setdefault(key, {}).setdefault(order.log_index, []).append(order)
+    new: dict[tuple[str, str], list[Payment]] = {}
+    for payment in payments:
+        key = (payment.tx_hash.lower(), payment.payer)
+        if key in old:
+            new.setdefault(key, []).append(payment)
+    kept: dict[tuple[str, int], dict[int, tuple[str, int]]] = {}
+    replaced: list[str] = []
+    for key, mined_again in new.items():
+        logs = old[key]
+        ordered = sorted(mined_again, key=lambda p: p.log_index)
+        for old_log, payment in zip(sorted(logs), ordered, strict=False):
+            for order in logs[old_log]:
+                if order.failed:
+                    replaced.append(order.order_id)
+                else:
+                    units = kept.setdefault((payment.tx_hash, payment.log_index), {})
+                    units[order.unit] = (order.order_id, order.amount)
+    return kept, replaced
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """The outcome of crediting a batch of payments in chain order."""
+
+    balances: dict[ChecksumAddress, int]
+    orders: list[NewOrder]
+
+
+def credit_payments(
+    balances: Mapping[ChecksumAddress, int],
+    payments: Iterable[Payment],
+    plan: Plan,
+    max_orders: int = DEFAULT_MAX_ORDERS_PER_PAYMENT,
+    kept: Mapping[tuple[str, int], Kept] | None = None,
+) -> Pricing:
+    """Credit payments (already in chain order) on top of the payers' balances; every
+    order is for `plan` (the one on offer), except kept orders (see `credit_payment`)."""
+    updated = dict(balances)
+    orders: list[NewOrder] = []
+    for payment in payments:
+        balance, bought = credit_payment(
+            updated.get(payment.payer, 0),
+            payment,
+            plan,
+            max_orders,
+            kept.get((payment.tx_hash, payment.log_index)) if kept else None,
+        )
+        updated[payment.payer] = balance
+        orders.extend(bought)
+    return Pricing(updated, orders)

@@ -1,0 +1,593 @@
+"""The `watcher` command line. Every mistake a user can make ends in one line on stderr:
+
+    watcher: error: <what is wrong>
+
+Exit codes: 0 done, 1 refused or failed (e.g. too little CTK, node unreachable),
+2 bad input (arguments, configuration), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from watcher import __version__
+from watcher.domain.addresses import BURN_ADDRESS, parse_address
+from watcher.domain.amounts import format_amount, parse_amount
+from watcher.domain.errors import InvalidInput, UserError
+from watcher.runtime.config import MAX_BIGINT, SETTINGS, Settings, load_settings, parse_whole_number
+
+if TYPE_CHECKING:
+    from watcher.adapters.chain.connection import Chain
+    from watcher.adapters.chain.signer import Signer
+    from watcher.adapters.chain.token import CloudToken, Transfer
+    from watcher.domain.pricing import Plan
+
+# Commands import web3 and eth_account (about a second) only when they talk to a chain, so
+# `--help` and a mistyped argument answer at once.
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+# A negative amount such as `-1` must reach the amount parser (and its clear message)
+# instead of being taken for an unknown option.
+AMOUNT_CONTEXT = dict(CONTEXT, ignore_unknown_options=True)
+CHAIN = ("rpc_url", "rpc_timeout")
+SIGNING = (*CHAIN, "tx_timeout", "keystore", "dev_account")
+FOLLOW = (
+    *CHAIN,
+    "token_address",
+    "database_url",
+    "confirmations",
+    "finality",
+    "start_block",
+    "max_block_range",
+    "reorg_history",
+    "default_plan",
+    "max_orders_per_payment",
+)
+PROVISION = (
+    "database_url",
+    "aws_region",
+    "aws_endpoint_url",
+    "workers",
+    "claim_seconds",
+    "capacity_attempts",
+    "reconcile_interval",
+)
+RUN = (
+    *FOLLOW,
+    "ws_url",
+    "poll_interval",
+    *PROVISION[1:],
+    "mqtt_url",
+    "http_host",
+    "http_port",
+    "metrics_host",
+    "metrics_port",
+)
+
+
+class AmountType(click.ParamType[int]):
+    name = "AMOUNT"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value)
+        if text.startswith("-") and not text[1:2].isdigit() and not text.startswith("-."):
+            raise click.NoSuchOption(text, ctx=ctx)
+        try:
+            return parse_amount(text)
+        except InvalidInput as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class BlockType(click.ParamType[int]):
+    """A block number; with `latest`, also the word latest (returned as -1)."""
+
+    name = "BLOCK"
+
+    def __init__(self, allow_latest: bool = False) -> None:
+        self.allow_latest = allow_latest
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        if self.allow_latest and text == "latest":
+            return -1
+        wanted = "a block number or latest" if self.allow_latest else "a block number"
+        try:
+            number = parse_whole_number(text)
+        except ValueError:
+            self.fail(f"must be {wanted}, got {value!r}", param, ctx)
+        if not 0 <= number <= MAX_BIGINT:
+            self.fail(f"must be {wanted} between 0 and {MAX_BIGINT}, got {value!r}", param, ctx)
+        return number
+
+
+class ChainIdType(click.ParamType[int]):
+    """A chain id as the ledger stores it: ASCII digits, 0 to 2**63-1 (a signed BIGINT)."""
+
+    name = "CHAIN_ID"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            number = parse_whole_number(str(value))
+        except ValueError:
+            self.fail(f"must be a chain id (a whole number), got {value!r}", param, ctx)
+        if not 0 <= number <= MAX_BIGINT:
+            self.fail(f"must be between 0 and {MAX_BIGINT}, got {value!r}", param, ctx)
+        return number
+
+
+class SecondsType(click.ParamType[float]):
+    """Seconds, 0 to a day, in ASCII: float() also takes `1_0`, other scripts' digits and nan."""
+
+    name = "SECONDS"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        text = str(value).strip()
+        try:
+            if not text.isascii() or "_" in text:
+                raise ValueError(text)
+            seconds = float(text)
+        except ValueError:
+            self.fail(f"must be a number of seconds, got {value!r}", param, ctx)
+        if not 0 <= seconds <= 86_400:  # also false for nan
+            self.fail(f"must be between 0 and 86400 seconds, got {value!r}", param, ctx)
+        return seconds
+
+
+class AddressType(click.ParamType[str]):
+    name = "ADDRESS"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return parse_address(str(value))
+        except InvalidInput as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def setting_options(*names: str, **renamed: str) -> Callable[[F], F]:
+    """Add a flag for each named setting (its WATCHER_<NAME> twin is named in the help).
+    `renamed` gives a setting a shorter flag on one command, e.g. devchain_port="--port"."""
+
+    def decorate(func: F) -> F:
+        for name in reversed((*names, *renamed)):
+            spec = SETTINGS[name]
+            func = click.option(
+                renamed.get(name, spec.flag),
+                name,
+                default=None,
+                metavar=spec.metavar,
+                help=f"{spec.help} [env: {spec.env}]",
+            )(func)
+        return click.option(
+            "--config",
+            "config_file",
+            default=None,
+            metavar="PATH",
+            help="Settings file. [env: WATCHER_CONFIG; default: ./watcher.toml if present]",
+        )(func)
+
+    return decorate
+
+
+def settings_from(options: dict[str, Any]) -> Settings:
+    config_file = options.pop("config_file", None)
+    flags = {name: options.pop(name) for name in list(options) if name in SETTINGS}
+    return load_settings(flags, config_file=config_file)
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def emit_json(record: dict[str, Any]) -> None:
+    click.echo(json.dumps(record, separators=(",", ":")))
+
+
+def prompt_password(text: str) -> str:
+    if not sys.stdin.isatty():
+        raise UserError(f"{text.lower()} is needed: set WATCHER_KEYSTORE_PASSWORD")
+    password: str = click.prompt(text, hide_input=True, err=True)
+    return password
+
+
+async def signing_context(settings: Settings, chain: Chain) -> tuple[CloudToken, Signer]:
+    from watcher.adapters.chain.token import CloudToken
+    from watcher.runtime.keys import resolve_signer
+
+    token_address = settings.require_token_address()
+    signer = resolve_signer(settings, chain.chain_id, prompt_password)
+    return await CloudToken.at(chain, token_address), signer
+
+
+def transfer_record(chain: Chain, transfer: Transfer) -> dict[str, Any]:
+    return {
+        "chain_id": chain.chain_id,
+        "tx_hash": transfer.tx_hash,
+        "block_number": transfer.block_number,
+        "from": transfer.sender,
+        "to": transfer.to,
+        "amount": str(transfer.amount),
+        "amount_ctk": format_amount(transfer.amount),
+    }
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="watcher")
+def cli() -> None:
+    """Token-gated, prepaid cloud provisioning paid in CloudToken (CTK).
+
+    Users pay by sending CTK to the burn address
+    0x000000000000000000000000000000000000dEaD from any wallet.
+    """
+
+
+@cli.command(context_settings=CONTEXT)
+@setting_options("hardhat_dir", devchain_port="--port")
+def devchain(**options: Any) -> int:
+    """Run a local Hardhat dev chain (chain id 1337) on 127.0.0.1 until interrupted.
+
+    HTTP and WebSocket JSON-RPC share the port.
+    """
+    from watcher.dev.devchain import DevChain, hardhat_project, run_foreground
+
+    settings = settings_from(options)
+    chain = DevChain(settings.devchain_port, hardhat_project(settings.hardhat_dir))
+    return run_foreground(chain)
+
+
+@cli.group(context_settings=CONTEXT)
+def token() -> None:
+    """Deploy CloudToken, read balances and send CTK."""
+
+
+@token.command("deploy", context_settings=CONTEXT)
+@setting_options(*SIGNING)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print address, chain_id and block_number as JSON."
+)
+def token_deploy(as_json: bool, **options: Any) -> None:
+    """Deploy CloudToken (1,000,000 CTK to the signer) and print its address."""
+    settings = settings_from(options)
+
+    async def deploy() -> None:
+        from watcher.adapters.chain.connection import connect
+        from watcher.adapters.chain.token import CloudToken
+        from watcher.runtime.keys import resolve_signer
+
+        async with connect(settings.rpc_url, settings.rpc_timeout) as chain:
+            signer = resolve_signer(settings, chain.chain_id, prompt_password)
+            deployment = await CloudToken.deploy(chain, signer, settings.tx_timeout)
+        if as_json:
+            emit_json(
+                {
+                    "address": deployment.address,
+                    "chain_id": deployment.chain_id,
+                    "block_number": deployment.block_number,
+                    "tx_hash": deployment.tx_hash,
+                }
+            )
+            return
+        click.echo(deployment.address)
+        click.echo(
+            f"deployed CloudToken on chain {deployment.chain_id} in block "
+            f"{deployment.block_number} (tx {deployment.tx_hash}); "
+            f"export WATCHER_TOKEN_ADDRESS={deployment.address}",
+            err=True,
+        )
+
+    run_async(deploy())
+
+
+@token.command("balance", context_settings=CONTEXT)
+@click.argument("address", type=AddressType())
+@setting_options(*CHAIN, "token_address")
+@click.option("--json", "as_json", is_flag=True, help="Print the balance as JSON.")
+def token_balance(address: str, as_json: bool, **options: Any) -> None:
+    """Show the CTK balance of ADDRESS."""
+    settings = settings_from(options)
+    owner = parse_address(address)
+
+    async def balance() -> None:
+        from watcher.adapters.chain.connection import connect
+        from watcher.adapters.chain.token import CloudToken
+
+        token_address = settings.require_token_address()
+        async with connect(settings.rpc_url, settings.rpc_timeout) as chain:
+            ctk = await CloudToken.at(chain, token_address)
+            units = await ctk.balance_of(owner)
+        if as_json:
+            emit_json(
+                {
+                    "chain_id": chain.chain_id,
+                    "address": owner,
+                    "balance": str(units),
+                    "balance_ctk": format_amount(units),
+                }
+            )
+        else:
+            click.echo(f"{owner}: {format_amount(units)} CTK")
+
+    run_async(balance())
+
+
+@token.command("transfer", context_settings=AMOUNT_CONTEXT)
+@click.argument("to", type=AddressType())
+@click.argument("amount", type=AmountType())
+@setting_options(*SIGNING, "token_address")
+@click.option("--json", "as_json", is_flag=True, help="Print the transfer as JSON.")
+def token_transfer(to: str, amount: int, as_json: bool, **options: Any) -> None:
+    """Send AMOUNT CTK (up to 18 decimals, e.g. 12.5) to the address TO."""
+    settings = settings_from(options)
+    recipient = parse_address(to)
+
+    async def transfer() -> None:
+        from watcher.adapters.chain.connection import connect
+
+        settings.require_token_address()
+        async with connect(settings.rpc_url, settings.rpc_timeout) as chain:
+            ctk, signer = await signing_context(settings, chain)
+            sent = await ctk.transfer(signer, recipient, amount, settings.tx_timeout)
+        if as_json:
+            emit_json(transfer_record(chain, sent))
+        else:
+            click.echo(
+                f"sent {format_amount(amount)} CTK from {sent.sender} to {sent.to} "
+                f"in tx {sent.tx_hash} (block {sent.block_number})"
+            )
+
+    run_async(transfer())
+
+
+@cli.command(context_settings=AMOUNT_CONTEXT)
+@click.argument("amount", type=AmountType())
+@setting_options(*SIGNING, "token_address")
+@click.option("--json", "as_json", is_flag=True, help="Print the payment as JSON.")
+def pay(amount: int, as_json: bool, **options: Any) -> None:
+    """Pay AMOUNT CTK: a transfer to the burn address, refused if the balance is too low."""
+    settings = settings_from(options)
+
+    async def pay_burn() -> None:
+        from watcher.adapters.chain.connection import connect
+
+        settings.require_token_address()
+        async with connect(settings.rpc_url, settings.rpc_timeout) as chain:
+            ctk, signer = await signing_context(settings, chain)
+            sent = await ctk.pay(signer, amount, settings.tx_timeout)
+        if as_json:
+            emit_json(transfer_record(chain, sent))
+        else:
+            click.echo(
+                f"paid {format_amount(amount)} CTK from {sent.sender} to the burn address "
+                f"{BURN_ADDRESS} in tx {sent.tx_hash} (block {sent.block_number})"
+            )
+
+    run_async(pay_burn())
+
+
+@cli.command(context_settings=CONTEXT)
+@setting_options("hardhat_dir")
+def demo(**options: Any) -> None:
+    """Start a dev chain, replay the thesis's three payment experiments, then stop."""
+    from watcher.dev.demo import run_demo
+    from watcher.dev.moto import moto_server_command
+
+    settings = settings_from(options)
+    # Before any dev chain starts: without the demo extra this is one line saying what to install.
+    moto_server_command()
+    run_async(run_demo(settings))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option(
+    "--max-wait",
+    type=SecondsType(),
+    default=300.0,
+    show_default=True,
+    help="Seconds to wait for jobs in backoff before giving up.",
+)
+@setting_options(*PROVISION)
+def drain(max_wait: float, **options: Any) -> None:
+    """Provision every queued order, then exit (for cron and tests)."""
+    from watcher.interfaces.runner import run_drain
+
+    settings = settings_from(options)
+    run_async(run_drain(settings, max_wait))
+
+
+@cli.command(context_settings=CONTEXT)
+@setting_options(*RUN)
+def run(**options: Any) -> None:
+    """Follow the chain and provision what was paid for: record every CTK payment to the burn
+    address, turn paid credit into orders, launch one EC2 instance per order. Stops cleanly
+    on SIGINT or SIGTERM."""
+    from watcher.interfaces.runner import run_service
+
+    settings = settings_from(options)
+    run_async(run_service(settings))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option(
+    "--from-block", "first", required=True, type=BlockType(), help="First block to replay."
+)
+@click.option(
+    "--to-block",
+    "last",
+    default="latest",
+    type=BlockType(allow_latest=True),
+    show_default=True,
+    help="Last block: a number, or latest (the newest confirmed block).",
+)
+@setting_options(*FOLLOW)
+def replay(first: int, last: int, **options: Any) -> None:
+    """Backfill payments of a block range through the same path as `watcher run`.
+
+    Safe beside a running watcher; running it twice changes nothing.
+    """
+    from watcher.interfaces.runner import run_replay
+
+    settings = settings_from(options)
+    run_async(run_replay(settings, first, None if last < 0 else last))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--payer", type=AddressType(), default=None, help="Only this payer's orders.")
+@click.option("--chain-id", type=ChainIdType(), default=None, help="Only this chain.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@setting_options("database_url")
+def orders(payer: str | None, chain_id: int | None, as_json: bool, **options: Any) -> None:
+    """List orders: what each payment bought and how far provisioning got."""
+    from watcher.interfaces.runner import show_orders
+
+    settings = settings_from(options)
+    run_async(show_orders(settings, payer, chain_id, as_json))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("address", type=AddressType(), required=False)
+@click.option("--chain-id", type=ChainIdType(), default=None, help="Only this chain.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@setting_options("database_url")
+def credit(address: str | None, chain_id: int | None, as_json: bool, **options: Any) -> None:
+    """Show credit balances: paid CTK not yet spent on an order (all payers, or ADDRESS)."""
+    from watcher.interfaces.runner import show_credit
+
+    settings = settings_from(options)
+    run_async(show_credit(settings, address, chain_id, as_json))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--skip-chain", is_flag=True, help="Do not compare with a replay of the chain.")
+@click.option("--skip-cloud", is_flag=True, help="Do not compare with the cloud's resources.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@setting_options(*FOLLOW, "aws_region", "aws_endpoint_url")
+def audit(skip_chain: bool, skip_cloud: bool, as_json: bool, **options: Any) -> int:
+    """Compare the ledger with a fresh replay of the chain (payments, credit, orders) and
+    with the cloud (one tagged resource per order that holds one, none without an order).
+    Changes nothing. Exit 0: clean; 1: differences found; 2: bad input."""
+    from watcher.interfaces.runner import run_audit
+
+    if skip_chain and skip_cloud:
+        raise click.UsageError("--skip-chain and --skip-cloud leave nothing to audit")
+    settings = settings_from(options)
+    return run_async(
+        run_audit(settings, chain=not skip_chain, cloud=not skip_cloud, as_json=as_json)
+    )
+
+
+@cli.group(context_settings=CONTEXT)
+def db() -> None:
+    """The ledger database."""
+
+
+@db.command("upgrade", context_settings=CONTEXT)
+@setting_options("database_url")
+def db_upgrade(**options: Any) -> None:
+    """Apply the ledger's migrations (needed before `run` on PostgreSQL)."""
+    from watcher.adapters.ledger.database import describe
+    from watcher.runtime.service import upgrade_database
+
+    settings = settings_from(options)
+    before, after = run_async(upgrade_database(settings))
+    where = describe(settings.database_url)
+    if before == after:
+        click.echo(f"ledger {where} is up to date (schema {after})")
+    else:
+        click.echo(f"ledger {where} upgraded from schema {before or 'none'} to {after}")
+
+
+@cli.command("config", context_settings=CONTEXT)
+@setting_options(*SETTINGS)
+def show_config(**options: Any) -> None:
+    """Print the effective settings (secrets are only said to be set)."""
+    from watcher.domain.catalog import THESIS_PLAN, Catalog
+    from watcher.shared.redact import mask_url
+
+    settings = settings_from(options)
+    if settings.config_file is not None:
+        click.echo(f"# from {settings.config_file}, the environment and flags")
+    catalog = settings.catalog
+    for name, spec in SETTINGS.items():
+        value = getattr(settings, name)
+        if spec.secret:
+            shown = "(set)" if value is not None else "(not set)"
+        elif name == "default_plan":
+            # The plan in effect, and why: a setting, or the catalog's own default.
+            if value is not None:
+                origin = "set"
+            elif catalog.default == THESIS_PLAN.name:
+                origin = "built-in default, not set"
+            else:
+                origin = "first plan of the catalog, not set"
+            shown = f"{catalog.default} ({origin})"
+        elif value is None:
+            shown = "(not set)"
+        else:
+            # Every URL setting (RPC, WebSocket, database, AWS endpoint, MQTT) may carry a
+            # user, a password or an API key.
+            shown = mask_url(str(value)) if "://" in str(value) else str(value)
+        click.echo(f"{spec.env}={shown}")
+    source = "built-in" if catalog.plans == Catalog().plans else f"from {settings.config_file}"
+    click.echo(f"# plans ({source}):")
+    for plan in catalog.plans.values():
+        default = "  (default)" if plan.name == catalog.default else ""
+        click.echo(
+            f"plan {plan.name}: price={format_amount(plan.price)} CTK {_spec_line(plan)}{default}"
+        )
+
+
+def _spec_line(plan: Plan) -> str:
+    from watcher.domain.kinds.ec2_instance import KIND, Ec2Instance
+
+    if plan.spec.kind != KIND:
+        params = " ".join(f"{k}={v}" for k, v in plan.spec.params)
+        return f"kind={plan.spec.kind} {params}"
+    ec2 = Ec2Instance.of(plan.spec)
+    return (
+        f"instance_type={ec2.instance_type} ami={ec2.ami} "
+        f"key_pair={ec2.key_name or '(none)'} "
+        f"security_groups={','.join(ec2.security_group_ids) or '(default)'} "
+        f"subnet={ec2.subnet_id or '(default)'}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        result = cli.main(args=argv, prog_name="watcher", standalone_mode=False)
+    except UserError as exc:
+        _fail(str(exc))
+        return exc.exit_code
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        _fail(f"{exc.format_message().rstrip('.')}{hint}")
+        return 2
+    except click.ClickException as exc:
+        _fail(exc.format_message())
+        return exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _fail("interrupted")
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def _fail(message: str) -> None:
+    first_line = message.strip().splitlines()[0] if message.strip() else "failed"
+    click.echo(f"watcher: error: {first_line}", err=True)

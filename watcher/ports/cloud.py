@@ -1,0 +1,115 @@
+"""The provider port: what the watcher asks of a cloud, and the values and errors it speaks.
+
+The provisioner, the audit and the start-up catalog check depend on this module only;
+`watcher.adapters.cloud.ec2` is the adapter for AWS EC2 and `watcher.adapters.cloud.fake`
+an in-memory provider for tests. Both pass one contract suite
+(tests/integration/test_provider_contract.py), so a rule tested on the fake holds for EC2.
+
+Errors: every failure of a provider call is a `CloudError` whose `kind` says what the caller
+may do about it (`ErrorKind` of watcher/domain/provisioning.py: retry, retry a bounded number
+of times, or give up). A call that only looks (find_instance, tagged_instances, describe,
+check_plan) never raises anything but `ErrorKind.RETRY`: an error while looking says nothing
+about the order's resource, so it must never end an order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from watcher.domain.pricing import Plan
+from watcher.domain.provisioning import ErrorKind
+
+# EC2's instance states. An instance in a live state holds (or may again hold) what the
+# order paid for; an ended one never will again.
+LIVE_STATES = ("pending", "running", "stopping", "stopped")
+ENDED_STATES = ("shutting-down", "terminated")
+
+# The code a provider answers for an instance id it does not know (EC2's own, which the
+# fake answers as well): right after a launch it may mean "not visible yet".
+NOT_FOUND = "InvalidInstanceID.NotFound"
+
+
+@dataclass(frozen=True)
+class Instance:
+    instance_id: str
+    state: str
+    instance_type: str
+    launched_at: datetime | None
+    # EC2's StateReason code, e.g. "Client.UserInitiatedShutdown" or
+    # "Server.InsufficientInstanceCapacity": why an instance ended.
+    state_reason: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+    # The machine image it was launched from (EC2's ImageId).
+    image: str = ""
+
+    @property
+    def ended(self) -> bool:
+        return self.state in ENDED_STATES
+
+    def tag(self, key: str) -> str | None:
+        return dict(self.tags).get(key)
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    order_id: str
+    # The provider's idempotency key for this launch (EC2's ClientToken).
+    client_token: str
+    plan: Plan
+    tags: dict[str, str]
+
+
+class CloudError(Exception):
+    """A provider call failed. `code` is the provider's error code, None when no answer
+    came at all (the call may or may not have taken effect)."""
+
+    def __init__(self, kind: ErrorKind, code: str | None, message: str) -> None:
+        super().__init__(f"{code or 'no answer'}: {message}")
+        self.kind = kind
+        self.code = code
+        self.message = message
+
+
+class Provider(Protocol):
+    """A cloud that creates, finds and acts on the resources orders pay for."""
+
+    #: The resource kinds (watcher/domain/kinds/) this provider makes.
+    kinds: frozenset[str]
+
+    async def find_instance(self, order_id: str) -> Instance | None:
+        """The order's instance (tag OrderId), in any state, a live one before an ended one;
+        None if the provider lists none."""
+        ...
+
+    async def tagged_instances(self) -> list[Instance]:
+        """Every instance the watcher launched (tag AllocatedBy=TokenSystem), complete or
+        an error: a partial list must never be read as "these are all"."""
+        ...
+
+    async def check_plan(self, plan: Plan) -> list[str]:
+        """What the plan names that the provider does not have (image, security groups,
+        subnet, key pair), one line each; empty when the plan can be launched."""
+        ...
+
+    async def launch(self, request: LaunchRequest) -> Instance:
+        """Create the order's instance, tagged with `request.tags`."""
+        ...
+
+    async def describe(self, instance_id: str) -> Instance | None:
+        """The instance's current state; None when the provider answers that it does not
+        know the id (which right after a launch may only mean "not visible yet")."""
+        ...
+
+    async def stop(self, instance_id: str) -> None:
+        """Stop the instance; stopping a stopped (or stopping) one is not an error."""
+        ...
+
+    async def start(self, instance_id: str) -> None:
+        """Start a stopped instance; starting a running (or pending) one is not an error."""
+        ...
+
+    async def terminate(self, instance_id: str) -> None:
+        """End the instance for good; terminating an ended one is not an error."""
+        ...
