@@ -23,6 +23,7 @@ from watcher.adapters.ledger.ledger import Ledger
 from watcher.domain.catalog import Catalog
 from watcher.domain.kinds.ec2_instance import ec2_plan
 from watcher.domain.payment import Payment
+from watcher.ports.cloud import Cloud
 from watcher.services.notify import OrderEventPublisher, order_topic, parse_mqtt_url
 from watcher.services.provisioner import Provisioner, ProvisionerConfig
 
@@ -63,7 +64,9 @@ async def pay_and_provision(
     async with open_ec2("us-east-1", moto.url, 10) as cloud:
         queue = JobQueue(engine, f"w-{salt}", 30, events=True)
         assert (
-            await Provisioner(queue, cloud, catalog, ProvisionerConfig(idle_poll=0.05)).drain(30)
+            await Provisioner(
+                queue, Cloud(cloud), catalog, ProvisionerConfig(idle_poll=0.05)
+            ).drain(30)
             == 0
         )
 

@@ -21,6 +21,7 @@ from watcher.domain.catalog import Catalog
 from watcher.domain.kinds.ec2_instance import ec2_plan
 from watcher.domain.payment import Payment
 from watcher.domain.pricing import Plan
+from watcher.ports.cloud import Cloud
 from watcher.services.provisioner import Provisioner, ProvisionerConfig
 
 CTK = 10**18
@@ -66,7 +67,7 @@ async def drain(
 ) -> int:
     async with open_ec2("us-east-1", endpoint, 10) as cloud:
         provisioners = [
-            Provisioner(JobQueue(engine, f"test-{n}", 30), cloud, catalog, config)
+            Provisioner(JobQueue(engine, f"test-{n}", 30), Cloud(cloud), catalog, config)
             for n in range(workers)
         ]
         import asyncio
@@ -277,7 +278,7 @@ async def test_the_cloud_sweep_reports_an_instance_lost_outside_the_watcher(
     lost = orders[0]
     ec2_client(moto.url).terminate_instances(InstanceIds=[lost.instance_id])
     async with open_ec2("us-east-1", moto.url, 10) as cloud:
-        sweep = CloudSweep(engine, cloud, interval=1)
+        sweep = CloudSweep(engine, Cloud(cloud), interval=1)
         assert await sweep.sweep_once() == []  # seen once: not yet a finding
         found = await sweep.sweep_once()
     assert found is not None
@@ -288,7 +289,7 @@ async def test_the_cloud_sweep_reports_an_instance_lost_outside_the_watcher(
     assert gauge == 1
     assert metrics.CLOUD_DIFFERENCES.labels(kind="resource_missing")._value.get() == 0
     async with open_ec2("us-east-1", "http://127.0.0.1:9", 1) as unreachable:
-        assert await CloudSweep(engine, unreachable, interval=1).sweep_once() is None
+        assert await CloudSweep(engine, Cloud(unreachable), interval=1).sweep_once() is None
     assert metrics.CLOUD_DIFFERENCES.labels(kind="resource_ended")._value.get() == 1
 
 
@@ -339,7 +340,7 @@ async def test_a_poisoned_order_is_put_aside_and_the_others_go_on(
             .values(resource='{"kind":"ec2_instance"}')
         )
     async with open_ec2("us-east-1", moto.url, 10) as cloud:
-        worker = Provisioner(JobQueue(engine, "w", 30), cloud, catalog, FAST)
+        worker = Provisioner(JobQueue(engine, "w", 30), Cloud(cloud), catalog, FAST)
         for _ in range(4):
             await worker.work_one()
     states = {o.order_id: o for o in await queries.orders(engine)}
@@ -367,7 +368,7 @@ async def test_an_order_that_already_ended_closes_its_job_instead_of_spinning(
     async with engine.begin() as conn:
         await conn.execute(sql_update(OrderRecord).values(state="running", instance_id="i-1"))
     async with open_ec2("us-east-1", moto.url, 10) as cloud:
-        worker = Provisioner(JobQueue(engine, "w", 30), cloud, catalog, FAST)
+        worker = Provisioner(JobQueue(engine, "w", 30), Cloud(cloud), catalog, FAST)
         assert await worker.work_one()
         assert not await worker.work_one()  # nothing left to claim
     async with engine.connect() as conn:

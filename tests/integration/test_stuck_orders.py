@@ -26,6 +26,7 @@ from watcher.adapters.ledger.ledger import Ledger
 from watcher.domain.catalog import Catalog
 from watcher.domain.kinds.ec2_instance import ec2_plan
 from watcher.domain.payment import Payment
+from watcher.ports.cloud import Cloud
 from watcher.services.provisioner import Provisioner, ProvisionerConfig
 from watcher.shared.net import free_port
 
@@ -54,7 +55,7 @@ async def engine(database_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIte
 async def provision_with_aws_unreachable(engine: AsyncEngine) -> None:
     nothing_listens = f"http://127.0.0.1:{free_port()}"
     async with open_ec2("us-east-1", nothing_listens, 5) as cloud:
-        provisioner = Provisioner(JobQueue(engine, "test-0", 30), cloud, CATALOG, FAST)
+        provisioner = Provisioner(JobQueue(engine, "test-0", 30), Cloud(cloud), CATALOG, FAST)
         assert await provisioner.drain(max_wait=0.5) == 1  # still pending: it is retried
 
 

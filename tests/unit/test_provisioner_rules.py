@@ -22,7 +22,7 @@ from watcher.domain.catalog import Catalog
 from watcher.domain.kinds.ec2_instance import ec2_plan
 from watcher.domain.payment import Payment
 from watcher.domain.provisioning import client_token, instance_tags
-from watcher.ports.cloud import Instance, LaunchRequest
+from watcher.ports.cloud import Cloud, Instance, LaunchRequest
 from watcher.services.provisioner import Provisioner, ProvisionerConfig
 
 CTK = 10**18
@@ -58,7 +58,8 @@ async def drain(
     import asyncio
 
     provisioners = [
-        Provisioner(JobQueue(engine, f"w{n}", 30), cloud, CATALOG, config) for n in range(workers)
+        Provisioner(JobQueue(engine, f"w{n}", 30), Cloud(cloud), CATALOG, config)
+        for n in range(workers)
     ]
     left = await asyncio.gather(*(p.drain(max_wait=10) for p in provisioners))
     assert max(left) == 0
@@ -349,3 +350,87 @@ async def test_a_kind_no_provider_here_makes_fails_and_is_refunded(engine: Async
     assert "no provider here makes 's3_bucket' resources" in (order.failure_reason or "")
     assert await credit(engine) == 10 * CTK and provider.launches == []
     await assert_balanced(engine)
+
+
+class VolumeProvider:
+    """A second kind of resource behind the same port, as small as a provider can be: a
+    volume is "running" as soon as it is created. It proves that the provisioner asks the
+    provider of each order's own kind, and only that one."""
+
+    kinds = frozenset({"volume"})
+
+    def __init__(self) -> None:
+        self.volumes: dict[str, Instance] = {}
+        self.calls: list[str] = []
+
+    async def find_instance(self, order_id: str) -> Instance | None:
+        self.calls.append("find_instance")
+        return next((v for v in self.volumes.values() if v.tag("OrderId") == order_id), None)
+
+    async def tagged_instances(self) -> list[Instance]:
+        return list(self.volumes.values())
+
+    async def check_plan(self, plan: object) -> list[str]:
+        return []
+
+    async def launch(self, request: LaunchRequest) -> Instance:
+        self.calls.append("launch")
+        volume = Instance(
+            instance_id=f"vol-{len(self.volumes) + 1}",
+            state="running",
+            instance_type=f"{request.plan.spec.get('size_gib')} GiB",
+            launched_at=None,
+            tags=tuple(sorted(request.tags.items())),
+        )
+        self.volumes[volume.instance_id] = volume
+        return volume
+
+    async def describe(self, instance_id: str) -> Instance | None:
+        self.calls.append("describe")
+        return self.volumes.get(instance_id)
+
+    async def stop(self, instance_id: str) -> None: ...
+
+    async def start(self, instance_id: str) -> None: ...
+
+    async def terminate(self, instance_id: str) -> None: ...
+
+
+async def test_each_order_is_made_by_the_provider_of_its_own_kind(engine: AsyncEngine) -> None:
+    """A new kind is a provider added to the Cloud (and catalog entries): the provisioner
+    routes every order to the provider of the kind it paid for."""
+    from watcher.domain.pricing import Plan
+    from watcher.domain.resources import ResourceSpec
+
+    disk = Plan("disk", 10 * CTK, ResourceSpec.of("volume", size_gib=20))
+    tx = "0x" + hashlib.sha256(b"disk").hexdigest()
+    payment = Payment(1337, tx, 0, 9, "0x" + "bb" * 32, ALICE, 10 * CTK)  # type: ignore[arg-type]
+    await Ledger(engine, 1337, Catalog({"disk": disk}, "disk")).record([payment])
+    await pay(engine, (BOB, 10))
+    ec2, volumes = cloud(), VolumeProvider()
+    worker = Provisioner(JobQueue(engine, "w", 30), Cloud(ec2, volumes), CATALOG, FAST)
+    assert await worker.drain(max_wait=10) == 0
+
+    orders = {o.payer: o for o in await queries.orders(engine)}
+    assert {o.state for o in orders.values()} == {"running"}
+    (volume,) = volumes.volumes.values()
+    assert volume.tag("OrderId") == orders[ALICE].order_id
+    assert orders[ALICE].instance_id == "vol-1"
+    (instance,) = ec2.instances()
+    assert instance.tag("OrderId") == orders[BOB].order_id
+    assert ec2.calls["launch"] == 1 and volumes.calls.count("launch") == 1
+    await assert_balanced(engine)
+
+
+def test_a_cloud_refuses_two_providers_of_one_kind_and_names_a_kind_it_lacks() -> None:
+    import asyncio
+
+    from watcher.domain.pricing import Plan
+    from watcher.domain.resources import ResourceSpec
+
+    with pytest.raises(ValueError, match="two providers make 'ec2_instance' resources"):
+        Cloud(cloud(), cloud())
+    both = Cloud(cloud(), VolumeProvider())
+    assert both.kinds == {"ec2_instance", "volume"}
+    bucket = Plan("bucket", CTK, ResourceSpec.of("s3_bucket"))
+    assert asyncio.run(both.check_plan(bucket)) == ["no provider here makes 's3_bucket' resources"]

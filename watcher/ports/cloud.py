@@ -113,3 +113,47 @@ class Provider(Protocol):
     async def terminate(self, instance_id: str) -> None:
         """End the instance for good; terminating an ended one is not an error."""
         ...
+
+
+class Cloud:
+    """The providers a watcher runs with, by the resource kinds they make. The provisioner
+    asks the one that makes an order's kind; the catalog check asks the one that makes a
+    plan's kind; the audit and the sweep ask them all. A new kind is a provider added where
+    the runtime builds this (runtime/service.py), not a change to any service."""
+
+    def __init__(self, *providers: Provider) -> None:
+        self._by_kind: dict[str, Provider] = {}
+        for provider in providers:
+            for kind in provider.kinds:
+                if kind in self._by_kind:
+                    raise ValueError(f"two providers make {kind!r} resources")
+                self._by_kind[kind] = provider
+        self.providers: tuple[Provider, ...] = providers
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        return frozenset(self._by_kind)
+
+    def provider(self, kind: str) -> Provider:
+        """The provider of `kind`; a PERMANENT CloudError when none here makes it (an
+        order sold under a kind this watcher no longer provides cannot be delivered)."""
+        provider = self._by_kind.get(kind)
+        if provider is None:
+            raise CloudError(
+                ErrorKind.PERMANENT, None, f"no provider here makes {kind!r} resources"
+            )
+        return provider
+
+    async def check_plan(self, plan: Plan) -> list[str]:
+        try:
+            provider = self.provider(plan.spec.kind)
+        except CloudError as exc:
+            return [exc.message]
+        return await provider.check_plan(plan)
+
+    async def tagged_instances(self) -> list[Instance]:
+        """Every provider's tagged instances (each list complete, or an error)."""
+        found: list[Instance] = []
+        for provider in self.providers:
+            found += await provider.tagged_instances()
+        return found

@@ -30,9 +30,9 @@ from watcher.domain.reconcile import (
     compare_orders,
     compare_payments,
 )
-from watcher.ports.cloud import Instance, Provider
+from watcher.ports.cloud import Cloud, Instance
 from watcher.runtime.config import Settings
-from watcher.runtime.service import AWS_TIMEOUT, open_database, open_watcher
+from watcher.runtime.service import open_cloud, open_database, open_watcher
 from watcher.services.replay import replay
 from watcher.shared import metrics
 from watcher.shared.logs import fields
@@ -159,10 +159,8 @@ async def _audit_cloud(settings: Settings, orders: list[OrderFacts], report: Aud
 
 
 async def cloud_resources(settings: Settings) -> list[ResourceFacts]:
-    from watcher.adapters.cloud.ec2 import open_ec2
-
-    async with open_ec2(settings.aws_region, settings.aws_endpoint_url, AWS_TIMEOUT) as ec2:
-        instances = await ec2.tagged_instances()
+    async with open_cloud(settings) as cloud:
+        instances = await cloud.tagged_instances()
     return resource_facts(instances)
 
 
@@ -176,7 +174,7 @@ class CloudSweep:
     counted in watcher_cloud_differences and logged once per new difference. It only
     reports: a sweep that got an error or a partial answer concludes nothing."""
 
-    def __init__(self, engine: AsyncEngine, cloud: Provider, interval: float) -> None:
+    def __init__(self, engine: AsyncEngine, cloud: Cloud, interval: float) -> None:
         self.engine = engine
         self.cloud = cloud
         self.interval = interval

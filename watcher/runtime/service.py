@@ -24,7 +24,7 @@ from watcher.adapters.ledger.jobs import JobQueue
 from watcher.adapters.ledger.ledger import Ledger
 from watcher.domain.addresses import BURN_ADDRESS
 from watcher.domain.errors import ChainError, ConfigError, UserError
-from watcher.ports.cloud import CloudError, Provider
+from watcher.ports.cloud import Cloud, CloudError
 from watcher.runtime.config import Settings
 from watcher.services.follower import ChainFollower, FollowerConfig
 from watcher.services.provisioner import Provisioner, ProvisionerConfig
@@ -177,7 +177,7 @@ async def open_watcher(settings: Settings, *, max_attempts: int | None) -> Async
 AWS_TIMEOUT = 30.0
 
 
-async def check_catalog(cloud: Provider, settings: Settings) -> None:
+async def check_catalog(cloud: Cloud, settings: Settings) -> None:
     """Refuse to sell what cannot be launched: every plan's image, security groups, subnet
     and key pair must exist in this account and region. A cloud that does not answer now
     is not a finding: say so and carry on (the workers retry, and orders show why)."""
@@ -199,6 +199,14 @@ async def check_catalog(cloud: Provider, settings: Settings) -> None:
 
 
 @asynccontextmanager
+async def open_cloud(settings: Settings) -> AsyncIterator[Cloud]:
+    """Every provider the watcher sells from, by the kinds they make (EC2 instances today):
+    a new resource kind adds its provider here, and nothing else in the runtime changes."""
+    async with open_ec2(settings.aws_region, settings.aws_endpoint_url, AWS_TIMEOUT) as ec2:
+        yield Cloud(ec2)
+
+
+@asynccontextmanager
 async def open_provisioners(
     settings: Settings, engine: AsyncEngine, count: int
 ) -> AsyncIterator[list[Provisioner]]:
@@ -207,7 +215,7 @@ async def open_provisioners(
     if count == 0:
         yield []
         return
-    async with open_ec2(settings.aws_region, settings.aws_endpoint_url, AWS_TIMEOUT) as cloud:
+    async with open_cloud(settings) as cloud:
         await check_catalog(cloud, settings)
         owner = f"{socket.gethostname()}-{os.getpid()}"
         config = ProvisionerConfig(capacity_attempts=settings.capacity_attempts)

@@ -24,11 +24,12 @@ from watcher.adapters.ledger.errors import DatabaseRetry, LedgerUnusable, classi
 from watcher.adapters.ledger.jobs import JobQueue, ProvisionJob
 from watcher.domain.backoff import ProvisionRetry, RetryPolicy
 from watcher.domain.catalog import Catalog
-from watcher.domain.kinds import summary
+from watcher.domain.kinds import ec2_instance, summary
 from watcher.domain.order import OrderState
 from watcher.domain.pricing import Plan
 from watcher.domain.provisioning import ErrorKind, client_token, instance_tags
-from watcher.ports.cloud import CloudError, Instance, LaunchRequest, Provider
+from watcher.domain.resources import ResourceSpec
+from watcher.ports.cloud import Cloud, CloudError, Instance, LaunchRequest, Provider
 from watcher.shared import metrics
 from watcher.shared.logs import fields
 from watcher.shared.waiting import wait_any
@@ -76,7 +77,7 @@ class ClaimLost(Exception):
 @dataclass
 class Provisioner:
     queue: JobQueue
-    cloud: Provider
+    cloud: Cloud
     catalog: Catalog
     config: ProvisionerConfig = field(default_factory=ProvisionerConfig)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -210,15 +211,7 @@ class Provisioner:
         """What the order paid for: its own snapshot, never today's catalog (a plan
         removed or repriced since must not change a paid order)."""
         if job.resource is not None:
-            plan = Plan.from_order(job.plan, job.amount, job.resource)
-            if plan.spec.kind not in self.cloud.kinds:
-                # Sold under a kind this watcher no longer provides: it cannot be delivered.
-                raise CloudError(
-                    ErrorKind.PERMANENT,
-                    None,
-                    f"no provider here makes {plan.spec.kind!r} resources",
-                )
-            return plan
+            return Plan.from_order(job.plan, job.amount, job.resource)
         # Recorded before orders kept their specification (migration 0005): the catalog's
         # plan of that name, only if it still sells the same thing at the same price.
         listed = self.catalog.plans.get(job.plan)
@@ -235,13 +228,24 @@ class Provisioner:
             )
         return listed
 
+    def _provider(self, job: ProvisionJob) -> Provider:
+        """The provider of the order's kind (orders from before migration 0005, which kept
+        no specification, were all EC2 instances). None here: a PERMANENT CloudError."""
+        kind = (
+            ResourceSpec.from_json(job.resource).kind
+            if job.resource is not None
+            else ec2_instance.KIND
+        )
+        return self.cloud.provider(kind)
+
     async def _launch(self, job: ProvisionJob) -> Instance | None:
         """Launch the order's instance unless the cloud already has one. The look-up runs
         before every launch, whatever the ledger says: a ledger rebuilt from the chain, a
         second ledger, or a lost RunInstances answer all look like "not launched yet"
         to the ledger, and only the cloud knows. (ClientToken alone is not enough: AWS
         honours it for a limited time, moto not at all.)"""
-        instance = await self.cloud.find_instance(job.order_id)
+        provider = self._provider(job)
+        instance = await provider.find_instance(job.order_id)
         plan = self._plan(job) if instance is None else None
         if instance is not None:
             log.info(
@@ -266,7 +270,7 @@ class Provisioner:
                 plan=plan,
                 tags=instance_tags(job.order_id, job.payer, job.tx_hash, plan),
             )
-            instance = await self.cloud.launch(request)
+            instance = await provider.launch(request)
         self._must(
             await self.queue.record_launched(
                 job.order_id, instance.instance_id, instance.launched_at
@@ -290,8 +294,9 @@ class Provisioner:
         delay = 0.5
         missing = 0
         missing_since = 0.0
+        provider = self._provider(job)
         while True:
-            instance = await self.cloud.describe(instance_id)
+            instance = await provider.describe(instance_id)
             if instance is None:
                 # EC2 is eventually consistent: right after RunInstances, DescribeInstances
                 # may answer InvalidInstanceID.NotFound for an instance that exists. Not
@@ -303,7 +308,7 @@ class Provisioner:
                     missing >= self.config.gone_confirmations
                     and loop.time() - missing_since >= self.config.gone_after
                 ):
-                    found = await self.cloud.find_instance(job.order_id)
+                    found = await provider.find_instance(job.order_id)
                     if found is None:
                         await self._fail(
                             job,
