@@ -121,6 +121,7 @@ async def run_service(settings: Settings) -> None:
                             settings.http_port,
                             follower.stop,
                             partial(watcher.source.token_balance, settings.require_token_address()),
+                            settings.public_url,
                         ),
                         name="http-api",
                     )

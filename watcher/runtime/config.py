@@ -101,6 +101,9 @@ class Settings:
     mqtt_url: str | None = None
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    # The site's address as buyers reach it (behind a proxy): what sign-in messages must
+    # name. None: the address each request came to.
+    public_url: str | None = None
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9108
     catalog: Catalog = field(default_factory=Catalog)
@@ -218,6 +221,14 @@ def _http_url(text: str) -> str:
     url = _url(text)
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"{text!r} is not an http(s):// URL")
+    return url
+
+
+def _public_url(text: str) -> str:
+    """scheme://host[:port], nothing after it."""
+    url = _http_url(text).rstrip("/")
+    if "/" in url.split("://", 1)[1]:
+        raise ValueError(f"{text!r} must be scheme://host[:port], with no path")
     return url
 
 
@@ -415,6 +426,13 @@ SETTINGS: dict[str, SettingSpec] = {
             _int_in(0, 65535, "port"),
             "Port of the web API and its OpenAPI document (0: off).",
             metavar="PORT",
+        ),
+        SettingSpec(
+            "public_url",
+            _public_url,
+            "The pages' address as buyers reach them, e.g. https://cloud.example.org (behind a "
+            "proxy): sign-in messages must name it (default: the address a request came to).",
+            metavar="URL",
         ),
         SettingSpec(
             "metrics_host",

@@ -206,3 +206,31 @@ class OrderEventRecord(Base):
     payload: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     published_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class SignInNonceRecord(Base):
+    """A nonce this watcher handed out for a Sign-In with Ethereum message: good once,
+    until it expires (adapters/ledger/signin.py)."""
+
+    __tablename__ = "sign_in_nonces"
+    __table_args__ = (Index(None, "expires_at"),)
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp)
+    used_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class SessionRecord(Base):
+    """A signed-in wallet's session. Only the token's SHA-256 is kept: a copy of the
+    database opens no session."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (Index(None, "address"), Index(None, "expires_at"))
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    address: Mapped[str] = mapped_column(Address)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp)
+    ended_at: Mapped[datetime | None] = mapped_column(Timestamp)

@@ -16,12 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from watcher import __version__
 from watcher.adapters.chain.rpc import RpcError, RpcUnavailable
 from watcher.adapters.ledger import queries
+from watcher.adapters.ledger.signin import SignIns
 from watcher.domain.addresses import BURN_ADDRESS, parse_address
 from watcher.domain.amounts import CTK_DECIMALS, format_amount
 from watcher.domain.catalog import Catalog
 from watcher.domain.errors import InvalidInput
 from watcher.domain.kinds import summary
 from watcher.domain.payment import MalformedChainData
+from watcher.interfaces.web.signin import sign_in_routes
 
 
 class PlanOut(BaseModel):
@@ -92,6 +94,7 @@ def create_api(
     token_address: str,
     catalog: Catalog,
     balance_of: BalanceReader | None = None,
+    public_url: str | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="watcher",
@@ -105,6 +108,8 @@ def create_api(
         docs_url=None,
         redoc_url=None,
     )
+
+    app.include_router(sign_in_routes(SignIns(engine), chain_id, public_url))
 
     def address(value: str, what: str = "address") -> str:
         try:

@@ -1,0 +1,163 @@
+"""Sign-In with Ethereum over the API, on both databases (issue 10): a wallet signs the
+EIP-4361 message with its key and gets a session (cookie for pages, bearer token for the
+CLI); a wrong domain, an expired message, a replayed nonce, a tampered message or a wrong
+signer is refused and opens nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from eth_account.messages import encode_defunct
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from watcher.adapters.chain.dev_accounts import dev_account
+from watcher.adapters.ledger import migrations
+from watcher.adapters.ledger.database import create_engine
+from watcher.adapters.ledger.schema import SessionRecord
+from watcher.domain.catalog import Catalog
+from watcher.domain.siwe import SignInMessage
+from watcher.interfaces.web.api import create_api
+from watcher.interfaces.web.signin import COOKIE
+
+TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+ALICE, MALLORY = dev_account(1), dev_account(2)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine: AsyncEngine = create_engine(database_url)
+    await migrations.upgrade(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def client(engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_api(engine, 1337, TOKEN, Catalog())
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://watcher.test:8080"
+    ) as http:
+        yield http
+
+
+async def signed(
+    client: httpx.AsyncClient, account: object = ALICE, **changes: object
+) -> tuple[str, str]:
+    """A message built from the server's nonce and terms, signed by `account`."""
+    terms = (await client.post("/api/auth/nonce")).json()
+    now = datetime.now(UTC)
+    fields: dict[str, object] = {
+        "domain": terms["domain"],
+        "address": account.address,  # type: ignore[attr-defined]
+        "statement": "Sign in to watcher.",
+        "uri": terms["uri"],
+        "chain_id": terms["chain_id"],
+        "nonce": terms["nonce"],
+        "issued_at": now,
+        "expiration_time": now + timedelta(minutes=5),
+    }
+    fields.update(changes)
+    text = SignInMessage(**fields).text()  # type: ignore[arg-type]
+    signature = account.sign_message(encode_defunct(text=text)).signature  # type: ignore[attr-defined]
+    return text, "0x" + bytes(signature).hex().removeprefix("0x")
+
+
+async def test_a_signed_message_opens_a_session_by_cookie_and_by_bearer_token(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    terms = (await client.post("/api/auth/nonce")).json()
+    assert (terms["domain"], terms["uri"], terms["chain_id"]) == (
+        "watcher.test:8080",
+        "http://watcher.test:8080/",
+        1337,
+    )
+    message, signature = await signed(client)
+    answer = await client.post(
+        "/api/auth/sign-in", json={"message": message, "signature": signature, "bearer": True}
+    )
+    assert answer.status_code == 200, answer.text
+    session = answer.json()
+    assert session["address"] == ALICE.address and session["token"]
+    cookie = answer.headers["set-cookie"]
+    assert f"{COOKIE}=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    # The cookie (kept by the client) and the bearer token both open the session.
+    mine = await client.get("/api/auth/session")
+    assert mine.status_code == 200, mine.text
+    assert mine.json()["address"] == ALICE.address
+    bearer = {"Authorization": f"Bearer {session['token']}"}
+    async with httpx.AsyncClient(
+        transport=client._transport, base_url="http://watcher.test:8080"
+    ) as other:
+        assert (await other.get("/api/auth/session", headers=bearer)).status_code == 200
+        assert (await other.get("/api/auth/session")).status_code == 401
+    # Only the token's hash is stored.
+    async with engine.connect() as conn:
+        stored = (await conn.execute(select(SessionRecord.token_hash))).scalars().all()
+    assert len(stored) == 1 and stored[0] != session["token"] and len(stored[0]) == 64
+    # Signing out ends it for the cookie and the token alike.
+    assert (await client.post("/api/auth/sign-out")).status_code == 204
+    assert (await client.get("/api/auth/session", headers=bearer)).status_code == 401
+
+
+async def test_a_nonce_signs_in_once_even_when_two_requests_race(
+    client: httpx.AsyncClient,
+) -> None:
+    message, signature = await signed(client)
+    body = {"message": message, "signature": signature}
+    answers = await asyncio.gather(*(client.post("/api/auth/sign-in", json=body) for _ in range(4)))
+    assert sorted(a.status_code for a in answers) == [200, 401, 401, 401]
+    replay = await client.post("/api/auth/sign-in", json=body)
+    assert replay.status_code == 401 and "already used" in replay.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"domain": "evil.example"}, "is for 'evil.example', not 'watcher.test:8080'"),
+        ({"chain_id": 1}, "is for chain 1"),
+        (
+            {
+                "issued_at": datetime.now(UTC) - timedelta(minutes=3),
+                "expiration_time": datetime.now(UTC) - timedelta(minutes=1),
+            },
+            "has expired",
+        ),
+        ({"nonce": "notIssuedByUs1"}, "nonce is unknown"),
+    ],
+)
+async def test_a_message_for_another_site_chain_time_or_nonce_opens_nothing(
+    client: httpx.AsyncClient, changes: dict[str, object], reason: str
+) -> None:
+    message, signature = await signed(client, **changes)
+    answer = await client.post(
+        "/api/auth/sign-in", json={"message": message, "signature": signature}
+    )
+    assert answer.status_code == 401 and reason in answer.json()["detail"]
+    assert "set-cookie" not in answer.headers
+    assert (await client.get("/api/auth/session")).status_code == 401
+
+
+async def test_a_tampered_message_or_a_wrong_signer_opens_nothing(
+    client: httpx.AsyncClient,
+) -> None:
+    message, signature = await signed(client)
+    tampered = message.replace("Sign in to watcher.", "Sign in to watcher!")
+    for text, sig in [
+        (tampered, signature),
+        # Mallory signs a message naming Alice.
+        (message, (await signed(client, MALLORY))[1]),
+        (message, "0x1234"),
+    ]:
+        answer = await client.post("/api/auth/sign-in", json={"message": text, "signature": sig})
+        assert answer.status_code == 401, answer.text
+        assert answer.json()["detail"].startswith("sign-in refused: ")
+    # The refusals did not use the nonce up: the right signature still signs in.
+    answer = await client.post(
+        "/api/auth/sign-in", json={"message": message, "signature": signature}
+    )
+    assert answer.status_code == 200
