@@ -237,6 +237,13 @@ def test_good_hosts_are_accepted(host: str) -> None:
     assert load_settings({}, {"WATCHER_HTTP_HOST": host}).http_host == host.strip("[]")
 
 
+def test_a_plain_file_path_is_a_sqlite_ledger(tmp_path: Path) -> None:
+    settings = load_settings({}, {"WATCHER_DATABASE_URL": str(tmp_path / "other.db")})
+    assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path / 'other.db'}"
+    home = load_settings({}, {"WATCHER_DATABASE_URL": "~/ledgers/test.db"}).database_url
+    assert home == f"sqlite+aiosqlite:///{Path.home() / 'ledgers' / 'test.db'}"
+
+
 # --- issue 8, item 10: a rejected URL is not echoed with its credentials ---
 
 

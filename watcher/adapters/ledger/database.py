@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
@@ -19,7 +20,13 @@ _DRIVERS = {
 
 
 def normalize_database_url(text: str) -> str:
-    """Accept the async URLs and their plain forms (`sqlite:///x.db`, `postgresql://...`)."""
+    """Accept the async URLs, their plain forms (`sqlite:///x.db`, `postgresql://...`) and a
+    plain file path for SQLite (`~/ledgers/test.db`, as the default is shown)."""
+    plain = text.strip()
+    if "://" not in plain and (
+        plain.startswith(("/", "~", "./", "../")) or plain.endswith((".db", ".sqlite", ".sqlite3"))
+    ):
+        return f"sqlite+aiosqlite:///{Path(plain).expanduser().resolve()}"
     try:
         url = make_url(text.strip())
     except ArgumentError:
