@@ -636,3 +636,57 @@ async def test_a_reorg_under_a_range_read_ahead_is_caught_before_it_is_written(
     ]
     assert [p.payer for p in payments] == [ALICE] * 4 + [BOB] * 36
     await assert_balanced(engine)
+
+
+async def test_a_range_read_again_after_a_refusal_must_still_continue_the_written_one(
+    engine: AsyncEngine,
+) -> None:
+    """The node refuses the second range and, at that moment, the chain reorganises under
+    the first: the second range, read again in smaller pieces from the new chain, must not
+    be written on top of the first (found in review)."""
+    chain = FakeChain()
+    for _ in range(40):
+        chain.mine([pay(ALICE, 10)])
+
+    def refuse_and_reorg() -> None:
+        chain.reorg(36)
+        for _ in range(36):
+            chain.mine([pay(BOB, 10)])
+        chain.max_log_range = 4
+
+    chain.during_logs.extend([lambda: None, refuse_and_reorg])
+    watcher = follower(chain, engine)
+    await watcher.sync()
+    payments = await queries.payments(engine, 1337)
+    assert [(p.block_number, p.block_hash) for p in payments] == [
+        (block.ref.number, block.ref.hash) for block in chain.blocks[1:]
+    ]
+    assert [p.payer for p in payments] == [ALICE] * 4 + [BOB] * 36
+    await assert_balanced(engine)
+
+
+async def test_stop_ends_a_catch_up_after_the_range_being_written(engine: AsyncEngine) -> None:
+    chain = FakeChain()
+    for _ in range(400):
+        chain.mine([pay(ALICE, 10)])
+    watcher = follower(chain, engine, initial_block_range=8, max_block_range=8)
+    record = watcher.ledger.record
+    writes = 0
+
+    async def stop_after_the_first(*args: object, **kwargs: object) -> object:
+        nonlocal writes
+        writes += 1
+        watcher.stop.set()
+        return await record(*args, **kwargs)  # type: ignore[arg-type]
+
+    watcher.ledger.record = stop_after_the_first  # type: ignore[method-assign]
+    await watcher.sync()
+    assert writes == 1
+    cursor = await watcher.ledger.cursor()
+    assert cursor is not None and cursor.number == 7
+    # Started again, it goes on from there to the head.
+    watcher.stop.clear()
+    watcher.ledger.record = record  # type: ignore[method-assign]
+    await watcher.sync()
+    assert len(await queries.payments(engine, 1337)) == 400
+    await assert_balanced(engine)

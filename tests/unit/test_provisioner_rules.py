@@ -434,3 +434,37 @@ def test_a_cloud_refuses_two_providers_of_one_kind_and_names_a_kind_it_lacks() -
     assert both.kinds == {"ec2_instance", "volume"}
     bucket = Plan("bucket", CTK, ResourceSpec.of("s3_bucket"))
     assert asyncio.run(both.check_plan(bucket)) == ["no provider here makes 's3_bucket' resources"]
+
+
+async def test_a_started_order_whose_kind_has_no_provider_here_is_held_not_refunded(
+    engine: AsyncEngine,
+) -> None:
+    """Its resource may exist (launched by a watcher that had the provider): a provider
+    missing here is no answer about it. The order is held with the reason, never ended
+    (found in review)."""
+    from sqlalchemy import update
+
+    from watcher.adapters.ledger.schema import OrderRecord
+    from watcher.domain.pricing import Plan
+    from watcher.domain.resources import ResourceSpec
+
+    disk = Plan("disk", 10 * CTK, ResourceSpec.of("volume", size_gib=20))
+    tx = "0x" + hashlib.sha256(b"held").hexdigest()
+    payment = Payment(1337, tx, 0, 9, "0x" + "bb" * 32, ALICE, 10 * CTK)  # type: ignore[arg-type]
+    await Ledger(engine, 1337, Catalog({"disk": disk}, "disk")).record([payment])
+    # A watcher with the volume provider launched it, then stopped (its claim given back).
+    queue = JobQueue(engine, "before", 30)
+    job = await queue.claim()
+    assert job is not None
+    await queue.release(job.order_id, 0, None)
+    async with engine.begin() as conn:
+        await conn.execute(update(OrderRecord).values(state="launched", instance_id="vol-1"))
+    ec2 = cloud()
+    worker = Provisioner(JobQueue(engine, "w", 30), Cloud(ec2), CATALOG, FAST)
+    assert await worker.work_one()
+    (order,) = await queries.orders(engine)
+    assert (order.state, order.failure_reason) == ("launched", None)
+    assert order.last_error == "no provider here makes 'volume' resources: held"
+    assert order.next_attempt_at is not None and await credit(engine) == 0
+    assert ec2.calls["find_instance"] == ec2.calls["describe"] == 0
+    await assert_balanced(engine)

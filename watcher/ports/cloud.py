@@ -134,21 +134,14 @@ class Cloud:
     def kinds(self) -> frozenset[str]:
         return frozenset(self._by_kind)
 
-    def provider(self, kind: str) -> Provider:
-        """The provider of `kind`; a PERMANENT CloudError when none here makes it (an
-        order sold under a kind this watcher no longer provides cannot be delivered)."""
-        provider = self._by_kind.get(kind)
-        if provider is None:
-            raise CloudError(
-                ErrorKind.PERMANENT, None, f"no provider here makes {kind!r} resources"
-            )
-        return provider
+    def provider(self, kind: str) -> Provider | None:
+        """The provider of `kind`, None when no provider here makes it."""
+        return self._by_kind.get(kind)
 
     async def check_plan(self, plan: Plan) -> list[str]:
-        try:
-            provider = self.provider(plan.spec.kind)
-        except CloudError as exc:
-            return [exc.message]
+        provider = self.provider(plan.spec.kind)
+        if provider is None:
+            return [f"no provider here makes {plan.spec.kind!r} resources"]
         return await provider.check_plan(plan)
 
     async def tagged_instances(self) -> list[Instance]:

@@ -237,31 +237,29 @@ class ChainFollower:
         reader = asyncio.create_task(self._read(start, limit, ranges), name="log-reader")
         advanced = _Step()
         try:
-            first = True
             while (item := await ranges.get()) is not _DONE:
                 if isinstance(item, _ChainMoved):
                     log.info(fields("chain_moved_during_step", block=str(item)))
                     return _Step(retry=True)
                 if isinstance(item, Exception):
                     raise item
-                if (
-                    first
-                    and cursor is not None
-                    and (item.parent is None or item.parent.hash != cursor.hash)
-                ):
-                    # The range does not continue the cursor: ask again, now, before
-                    # calling it a reorg.
+                # Every range must continue the cursor as it is now: the first one the
+                # ledger's, each next one the range just written. (A range read again
+                # after a refusal was read after its own end block, so this is its check.)
+                if cursor is not None and (item.parent is None or item.parent.hash != cursor.hash):
+                    # Ask again, now, before calling it a reorg.
                     if not await self._canonical(cursor):
                         await self._reorg(cursor)
                         return _Step(reorged=True)
                     return _Step(retry=True)
-                first = False
                 step = await self._write(item, cursor)
                 if step.retry:
                     return step
                 self._tally(done, step, progress)
                 advanced = step
                 cursor = Cursor(item.end.number, item.end.hash)
+                if self.stop.is_set():
+                    break  # stop between ranges: what is written is whole
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
@@ -277,6 +275,9 @@ class ChainFollower:
         try:
             pending: _Range | None = None
             while start <= limit:
+                if self.stop.is_set():
+                    await ranges.put(_DONE)  # the writer stops too; `pending` is dropped
+                    return
                 end = min(limit, start + self._piece(start, limit) - 1)
                 while True:
                     before = await self._call(self.source.block, end)

@@ -184,6 +184,19 @@ class Provisioner:
 
     async def _provision(self, job: ProvisionJob) -> None:
         state, instance_id = job.order_state, job.instance_id
+        kind = self._kind(job)
+        provider = self.cloud.provider(kind)
+        missing = f"no provider here makes {kind!r} resources"
+        if provider is None and state is OrderState.QUEUED:
+            # Sold under a kind this watcher does not provide, and nothing was launched
+            # yet: it cannot be delivered (failed, refunded).
+            raise CloudError(ErrorKind.PERMANENT, None, missing)
+        if provider is None and state in (OrderState.LAUNCHING, OrderState.LAUNCHED):
+            # Its resource may exist: a provider missing here (a configuration mistake)
+            # is no answer about it. Held, never ended, until one is configured.
+            await self.queue.release(job.order_id, POISONED_WAIT, f"{missing}: held")
+            log.error(fields("provider_missing", order_id=job.order_id, kind=kind))
+            return
         if state is OrderState.QUEUED:
             self._must(await self.queue.mark_launching(job.order_id))
             metrics.ORDER_TRANSITIONS.labels(state="launching").inc()
@@ -194,13 +207,15 @@ class Provisioner:
             )
             state = OrderState.LAUNCHING
         if state is OrderState.LAUNCHING:
-            instance = await self._launch(job)
+            assert provider is not None
+            instance = await self._launch(job, provider)
             if instance is None:
                 return
             state, instance_id = OrderState.LAUNCHED, instance.instance_id
         if state is OrderState.LAUNCHED:
             assert instance_id is not None
-            await self._await_running(job, instance_id)
+            assert provider is not None
+            await self._await_running(job, instance_id, provider)
         elif state in (OrderState.RUNNING, OrderState.FAILED, OrderState.TERMINATED):
             # Finished by a worker whose claim ran out just before it recorded the end (or
             # edited by hand): nothing is left to do, close the job (a release would be
@@ -228,23 +243,20 @@ class Provisioner:
             )
         return listed
 
-    def _provider(self, job: ProvisionJob) -> Provider:
-        """The provider of the order's kind (orders from before migration 0005, which kept
-        no specification, were all EC2 instances). None here: a PERMANENT CloudError."""
-        kind = (
-            ResourceSpec.from_json(job.resource).kind
-            if job.resource is not None
-            else ec2_instance.KIND
-        )
-        return self.cloud.provider(kind)
+    @staticmethod
+    def _kind(job: ProvisionJob) -> str:
+        """The order's resource kind (orders from before migration 0005, which kept no
+        specification, were all EC2 instances)."""
+        if job.resource is None:
+            return ec2_instance.KIND
+        return ResourceSpec.from_json(job.resource).kind
 
-    async def _launch(self, job: ProvisionJob) -> Instance | None:
+    async def _launch(self, job: ProvisionJob, provider: Provider) -> Instance | None:
         """Launch the order's instance unless the cloud already has one. The look-up runs
         before every launch, whatever the ledger says: a ledger rebuilt from the chain, a
         second ledger, or a lost RunInstances answer all look like "not launched yet"
         to the ledger, and only the cloud knows. (ClientToken alone is not enough: AWS
         honours it for a limited time, moto not at all.)"""
-        provider = self._provider(job)
         instance = await provider.find_instance(job.order_id)
         plan = self._plan(job) if instance is None else None
         if instance is not None:
@@ -288,13 +300,12 @@ class Provisioner:
         )
         return instance
 
-    async def _await_running(self, job: ProvisionJob, instance_id: str) -> None:
+    async def _await_running(self, job: ProvisionJob, instance_id: str, provider: Provider) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.running_wait
         delay = 0.5
         missing = 0
         missing_since = 0.0
-        provider = self._provider(job)
         while True:
             instance = await provider.describe(instance_id)
             if instance is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -150,7 +151,8 @@ class JobQueue:
         (the partial index ix_orders_queued). On PostgreSQL the order row is locked with
         SKIP LOCKED so that workers take different orders; should two still meet on one
         (one's snapshot predates the other's commit), the pending-job unique index lets
-        only one insert, and the other finds nothing this time."""
+        only one insert, and the other looks again (each statement sees the other's
+        commit by then)."""
         has_launch_job = (
             select(JobRecord.id)
             .where(JobRecord.order_id == OrderRecord.order_id, JobRecord.kind == LAUNCH)
@@ -164,9 +166,20 @@ class JobQueue:
         )
         if postgres:
             query = query.with_for_update(skip_locked=True)
-        order = (await conn.execute(query)).first()
-        if order is None:
-            return None
+        for _ in range(3):
+            order = (await conn.execute(query)).first()
+            if order is None:
+                return None
+            written = await self._write_claimed(conn, postgres, order, expires)
+            if written is not None:
+                return written, order.order_id, 0
+        return None
+
+    async def _write_claimed(
+        self, conn: AsyncConnection, postgres: bool, order: Any, expires: datetime
+    ) -> int | None:
+        """The id of the claimed launch job written for `order`; None if another worker's
+        came first."""
         dialect = postgresql if postgres else sqlite
         written = (
             await conn.execute(
@@ -192,9 +205,7 @@ class JobQueue:
                 .returning(JobRecord.id)
             )
         ).first()
-        if written is None:
-            return None
-        return written[0], order.order_id, 0
+        return None if written is None else int(written[0])
 
     async def heartbeat(self, order_id: str) -> bool:
         """Extend the claim; False if it is no longer ours."""
