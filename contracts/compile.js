@@ -4,7 +4,8 @@
 //
 //   node contracts/compile.js [--out DIR]
 //
-// CloudToken is the product's token; PaymentBatcher only serves tests and benchmarks.
+// CloudToken is the product's token, Checkout pays for a drafted order naming it;
+// PaymentBatcher only serves tests and benchmarks.
 // The output is byte-for-byte deterministic for a given solc version and sources:
 // tests recompile into a temporary folder and fail if a committed artifact is stale.
 "use strict";
@@ -14,7 +15,7 @@ const path = require("path");
 const solc = require("solc");
 
 const ROOT = path.resolve(__dirname, "..");
-const CONTRACTS = ["CloudToken", "PaymentBatcher"];
+const CONTRACTS = ["CloudToken", "Checkout", "PaymentBatcher"];
 // Shanghai is the newest EVM every dev chain and network we target runs; Cancun's
 // opcodes (MCOPY, transient storage) would make the bytecode fail on older nodes.
 const EVM_VERSION = "shanghai";
