@@ -11,16 +11,15 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from eth_account.messages import encode_defunct
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.signinhelpers import signed_message
 from watcher.adapters.chain.dev_accounts import dev_account
 from watcher.adapters.ledger import migrations
 from watcher.adapters.ledger.database import create_engine
 from watcher.adapters.ledger.schema import SessionRecord
 from watcher.domain.catalog import Catalog
-from watcher.domain.siwe import SignInMessage
 from watcher.interfaces.web.api import create_api
 from watcher.interfaces.web.signin import COOKIE
 
@@ -45,28 +44,6 @@ async def client(engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-async def signed(
-    client: httpx.AsyncClient, account: object = ALICE, **changes: object
-) -> tuple[str, str]:
-    """A message built from the server's nonce and terms, signed by `account`."""
-    terms = (await client.post("/api/auth/nonce")).json()
-    now = datetime.now(UTC)
-    fields: dict[str, object] = {
-        "domain": terms["domain"],
-        "address": account.address,  # type: ignore[attr-defined]
-        "statement": "Sign in to watcher.",
-        "uri": terms["uri"],
-        "chain_id": terms["chain_id"],
-        "nonce": terms["nonce"],
-        "issued_at": now,
-        "expiration_time": now + timedelta(minutes=5),
-    }
-    fields.update(changes)
-    text = SignInMessage(**fields).text()  # type: ignore[arg-type]
-    signature = account.sign_message(encode_defunct(text=text)).signature  # type: ignore[attr-defined]
-    return text, "0x" + bytes(signature).hex().removeprefix("0x")
-
-
 async def test_a_signed_message_opens_a_session_by_cookie_and_by_bearer_token(
     client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
@@ -76,7 +53,7 @@ async def test_a_signed_message_opens_a_session_by_cookie_and_by_bearer_token(
         "http://watcher.test:8080/",
         1337,
     )
-    message, signature = await signed(client)
+    message, signature = await signed_message(client, ALICE)
     answer = await client.post(
         "/api/auth/sign-in", json={"message": message, "signature": signature, "bearer": True}
     )
@@ -107,7 +84,7 @@ async def test_a_signed_message_opens_a_session_by_cookie_and_by_bearer_token(
 async def test_a_nonce_signs_in_once_even_when_two_requests_race(
     client: httpx.AsyncClient,
 ) -> None:
-    message, signature = await signed(client)
+    message, signature = await signed_message(client, ALICE)
     body = {"message": message, "signature": signature}
     answers = await asyncio.gather(*(client.post("/api/auth/sign-in", json=body) for _ in range(4)))
     assert sorted(a.status_code for a in answers) == [200, 401, 401, 401]
@@ -133,7 +110,7 @@ async def test_a_nonce_signs_in_once_even_when_two_requests_race(
 async def test_a_message_for_another_site_chain_time_or_nonce_opens_nothing(
     client: httpx.AsyncClient, changes: dict[str, object], reason: str
 ) -> None:
-    message, signature = await signed(client, **changes)
+    message, signature = await signed_message(client, ALICE, **changes)
     answer = await client.post(
         "/api/auth/sign-in", json={"message": message, "signature": signature}
     )
@@ -145,12 +122,12 @@ async def test_a_message_for_another_site_chain_time_or_nonce_opens_nothing(
 async def test_a_tampered_message_or_a_wrong_signer_opens_nothing(
     client: httpx.AsyncClient,
 ) -> None:
-    message, signature = await signed(client)
+    message, signature = await signed_message(client, ALICE)
     tampered = message.replace("Sign in to watcher.", "Sign in to watcher!")
     for text, sig in [
         (tampered, signature),
         # Mallory signs a message naming Alice.
-        (message, (await signed(client, MALLORY))[1]),
+        (message, (await signed_message(client, MALLORY))[1]),
         (message, "0x1234"),
     ]:
         answer = await client.post("/api/auth/sign-in", json={"message": text, "signature": sig})

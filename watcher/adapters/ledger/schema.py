@@ -234,3 +234,29 @@ class SessionRecord(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     expires_at: Mapped[datetime] = mapped_column(Timestamp)
     ended_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class DraftRecord(Base):
+    """A drafted order: what a signed-in owner asked for, with its reference and quote
+    (watcher/domain/drafts.py), until it is paid for and placed, or its quote runs out."""
+
+    __tablename__ = "drafts"
+    __table_args__ = (Index(None, "chain_id", "owner"),)
+
+    reference: Mapped[str] = mapped_column(Hash, primary_key=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    owner: Mapped[str] = mapped_column(Address)
+    plan: Mapped[str] = mapped_column(String(64))
+    # The plan's resource specification and price when drafted: what the quote is for.
+    resource: Mapped[str] = mapped_column(Text)
+    periods: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[int] = mapped_column(TokenAmount)
+    price: Mapped[int] = mapped_column(TokenAmount)
+    ssh_key: Mapped[str] = mapped_column(Text)
+    ssh_fingerprint: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(64))
+    # open -> placed (its order_id set), or the quote expires (open past expires_at).
+    state: Mapped[str] = mapped_column(String(16))
+    order_id: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp)

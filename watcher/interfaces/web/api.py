@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from watcher import __version__
 from watcher.adapters.chain.rpc import RpcError, RpcUnavailable
 from watcher.adapters.ledger import queries
+from watcher.adapters.ledger.drafts import Drafts
 from watcher.adapters.ledger.signin import SignIns
 from watcher.domain.addresses import BURN_ADDRESS, parse_address
 from watcher.domain.amounts import CTK_DECIMALS, format_amount
@@ -23,6 +24,7 @@ from watcher.domain.catalog import Catalog
 from watcher.domain.errors import InvalidInput
 from watcher.domain.kinds import summary
 from watcher.domain.payment import MalformedChainData
+from watcher.interfaces.web.drafts import draft_routes
 from watcher.interfaces.web.signin import sign_in_routes
 
 
@@ -109,7 +111,9 @@ def create_api(
         redoc_url=None,
     )
 
-    app.include_router(sign_in_routes(SignIns(engine), chain_id, public_url))
+    sign_in, signed_in = sign_in_routes(SignIns(engine), chain_id, public_url)
+    app.include_router(sign_in)
+    app.include_router(draft_routes(Drafts(engine, chain_id), catalog, signed_in))
 
     def address(value: str, what: str = "address") -> str:
         try:

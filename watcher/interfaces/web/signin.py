@@ -9,6 +9,7 @@ only shows and acts on the wallet's own orders.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
@@ -48,9 +49,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def sign_in_routes(sign_ins: SignIns, chain_id: int, public_url: str | None = None) -> APIRouter:
-    """The routes; `signed_in` is the dependency that gives a handler the caller's session
-    (401 when there is none)."""
+SignedIn = Callable[[Request], Awaitable[Session]]
+
+
+def sign_in_routes(
+    sign_ins: SignIns, chain_id: int, public_url: str | None = None
+) -> tuple[APIRouter, SignedIn]:
+    """The routes, and `signed_in`: the dependency that gives a handler the caller's
+    session (401 when there is none)."""
     router = APIRouter(prefix="/api/auth", tags=["sign-in"])
 
     def expected(request: Request) -> Expected:
@@ -139,4 +145,4 @@ def sign_in_routes(sign_ins: SignIns, chain_id: int, public_url: str | None = No
             await sign_ins.end_session(token, _now())
         response.delete_cookie(COOKIE, path="/")
 
-    return router
+    return router, signed_in

@@ -1,0 +1,116 @@
+"""Drafting orders over the API, on both databases (issue 10): a signed-in wallet drafts
+a non-default plan for 2 periods with its SSH key and gets a reference and a quote; other
+wallets get 403, nobody signed in gets 401, bad fields get 400 with the reason."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.signinhelpers import sign_in
+from watcher.adapters.chain.dev_accounts import dev_account
+from watcher.adapters.ledger import migrations
+from watcher.adapters.ledger.database import create_engine
+from watcher.domain.catalog import Catalog
+from watcher.domain.kinds.ec2_instance import ec2_plan
+from watcher.interfaces.web.api import create_api
+
+CTK = 10**18
+TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+ALICE, MALLORY = dev_account(1), dev_account(2)
+CATALOG = Catalog(
+    {
+        "small": ec2_plan("small", 10 * CTK, "t3.micro", "ami-0123456789abcdef0"),
+        "large": ec2_plan("large", 25 * CTK + CTK // 2, "t3.large", "ami-0123456789abcdef0"),
+    },
+    "small",
+)
+KEY = (
+    ed25519.Ed25519PrivateKey.generate()
+    .public_key()
+    .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    .decode()
+    + " alice@laptop"
+)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine: AsyncEngine = create_engine(database_url)
+    await migrations.upgrade(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def app(engine: AsyncEngine) -> object:
+    return create_api(engine, 1337, TOKEN, CATALOG)
+
+
+def client_of(app: object) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
+        base_url="http://watcher.test",
+    )
+
+
+async def test_a_signed_in_wallet_drafts_an_order_and_only_it_reads_it_back(app: object) -> None:
+    async with client_of(app) as alice, client_of(app) as mallory, client_of(app) as anyone:
+        await sign_in(alice, ALICE)
+        await sign_in(mallory, MALLORY)
+        answer = await alice.post(
+            "/api/drafts",
+            json={"plan": "large", "periods": "2", "ssh_key": KEY, "name": "build box"},
+        )
+        assert answer.status_code == 201, answer.text
+        draft = answer.json()
+        assert (draft["plan"], draft["summary"], draft["periods"], draft["state"]) == (
+            "large",
+            "t3.large",
+            2,
+            "open",
+        )
+        assert (draft["unit_price"], draft["price"], draft["price_ctk"]) == (
+            str(25 * CTK + CTK // 2),
+            str(51 * CTK),
+            "51",
+        )
+        assert draft["ssh_fingerprint"].startswith("SHA256:") and draft["name"] == "build box"
+        reference = draft["reference"]
+        assert (await alice.get(f"/api/drafts/{reference}")).json() == draft
+        assert [d["reference"] for d in (await alice.get("/api/drafts")).json()] == [reference]
+        # Another wallet, signed in: refused; its own list is empty.
+        refused = await mallory.get(f"/api/drafts/{reference}")
+        assert refused.status_code == 403 and "another wallet" in refused.json()["detail"]
+        assert (await mallory.get("/api/drafts")).json() == []
+        # Nobody signed in.
+        assert (await anyone.get(f"/api/drafts/{reference}")).status_code == 401
+        body = {"plan": "small", "periods": 1, "ssh_key": KEY}
+        assert (await anyone.post("/api/drafts", json=body)).status_code == 401
+        unknown = "0x" + "00" * 32
+        assert (await alice.get(f"/api/drafts/{unknown}")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"plan": "small", "periods": "150", "ssh_key": KEY}, "from 1 to 100, got 150"),
+        ({"plan": "small", "periods": "2.5", "ssh_key": KEY}, "whole number"),
+        ({"plan": "huge", "periods": 1, "ssh_key": KEY}, "no plan 'huge' here"),
+        ({"plan": "small", "periods": 1, "ssh_key": "ssh-dss AAAA"}, "not accepted"),
+        ({"plan": "small", "periods": 1, "ssh_key": KEY, "name": "a\tb"}, "printable"),
+    ],
+)
+async def test_a_bad_field_gets_its_reason_and_drafts_nothing(
+    app: object, body: dict[str, object], reason: str
+) -> None:
+    async with client_of(app) as alice:
+        await sign_in(alice, ALICE)
+        answer = await alice.post("/api/drafts", json=body)
+        assert answer.status_code == 400 and reason in answer.json()["detail"], answer.text
+        assert (await alice.get("/api/drafts")).json() == []

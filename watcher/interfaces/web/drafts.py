@@ -1,0 +1,104 @@
+"""Drafted orders on the API: a signed-in owner asks for a plan, a number of periods and an
+SSH key and gets a reference and a quote; only the owner reads a draft back (it holds
+their SSH key and, once placed, leads to their order's access details)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Depends, HTTPException, Path
+from pydantic import BaseModel, Field
+
+from watcher.adapters.ledger.drafts import Draft, Drafts
+from watcher.adapters.ledger.signin import Session
+from watcher.domain.amounts import format_amount
+from watcher.domain.catalog import Catalog
+from watcher.domain.drafts import MAX_PERIODS, draft_terms, quote
+from watcher.domain.errors import InvalidInput
+from watcher.domain.kinds import summary
+from watcher.domain.resources import ResourceSpec
+from watcher.interfaces.web.signin import SignedIn
+
+
+class DraftIn(BaseModel):
+    plan: str = Field(max_length=64, description="A plan of /api/plans.")
+    periods: int | str = Field(
+        description=f"Whole periods to buy, 1 to {MAX_PERIODS} (as a number or as typed)."
+    )
+    ssh_key: str = Field(
+        max_length=16_384,
+        description="One OpenSSH public key line: ed25519, ECDSA or RSA of 2048 bits or more.",
+    )
+    name: str | None = Field(default=None, max_length=200, description="A label, optional.")
+
+
+class DraftOut(BaseModel):
+    reference: str = Field(description="The order reference: Checkout.pay's `ref`.")
+    plan: str
+    summary: str = Field(description="What the plan is, e.g. t3.micro.")
+    periods: int
+    unit_price: str = Field(description="CTK base units per period, as a string.")
+    price: str = Field(description="The quote: CTK base units for all periods, as a string.")
+    price_ctk: str = Field(description="The quote in CTK, as exact decimal text.")
+    expires_at: datetime = Field(description="The quote holds for a payment mined before this.")
+    state: str = Field(description="open, expired (its quote ran out) or placed.")
+    order_id: str | None = Field(description="The order, once placed.")
+    ssh_fingerprint: str
+    name: str | None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _out(draft: Draft, now: datetime) -> DraftOut:
+    return DraftOut(
+        reference=draft.reference,
+        plan=draft.plan,
+        summary=summary(ResourceSpec.from_json(draft.resource)),
+        periods=draft.periods,
+        unit_price=str(draft.unit_price),
+        price=str(draft.price),
+        price_ctk=format_amount(draft.price),
+        expires_at=draft.expires_at,
+        state="expired" if draft.expired(now) else draft.state,
+        order_id=draft.order_id,
+        ssh_fingerprint=draft.ssh_fingerprint,
+        name=draft.name,
+    )
+
+
+def draft_routes(drafts: Drafts, catalog: Catalog, signed_in: SignedIn) -> APIRouter:
+    router = APIRouter(prefix="/api/drafts", tags=["ordering"])
+    session_of = Depends(signed_in)
+
+    @router.post("", response_model=DraftOut, status_code=201, responses={400: {}, 401: {}})
+    async def create(body: DraftIn, session: Session = session_of) -> DraftOut:
+        """Draft an order for the signed-in wallet: its reference and quote."""
+        now = _now()
+        try:
+            terms = draft_terms(catalog, body.plan, body.periods, body.ssh_key, body.name)
+        except InvalidInput as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from None
+        draft = await drafts.create(session.address, terms, quote(terms, now), now)
+        return _out(draft, now)
+
+    @router.get("", response_model=list[DraftOut], responses={401: {}})
+    async def mine(session: Session = session_of) -> list[DraftOut]:
+        """The signed-in wallet's drafts, newest first."""
+        now = _now()
+        return [_out(draft, now) for draft in await drafts.of_owner(session.address)]
+
+    @router.get("/{reference}", response_model=DraftOut, responses={401: {}, 403: {}, 404: {}})
+    async def one(
+        reference: str = Path(pattern=r"^0x[0-9a-fA-F]{64}$"), session: Session = session_of
+    ) -> DraftOut:
+        """One draft, for its owner only."""
+        draft = await drafts.get(reference)
+        if draft is None:
+            raise HTTPException(status_code=404, detail=f"no draft {reference}")
+        if draft.owner != session.address:
+            raise HTTPException(status_code=403, detail="this draft belongs to another wallet")
+        return _out(draft, _now())
+
+    return router
