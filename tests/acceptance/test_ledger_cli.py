@@ -89,7 +89,16 @@ def test_replay_on_the_embedded_default_then_orders_and_credit(
     credit = json.loads(watcher("credit", PAYER.address, "--json", env=env, cwd=tmp_path).stdout)
     assert (credit["payer"], credit["balance"]) == (PAYER.address, "0")
     table = watcher("orders", env=env, cwd=tmp_path)
-    assert table.returncode == 0 and PAYER.address in table.stdout and "10 CTK" in table.stdout
+    assert table.returncode == 0 and "10 CTK" in table.stdout
+    short = f"{PAYER.address[:6]}…{PAYER.address[-4:]}"
+    assert short in table.stdout
+    assert all(len(line) <= 80 for line in table.stdout.splitlines()), table.stdout
+    first = json.loads(watcher("orders", "--json", env=env, cwd=tmp_path).stdout.splitlines()[0])
+    one = watcher("orders", first["order_id"][:10], env=env, cwd=tmp_path)
+    assert one.returncode == 0 and first["tx_hash"] in one.stdout and PAYER.address in one.stdout
+    for refused, reason in [("abc", "at least 6 characters"), ("ffffffffff", "no order")]:
+        answer = watcher("orders", refused, env=env, cwd=tmp_path)
+        assert answer.returncode != 0 and reason in answer.stderr
 
 
 def test_postgresql_must_be_upgraded_first(

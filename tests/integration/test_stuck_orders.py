@@ -98,6 +98,11 @@ async def test_retries_log_their_reason_and_watcher_orders_shows_it(
     if shown["next_attempt_at"] is not None:
         assert datetime.fromisoformat(shown["next_attempt_at"]).tzinfo is not None
 
+    # The list fits 80 columns and says why it waits; the order in full has every word.
     table = watcher_orders(database_url)
-    assert f"attempt {order.attempts} failed:" in table
-    assert "Could not connect to the endpoint URL" in table
+    assert order.order_id[:8] in table and f"attempt {order.attempts}" in table
+    assert all(len(line) <= 80 for line in table.splitlines()), table
+    full = watcher_orders(database_url, order.order_id[:8])
+    assert f"attempt {order.attempts} failed:" in full
+    assert "Could not connect to the endpoint URL" in full
+    assert "order_id" in full and order.order_id in full

@@ -449,16 +449,23 @@ def replay(first: int, last: int, **options: Any) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
+@click.argument("order_id", required=False)
 @click.option("--payer", type=AddressType(), default=None, help="Only this payer's orders.")
 @click.option("--chain-id", type=ChainIdType(), default=None, help="Only this chain.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @setting_options("database_url")
-def orders(payer: str | None, chain_id: int | None, as_json: bool, **options: Any) -> None:
-    """List orders: what each payment bought and how far provisioning got."""
+def orders(
+    order_id: str | None, payer: str | None, chain_id: int | None, as_json: bool, **options: Any
+) -> None:
+    """List orders: what each payment bought and how far provisioning got.
+
+    With ORDER_ID (or its first characters, as the list shows them): that order in full,
+    with why it failed or waits.
+    """
     from watcher.interfaces.runner import show_orders
 
     settings = settings_from(options)
-    run_async(show_orders(settings, payer, chain_id, as_json))
+    run_async(show_orders(settings, payer, chain_id, as_json, order_id))
 
 
 @cli.command(context_settings=CONTEXT)

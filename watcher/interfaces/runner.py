@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -13,6 +14,7 @@ from functools import partial
 from pathlib import Path
 
 import click
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -20,7 +22,7 @@ from rich.table import Table
 from watcher.adapters.ledger import queries
 from watcher.adapters.ledger.errors import classify
 from watcher.domain.amounts import format_amount
-from watcher.domain.errors import ConfigError, UserError
+from watcher.domain.errors import ConfigError, InvalidInput, UserError
 from watcher.interfaces.web import serve_api
 from watcher.runtime.config import Settings
 from watcher.runtime.service import open_database, open_provisioners, open_watcher
@@ -271,14 +273,23 @@ def _provisioning(order: queries.OrderView) -> str:
         parts.append(f"attempt {order.attempts} failed: {order.last_error}")
     if order.next_attempt_at is not None and order.attempts:
         parts.append(f"next try {order.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC")
+    if not parts and order.state == "queued":
+        parts.append("paid, waiting for a worker")
     return "; ".join(parts) or "-"
 
 
 async def show_orders(
-    settings: Settings, payer: str | None, chain_id: int | None, as_json: bool
+    settings: Settings,
+    payer: str | None,
+    chain_id: int | None,
+    as_json: bool,
+    order_id: str | None = None,
 ) -> None:
     async with open_database(settings, migrate=False) as engine:
         rows = await queries.orders(engine, chain_id, payer)
+    if order_id is not None:
+        await _show_order(rows, order_id, as_json)
+        return
     if as_json:
         for order in rows:
             click.echo(_json(order.as_json()))
@@ -286,24 +297,56 @@ async def show_orders(
     if not rows:
         click.echo("no orders")
         return
-    table = Table()
-    for column in ("order", "block", "payer", "paid", "plan", "state", "instance", "provisioning"):
-        table.add_column(column, no_wrap=column in {"order", "payer"})
+    # Compact, so that it reads at 80 columns: ids and addresses shortened (the order id's
+    # first 8 characters find it again: `watcher orders ID`), details in the one-order view.
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("order", "payer", "paid", "plan", "state", "resource / why"):
+        table.add_column(column, no_wrap=column in {"order", "payer", "paid"})
     for order in rows:
-        state = order.state + (" (reorged!)" if order.reorged else "")
-        state += " (overdue!)" if order.overdue else ""
+        state = order.state + (" reorged!" if order.reorged else "")
+        state += " overdue!" if order.overdue else ""
+        why = order.instance_id or _provisioning(order)
         table.add_row(
-            order.order_id[:12],
-            str(order.block_number),
-            order.payer,
+            order.order_id[:8],
+            _short(order.payer),
             f"{format_amount(order.amount)} CTK",
             order.plan,
             state,
-            order.instance_id or "-",
-            _provisioning(order),
+            why,
         )
-    # Not a terminal: let the table take its natural width instead of squeezing into 80.
-    Console(width=None if sys.stdout.isatty() else 250).print(table)
+    Console(width=None if sys.stdout.isatty() else 80).print(table)
+
+
+def _short(address: str) -> str:
+    return f"{address[:6]}…{address[-4:]}"
+
+
+async def _show_order(rows: list[queries.OrderView], prefix: str, as_json: bool) -> None:
+    """One order in full, found by its id or the start of it (at least 6 characters)."""
+    wanted = prefix.strip().lower()
+    if len(wanted) < 6:
+        raise InvalidInput(f"give at least 6 characters of the order id, got {prefix!r}")
+    found = [o for o in rows if o.order_id.startswith(wanted)]
+    if not found:
+        raise UserError(f"no order {prefix!r} (see `watcher orders`)")
+    if len(found) > 1:
+        raise UserError(f"{len(found)} orders start with {prefix!r}: give more of the id")
+    (order,) = found
+    if as_json:
+        click.echo(_json(order.as_json()))
+        return
+    shown = order.as_json()
+    width = max(len(f.name) for f in queries.ORDER_SHAPE)
+    for f in queries.ORDER_SHAPE:
+        value = shown[f.name]
+        if value is None:
+            continue
+        if f.name == "amount":
+            value = f"{format_amount(order.amount)} CTK ({value} base units)"
+        elif isinstance(value, (dict, list)):
+            value = json.dumps(value, sort_keys=True)
+        click.echo(f"{f.name:<{width}}  {value}")
+    click.echo(f"{'provisioning':<{width}}  {_provisioning(order)}")
 
 
 async def show_credit(
