@@ -45,13 +45,26 @@ class Plan:
 
 
 @dataclass(frozen=True, slots=True)
+class OrderTerms:
+    """What a drafted order adds to its plan (watcher/domain/drafts.py): its reference,
+    the periods bought, the buyer's SSH key and a name."""
+
+    reference: str
+    periods: int
+    ssh_key: str
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class NewOrder:
-    """An order bought by `payment`; `unit` numbers the orders one payment completes."""
+    """An order bought by `payment`; `unit` numbers the orders one payment completes.
+    `terms` is set for an order the payment named (a drafted order, placed)."""
 
     order_id: str
     payment: Payment
     unit: int
     plan: Plan
+    terms: OrderTerms | None = None
 
     @property
     def payer(self) -> ChecksumAddress:
@@ -179,18 +192,50 @@ class Pricing:
     orders: list[NewOrder]
 
 
+@dataclass(frozen=True, slots=True)
+class Named:
+    """What a payment that names a drafted order does (watcher/domain/checkout.py
+    `decide`): places it (`plan` at the quoted price, `terms`), `change` back to credit;
+    or, with no plan, goes to credit whole."""
+
+    plan: Plan | None
+    terms: OrderTerms | None
+    change: int
+
+
 def credit_payments(
     balances: Mapping[ChecksumAddress, int],
     payments: Iterable[Payment],
     plan: Plan,
     max_orders: int = DEFAULT_MAX_ORDERS_PER_PAYMENT,
     kept: Mapping[tuple[str, int], Kept] | None = None,
+    named: Mapping[tuple[str, int], Named] | None = None,
 ) -> Pricing:
     """Credit payments (already in chain order) on top of the payers' balances; every
-    order is for `plan` (the one on offer), except kept orders (see `credit_payment`)."""
+    order is for `plan` (the one on offer), except kept orders (see `credit_payment`)
+    and the order a payment names (`named`): such a payment buys that order or nothing,
+    never the plan on offer, and what it does not spend stays credit."""
     updated = dict(balances)
     orders: list[NewOrder] = []
     for payment in payments:
+        key = (payment.tx_hash, payment.log_index)
+        decision = named.get(key) if named else None
+        if decision is not None:
+            balance = updated.get(payment.payer, 0)
+            units = kept.get(key) if kept else None
+            if units:
+                # Mined again after a reorg: it pays for the order it placed before, which
+                # exists and keeps its id; the rest is credit.
+                for unit, (kept_id, price) in sorted(units.items()):
+                    orders.append(NewOrder(kept_id, payment, unit, decision.plan or plan))
+                    balance -= price
+                updated[payment.payer] = balance + payment.amount
+                continue
+            if decision.plan is not None:
+                new_id = order_id(payment.chain_id, payment.tx_hash, payment.log_index, 0)
+                orders.append(NewOrder(new_id, payment, 0, decision.plan, decision.terms))
+            updated[payment.payer] = balance + decision.change
+            continue
         balance, bought = credit_payment(
             updated.get(payment.payer, 0),
             payment,

@@ -43,6 +43,7 @@ SIGNING = (*CHAIN, "tx_timeout", "keystore", "dev_account")
 FOLLOW = (
     *CHAIN,
     "token_address",
+    "checkout_address",
     "database_url",
     "confirmations",
     "finality",

@@ -74,6 +74,9 @@ class Secret:
 class Settings:
     rpc_url: str = "http://127.0.0.1:8545"
     token_address: ChecksumAddress | None = None
+    # The Checkout contract whose OrderPaid events name drafted orders (None: payments
+    # name nothing, every full price of credit buys the plan on offer).
+    checkout_address: ChecksumAddress | None = None
     rpc_timeout: float = 10.0
     tx_timeout: float = 120.0
     private_key: Secret | None = None
@@ -298,6 +301,13 @@ SETTINGS: dict[str, SettingSpec] = {
             "token_address",
             _address,
             "Address of the CloudToken (CTK) contract.",
+            metavar="ADDRESS",
+        ),
+        SettingSpec(
+            "checkout_address",
+            _address,
+            "Address of the Checkout contract: payments made through it name a drafted order "
+            "(default: none, payments name nothing).",
             metavar="ADDRESS",
         ),
         SettingSpec(

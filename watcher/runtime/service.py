@@ -162,6 +162,7 @@ async def open_watcher(settings: Settings, *, max_attempts: int | None) -> Async
                 FollowerConfig(
                     token=token,
                     burn=BURN_ADDRESS,
+                    checkout=settings.checkout_address,
                     confirmations=settings.confirmations,
                     finality=settings.finality,
                     start_block=settings.start_block,

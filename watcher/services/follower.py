@@ -29,6 +29,7 @@ from watcher.adapters.ledger.errors import DatabaseRetry
 from watcher.adapters.ledger.ledger import Cursor, CursorMoved, Ledger
 from watcher.domain.backoff import Backoff
 from watcher.domain.blocks import BlockRef
+from watcher.domain.checkout import ORDER_PAID_TOPIC, decode_order_paid, named_orders
 from watcher.domain.errors import ChainError, UserError
 from watcher.domain.order import OrderState
 from watcher.domain.payment import (
@@ -68,6 +69,8 @@ class FollowerConfig:
     initial_block_range: int = 2_000
     # None: retry a failing node for ever (the service); a number: give up (the CLI).
     max_attempts: int | None = None
+    # The Checkout contract: its OrderPaid events say which drafted order a payment is for.
+    checkout: str | None = None
 
 
 @dataclass
@@ -109,6 +112,9 @@ class _Range:
     end: BlockRef
     parent: BlockRef | None
     logs: list[dict[str, Any]]
+    # The Checkout's OrderPaid logs, and the times of the blocks that hold them.
+    paid: list[dict[str, Any]] = field(default_factory=list)
+    times: dict[int, datetime] = field(default_factory=dict)
 
 
 class _ChainMoved(Exception):
@@ -185,7 +191,13 @@ class ChainFollower:
             while start <= last and not self.stop.is_set():
                 end = min(last, start + self.sizer.size - 1)
                 logs, end = await self._logs(start, end)
-                recorded = await self.ledger.record(self._decode(logs, start, end))
+                paid, times = await self._named(start, end)
+                payments = self._decode(logs, start, end)
+                recorded = await self.ledger.record(
+                    payments,
+                    block_times=times,
+                    named=self._named_orders(payments, paid, start, end),
+                )
                 self._count(recorded.payments, recorded.duplicates, recorded.orders)
                 step = _Step(
                     end,
@@ -303,7 +315,8 @@ class ChainFollower:
                         continue
                     break
                 self.sizer.answered(end - start + 1, len(logs))
-                pending = _Range(start, before, parent, logs)
+                paid, times = await self._named(start, end)
+                pending = _Range(start, before, parent, logs, paid, times)
                 start = end + 1
             if pending is not None:
                 if await self._call(self.source.block, pending.end.number) != pending.end:
@@ -312,6 +325,27 @@ class ChainFollower:
             await ranges.put(_DONE)
         except Exception as exc:  # handed to the writer, which raises it in its own task
             await ranges.put(exc)
+
+    async def _named(
+        self, start: int, end: int
+    ) -> tuple[list[dict[str, Any]], dict[int, datetime]]:
+        """The Checkout's OrderPaid logs of [start, end] and the times of their blocks
+        (a payment names an order only if mined before its quote's deadline), read
+        between the range's two reads of its end block like its Transfers."""
+        if self.config.checkout is None:
+            return [], {}
+        paid = await self._call(
+            self.source.logs, start, end, self.config.checkout, [ORDER_PAID_TOPIC]
+        )
+        times: dict[int, datetime] = {}
+        for event in (decode_order_paid(raw, self.config.checkout) for raw in paid):
+            if event is None or event.block_number in times:
+                continue
+            block = await self._call(self.source.block, event.block_number)
+            if block is None or block.hash != event.block_hash:
+                raise _ChainMoved(event.block_number)
+            times[event.block_number] = datetime.fromtimestamp(block.timestamp, UTC)
+        return paid, times
 
     def _piece(self, start: int, limit: int) -> int:
         """How many blocks to ask for from `start`: the sizer's size, or a share of what
@@ -323,12 +357,17 @@ class ChainFollower:
         start, after, logs = fetched.start, fetched.end, fetched.logs
         end = after.number
         payments = self._decode(logs, start, end, end_hash=after.hash)
+        named = self._named_orders(payments, fetched.paid, start, end)
         try:
             # The end block's time is known from its header: when following live (one block
             # per step) that is every payment's block, for the payment-to-running metric.
             times = {end: datetime.fromtimestamp(after.timestamp, UTC)} if after.timestamp else {}
             recorded = await self.ledger.record(
-                payments, advance_from=cursor, advance_to=after, block_times=times
+                payments,
+                advance_from=cursor,
+                advance_to=after,
+                block_times={**fetched.times, **times},
+                named=named,
             )
         except CursorMoved:
             return _Step(retry=True)  # `watcher replay` (or another run) got there first
@@ -362,6 +401,24 @@ class ChainFollower:
                     "order_queued", order_id=order.order_id, payer=order.payer, plan=order.plan.name
                 )
             )
+
+    def _named_orders(
+        self, payments: list[Payment], paid: list[dict[str, Any]], start: int, end: int
+    ) -> dict[tuple[str, int], str]:
+        """Which payments name a drafted order (the Checkout's OrderPaid right after them)."""
+        if self.config.checkout is None or not paid:
+            return {}
+        events = []
+        for raw in paid:
+            event = decode_order_paid(raw, self.config.checkout)
+            if event is None:
+                continue
+            if not start <= event.block_number <= end:
+                raise MalformedChainData(
+                    f"log of block {event.block_number} outside [{start}, {end}]"
+                )
+            events.append(event)
+        return named_orders(payments, events)
 
     def _decode(
         self, logs: list[dict[str, Any]], start: int, end: int, end_hash: str | None = None

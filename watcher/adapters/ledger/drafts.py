@@ -34,6 +34,8 @@ class Draft:
     order_id: str | None
     created_at: datetime
     expires_at: datetime
+    # What the last payment naming it did, when it did not place it.
+    note: str | None = None
 
     def expired(self, now: datetime) -> bool:
         """An open draft whose quote ran out: paying it now makes credit, not an order."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,15 +22,18 @@ from watcher.adapters.ledger.accounts import apply as accounts_apply
 from watcher.adapters.ledger.accounts import balances as accounts_balances
 from watcher.adapters.ledger.accounts import set_balances as accounts_set
 from watcher.adapters.ledger.bulk import DbValues, bulk_insert
+from watcher.adapters.ledger.drafts import OPEN as DRAFT_OPEN
 from watcher.adapters.ledger.schema import (
     BlockRecord,
     ChainCursor,
     ChainRecord,
+    DraftRecord,
     OrderRecord,
     PaymentRecord,
 )
 from watcher.domain.blocks import BlockRef
 from watcher.domain.catalog import Catalog
+from watcher.domain.checkout import Decision, Placement, decide
 from watcher.domain.errors import ChainError, UserError
 from watcher.domain.kinds import summary
 from watcher.domain.order import OrderState
@@ -38,6 +41,7 @@ from watcher.domain.payment import Payment
 from watcher.domain.pricing import (
     DEFAULT_MAX_ORDERS_PER_PAYMENT,
     NewOrder,
+    OrderTerms,
     Plan,
     UnfundedOrder,
     credit_payments,
@@ -72,6 +76,10 @@ _ORDER_COLUMNS = (
     "created_at",
     "updated_at",
     "paid_at",
+    "reference",
+    "periods",
+    "ssh_key",
+    "name",
 )
 
 
@@ -245,9 +253,12 @@ class Ledger:
         advance_from: Cursor | None = None,
         advance_to: BlockRef | None = None,
         block_times: Mapping[int, datetime] | None = None,
+        named: Mapping[tuple[str, int], str] | None = None,
     ) -> Recorded:
-        """Record payments (in chain order) with their credit, orders and jobs; with
-        `advance_to`, also move the cursor there, but only if it still is `advance_from`."""
+        """Record payments (in chain order) with their credit and orders; with
+        `advance_to`, also move the cursor there, but only if it still is `advance_from`.
+        `named` maps (tx hash, log index) of payments made through the Checkout to the
+        order reference they name; `block_times` must then hold their blocks' times."""
         now = _now()
         async with self.engine.begin() as conn:
             await self._lock(conn)
@@ -258,7 +269,7 @@ class Ledger:
             fresh = await self._insert_payments(conn, payments, now)
             orders: list[NewOrder] = []
             if fresh:
-                orders = await self._credit(conn, fresh, now, block_times or {})
+                orders = await self._credit(conn, fresh, now, block_times or {}, named or {})
             if advance_to is not None:
                 await self._advance(conn, advance_to, now)
         return Recorded(fresh, len(payments) - len(fresh), orders)
@@ -318,6 +329,12 @@ class Ledger:
                     )
                 )
             ).all()
+            # A drafted order undone with its payment: the draft is open again, for the
+            # payment, mined again, to place it anew.
+            for ids in _chunks([o.order_id for o in removable]):
+                await self._reopen_drafts(
+                    conn, ids, now, "the payment that placed it was undone by a reorg"
+                )
             if self.events:
                 removed = [(self.chain_id, o.order_id, o.payer) for o in removable]
                 await events.append_removed(conn, removed, now)
@@ -434,18 +451,29 @@ class Ledger:
         payments: list[Payment],
         now: datetime,
         block_times: Mapping[int, datetime],
+        named: Mapping[tuple[str, int], str],
     ) -> list[NewOrder]:
         payers = list(dict.fromkeys(p.payer for p in payments))
         stored = await accounts_balances(conn, self.chain_id, payers)
         unfunded = await self._unfunded_orders(conn, payments)
         kept, replaced = match_unfunded(payments, unfunded)
+        # Failed unfunded orders of these payments hold nothing: they are bought afresh
+        # (a drafted one is open again, for its payment to place it anew).
+        for ids in _chunks(replaced):
+            await self._reopen_drafts(conn, ids, now, None)
+            await conn.execute(delete(OrderRecord).where(OrderRecord.order_id.in_(ids)))
+        fresh_keys = {(p.tx_hash, p.log_index) for p in payments}
+        mine = {key: ref for key, ref in named.items() if key in fresh_keys}
+        decisions = await self._decide(conn, payments, mine, kept, block_times)
         pricing = credit_payments(
             {p: stored[p] for p in payers if p in stored},
             payments,
             self.catalog.default_plan,
             self.max_orders_per_payment,
             kept,
+            {key: decision.named() for key, decision in decisions.items()},
         )
+        await self._settle_drafts(conn, mine, decisions, pricing.orders)
         await accounts_set(
             conn,
             self.chain_id,
@@ -453,9 +481,6 @@ class Ledger:
             now,
         )
         kept_ids = {order_id for units in kept.values() for order_id, _ in units.values()}
-        # Failed unfunded orders of these payments hold nothing: they are bought afresh.
-        for ids in _chunks(replaced):
-            await conn.execute(delete(OrderRecord).where(OrderRecord.order_id.in_(ids)))
         relinked = [o for o in pricing.orders if o.order_id in kept_ids]
         for order in relinked:
             # Funded again, by the payment as it is now mined: its block and log index
@@ -476,6 +501,91 @@ class Ledger:
         if self.events and relinked:
             await events.append_current(conn, [o.order_id for o in relinked], now)
         return pricing.orders
+
+    async def _decide(
+        self,
+        conn: AsyncConnection,
+        payments: Sequence[Payment],
+        named: Mapping[tuple[str, int], str],
+        kept: Mapping[tuple[str, int], object],
+        block_times: Mapping[int, datetime],
+    ) -> dict[tuple[str, int], Decision]:
+        """What each payment naming an order does, in chain order (a second payment for
+        the same draft finds it placed). A payment mined again that already placed its
+        order before a reorg keeps that order (pricing's `kept`): no new decision."""
+        if not named:
+            return {}
+        rows: list[Any] = []
+        for refs in _chunks(sorted(set(named.values()))):
+            rows += (
+                await conn.execute(
+                    select(DraftRecord).where(
+                        DraftRecord.chain_id == self.chain_id, DraftRecord.reference.in_(refs)
+                    )
+                )
+            ).all()
+        drafts = {
+            r.reference: Placement(
+                plan=Plan.from_order(r.plan, r.price, r.resource),
+                terms=OrderTerms(r.reference, r.periods, r.ssh_key, r.name),
+                expires_at=r.expires_at,
+                open=r.state == DRAFT_OPEN,
+            )
+            for r in rows
+        }
+        decisions: dict[tuple[str, int], Decision] = {}
+        for payment in payments:
+            key = (payment.tx_hash, payment.log_index)
+            reference = named.get(key)
+            if reference is None:
+                continue
+            if key in kept:
+                decisions[key] = Decision(None, payment.amount, None)
+                continue
+            paid_at = block_times.get(payment.block_number)
+            if paid_at is None:
+                raise ValueError(f"no time for block {payment.block_number} of a named payment")
+            decision = decide(payment, reference, drafts, paid_at)
+            if decision.placement is not None:
+                drafts[reference] = replace(decision.placement, open=False)
+            decisions[key] = decision
+        return decisions
+
+    async def _settle_drafts(
+        self,
+        conn: AsyncConnection,
+        named: Mapping[tuple[str, int], str],
+        decisions: Mapping[tuple[str, int], Decision],
+        orders: Sequence[NewOrder],
+    ) -> None:
+        """Mark placed drafts with their order; note on the others why a payment naming
+        them went to credit instead."""
+        placed = {o.terms.reference: o.order_id for o in orders if o.terms is not None}
+        for reference, order in placed.items():
+            await conn.execute(
+                update(DraftRecord)
+                .where(DraftRecord.reference == reference)
+                .values(state="placed", order_id=order, note=None)
+            )
+        for key, decision in decisions.items():
+            if decision.reason is None:
+                continue
+            await conn.execute(
+                update(DraftRecord)
+                .where(DraftRecord.reference == named[key])
+                .values(note=f"{decision.reason}: credited to the payer")
+            )
+
+    async def _reopen_drafts(
+        self, conn: AsyncConnection, order_ids: Sequence[str], now: datetime, note: str | None
+    ) -> None:
+        """Drafts whose orders are gone (a reorg undid the payment that placed them) are
+        open again: the payment, mined again, places them anew."""
+        await conn.execute(
+            update(DraftRecord)
+            .where(DraftRecord.order_id.in_(order_ids))
+            .values(state=DRAFT_OPEN, order_id=None, note=note)
+        )
 
     async def _unfunded_orders(
         self, conn: AsyncConnection, payments: Sequence[Payment]
@@ -551,6 +661,11 @@ class Ledger:
                     at,
                     at,
                     paid.get(p.block_number),
+                    *(
+                        (terms.reference, terms.periods, terms.ssh_key, terms.name)
+                        if (terms := o.terms) is not None
+                        else (None, None, None, None)
+                    ),
                 )
             )
         await bulk_insert(conn, OrderRecord.__table__, _ORDER_COLUMNS, rows)  # type: ignore[arg-type]

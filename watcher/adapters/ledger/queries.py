@@ -160,6 +160,14 @@ class OrderView:
     )
     created_at: datetime = field(metadata=shown("When the ledger recorded the order."))
     updated_at: datetime = field(metadata=shown("When the order last changed state."))
+    reference: str | None = field(
+        default=None,
+        metadata=shown("The drafted order's reference its payment named (null: bought by credit)."),
+    )
+    periods: int | None = field(
+        default=None, metadata=shown("Periods bought (drafted orders; null: the plan's one).")
+    )
+    name: str | None = field(default=None, metadata=shown("The buyer's label for the order."))
     # How provisioning goes, from the order's job (the defaults where the view was read
     # without it, as in the MQTT snapshots; see `orders` and _with_job).
     attempts: int | None = field(default=None, metadata=shown("Provisioning attempts so far."))
@@ -212,7 +220,9 @@ class OrderView:
 ORDER_SHAPE = shown_fields(OrderView)
 # Columns of `orders` that no view shows, on purpose (tests/unit/test_order_shape.py
 # holds every other column to be an OrderView field).
-INTERNAL_ORDER_COLUMNS: frozenset[str] = frozenset()
+# The buyer's SSH key is theirs: it reaches their instance, never the public views (the
+# owner's access details show its fingerprint).
+INTERNAL_ORDER_COLUMNS: frozenset[str] = frozenset({"ssh_key"})
 # The fields `order_view` reads from an `orders` row; the others come from the order's job.
 ORDER_ROW_FIELDS = tuple(
     f.name for f in fields(OrderView) if f.name in OrderRecord.__table__.columns

@@ -149,6 +149,12 @@ class OrderRecord(Base):
     failure_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    # Set for an order its payment named (a drafted order, placed through the Checkout):
+    # the draft's reference, the periods bought, the buyer's SSH key, a name.
+    reference: Mapped[str | None] = mapped_column(Hash)
+    periods: Mapped[int | None] = mapped_column(Integer)
+    ssh_key: Mapped[str | None] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(String(64))
 
 
 # At most one pending job per order and kind, enforced by the database (procrastinate's
@@ -260,3 +266,5 @@ class DraftRecord(Base):
     order_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     expires_at: Mapped[datetime] = mapped_column(Timestamp)
+    # What the last payment naming it did, when it did not place it (short, late...).
+    note: Mapped[str | None] = mapped_column(Text)

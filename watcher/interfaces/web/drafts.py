@@ -45,6 +45,10 @@ class DraftOut(BaseModel):
     order_id: str | None = Field(description="The order, once placed.")
     ssh_fingerprint: str
     name: str | None
+    note: str | None = Field(
+        default=None,
+        description="Why the last payment naming it did not place it (it became credit).",
+    )
 
 
 def _now() -> datetime:
@@ -65,6 +69,7 @@ def _out(draft: Draft, now: datetime) -> DraftOut:
         order_id=draft.order_id,
         ssh_fingerprint=draft.ssh_fingerprint,
         name=draft.name,
+        note=draft.note,
     )
 
 

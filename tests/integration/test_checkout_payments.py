@@ -1,0 +1,114 @@
+"""Checkout payments followed from a real Hardhat node, on SQLite and PostgreSQL (issue 10):
+a payment through the Checkout that names an open draft places it at the quoted price, the
+change is credit; a plain transfer still buys the plan on offer; a short one becomes credit
+and the draft says why; replaying the range again changes nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from sqlalchemy.ext.asyncio import AsyncEngine
+from web3 import Web3
+
+from tests.chainhelpers import CTK, DevChainDriver
+from watcher.adapters.chain.dev_accounts import dev_account
+from watcher.adapters.ledger import queries
+from watcher.adapters.ledger.database import create_engine
+from watcher.adapters.ledger.drafts import Draft, Drafts
+from watcher.dev.devchain import DevChain
+from watcher.domain.addresses import BURN_ADDRESS
+from watcher.domain.drafts import draft_terms, quote
+from watcher.runtime.config import load_settings
+from watcher.runtime.service import open_watcher, upgrade_database
+from watcher.services.replay import replay
+
+BUYER = dev_account(9)
+KEY = (
+    ed25519.Ed25519PrivateKey.generate()
+    .public_key()
+    .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    .decode()
+)
+
+
+@pytest.fixture
+async def chain(devchain: DevChain, w3: Web3) -> tuple[DevChainDriver, Any, Any]:
+    driver = DevChainDriver(w3)
+    token = driver.token()
+    checkout = driver.deploy("Checkout", token.address)
+    driver.fund(token, BUYER, 1000)
+    driver.send(BUYER, token.functions.approve(checkout.address, 1000 * CTK))
+    return driver, token, checkout
+
+
+def settings_for(
+    devchain: DevChain, token: Any, checkout: Any, database_url: str, start: int
+) -> Any:
+    return load_settings(
+        {
+            "rpc_url": devchain.url,
+            "token_address": token.address,
+            "checkout_address": checkout.address,
+            "database_url": database_url,
+            "confirmations": "0",
+            "start_block": str(start),
+        },
+        {},
+    )
+
+
+async def drafted(database_url: str, periods: int) -> Draft:
+    engine: AsyncEngine = create_engine(database_url)
+    try:
+        settings = load_settings({}, {})
+        terms = draft_terms(settings.catalog, settings.catalog.default, periods, KEY, "mine")
+        now = datetime.now(UTC)
+        return await Drafts(engine, 1337).create(BUYER.address, terms, quote(terms, now), now)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_checkout_payment_places_its_draft_and_a_replay_changes_nothing(
+    devchain: DevChain,
+    w3: Web3,
+    chain: tuple[DevChainDriver, Any, Any],
+    database_url: str,
+) -> None:
+    driver, token, checkout = chain
+    start = driver.head + 1
+    settings = settings_for(devchain, token, checkout, database_url, start)
+    await upgrade_database(settings)
+    offer = await drafted(database_url, periods=3)  # 3 x 10 CTK
+    short = await drafted(database_url, periods=2)  # 2 x 10 CTK
+    driver.send(BUYER, checkout.functions.pay(bytes.fromhex(offer.reference[2:]), 31 * CTK))
+    driver.send(BUYER, checkout.functions.pay(bytes.fromhex(short.reference[2:]), 5 * CTK))
+    driver.pay(token, BUYER, 10 * CTK)  # a plain transfer: the plan on offer, as ever
+    async with open_watcher(settings, max_attempts=5) as watcher:
+        await watcher.follower.sync()
+        engine = watcher.engine
+        orders = await queries.orders(engine)
+        named = [o for o in orders if o.reference is not None]
+        assert [(o.reference, o.periods, o.amount) for o in named] == [
+            (offer.reference, 3, 30 * CTK)
+        ]
+        plain = [o for o in orders if o.reference is None]
+        assert [(o.plan, o.amount) for o in plain] == [("t3.micro", 10 * CTK)]
+        # 1 CTK of change and the 5 CTK short payment are credit.
+        (balance,) = await queries.credits(engine, 1337, BUYER.address)
+        assert balance.balance == 6 * CTK
+        drafts = Drafts(engine, 1337)
+        placed, waiting = await drafts.get(offer.reference), await drafts.get(short.reference)
+        assert placed is not None and placed.state == "placed"
+        assert waiting is not None and waiting.state == "open"
+        assert "5 CTK is short of the quoted 20 CTK" in (waiting.note or "")
+        totals = await queries.totals(engine, 1337)
+        assert totals.paid == totals.credit + totals.spent == 46 * CTK
+        # The same chain replayed into the ledger again changes nothing.
+        again = await replay(watcher.follower, watcher.ledger, start, None)
+        assert again.payments == 0
+        assert len(await queries.orders(engine)) == 2
+    assert token.functions.balanceOf(BURN_ADDRESS).call() >= 46 * CTK
