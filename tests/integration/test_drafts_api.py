@@ -22,6 +22,7 @@ from watcher.interfaces.web.api import create_api
 
 CTK = 10**18
 TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+CHECKOUT = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
 ALICE, MALLORY = dev_account(1), dev_account(2)
 CATALOG = Catalog(
     {
@@ -49,7 +50,9 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 async def app(engine: AsyncEngine) -> object:
-    return create_api(engine, 1337, TOKEN, CATALOG)
+    return create_api(
+        engine, 1337, TOKEN, CATALOG, public_url="http://watcher.test", checkout_address=CHECKOUT
+    )
 
 
 def client_of(app: object) -> httpx.AsyncClient:
@@ -113,4 +116,15 @@ async def test_a_bad_field_gets_its_reason_and_drafts_nothing(
         await sign_in(alice, ALICE)
         answer = await alice.post("/api/drafts", json=body)
         assert answer.status_code == 400 and reason in answer.json()["detail"], answer.text
+        assert (await alice.get("/api/drafts")).json() == []
+
+
+async def test_without_the_checkout_followed_nothing_is_drafted(engine: AsyncEngine) -> None:
+    """A payment could not name its order: it would buy the plan on offer instead."""
+    app = create_api(engine, 1337, TOKEN, CATALOG, public_url="http://watcher.test")
+    async with client_of(app) as alice:
+        await sign_in(alice, ALICE)
+        body = {"plan": "large", "periods": 2, "ssh_key": KEY}
+        answer = await alice.post("/api/drafts", json=body)
+        assert answer.status_code == 503 and "WATCHER_CHECKOUT_ADDRESS" in answer.json()["detail"]
         assert (await alice.get("/api/drafts")).json() == []

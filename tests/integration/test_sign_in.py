@@ -37,7 +37,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 async def client(engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_api(engine, 1337, TOKEN, Catalog())
+    app = create_api(engine, 1337, TOKEN, Catalog(), public_url="http://watcher.test:8080")
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://watcher.test:8080"
     ) as http:
@@ -138,3 +138,41 @@ async def test_a_tampered_message_or_a_wrong_signer_opens_nothing(
         "/api/auth/sign-in", json={"message": message, "signature": signature}
     )
     assert answer.status_code == 200
+
+
+async def test_without_a_public_url_only_a_loopback_address_signs_in(engine: AsyncEngine) -> None:
+    """A Host header is the client's to choose: without WATCHER_PUBLIC_URL, a message
+    signed for a phishing site and posted with that site's Host must not sign in."""
+    app = create_api(engine, 1337, TOKEN, Catalog())
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://evil.example"
+    ) as forged:
+        answer = await forged.post("/api/auth/nonce")
+        assert answer.status_code == 403 and "WATCHER_PUBLIC_URL" in answer.json()["detail"]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8080"
+    ) as local:
+        message, signature = await signed_message(local, ALICE)
+        answer = await local.post(
+            "/api/auth/sign-in", json={"message": message, "signature": signature}
+        )
+        assert answer.status_code == 200, answer.text
+        assert "secure" not in answer.headers["set-cookie"].lower()
+
+
+async def test_behind_a_tls_proxy_the_cookie_is_secure(engine: AsyncEngine) -> None:
+    app = create_api(engine, 1337, TOKEN, Catalog(), public_url="https://cloud.example.org")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://10.0.0.5:8080"
+    ) as proxied:
+        terms = (await proxied.post("/api/auth/nonce")).json()
+        assert (terms["domain"], terms["uri"]) == (
+            "cloud.example.org",
+            "https://cloud.example.org/",
+        )
+        message, signature = await signed_message(proxied, ALICE)
+        answer = await proxied.post(
+            "/api/auth/sign-in", json={"message": message, "signature": signature}
+        )
+        assert answer.status_code == 200, answer.text
+        assert "secure" in answer.headers["set-cookie"].lower()

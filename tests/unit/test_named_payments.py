@@ -123,20 +123,37 @@ async def test_short_or_late_goes_to_credit_whole_and_the_draft_says_why(
     await balanced(engine)
 
 
-async def test_an_unknown_reference_or_a_second_payment_is_credit(engine: AsyncEngine) -> None:
-    offer = await draft(engine)
+async def test_an_unknown_reference_a_second_payment_or_another_payer_is_credit(
+    engine: AsyncEngine,
+) -> None:
+    offer, other = await draft(engine), await draft(engine)
     unknown = "0x" + "11" * 32
     await record(
         engine,
-        [payment(1, ALICE, 50), payment(2, BOB, 50), payment(3, BOB, 30)],
+        [payment(1, ALICE, 50), payment(2, ALICE, 50), payment(3, BOB, 30)],
         {0: offer.reference, 1: offer.reference, 2: unknown},
     )
     (order,) = await queries.orders(engine)
-    assert order.payer == ALICE
-    # Bob paid the same draft after Alice (same batch) and named an unknown one: credit.
-    assert await credit(engine, BOB) == 80 * CTK
+    assert order.payer == ALICE and order.reference == offer.reference
+    # The second payment for the placed draft and the unknown reference are credit.
+    assert (await credit(engine), await credit(engine, BOB)) == (50 * CTK, 30 * CTK)
     placed = await Drafts(engine, 1337).get(offer.reference)
+    assert placed is not None and placed.note is None  # placed in that batch: no note
+    await record(
+        engine,
+        [payment(4, ALICE, 50, block=11), payment(5, BOB, 50, block=11)],
+        {0: offer.reference, 1: other.reference},
+    )
+    assert len(await queries.orders(engine)) == 1
+    assert (await credit(engine), await credit(engine, BOB)) == (100 * CTK, 80 * CTK)
+    placed, still = (
+        await Drafts(engine, 1337).get(offer.reference),
+        await Drafts(engine, 1337).get(other.reference),
+    )
     assert placed is not None and "already paid" in (placed.note or "")
+    # Only the draft's owner buys it: another wallet's payment stays that wallet's credit.
+    assert still is not None and still.state == "open"
+    assert f"came from {BOB}, not the owner" in (still.note or "")
     await balanced(engine)
 
 
@@ -156,4 +173,13 @@ async def test_a_reorg_reopens_the_draft_and_the_payment_mined_again_places_it_a
     await record(engine, [again], {0: offer.reference})
     (after,) = await queries.orders(engine)
     assert after.order_id == before.order_id and after.block_number == 11
+    await balanced(engine)
+
+
+async def test_without_vending_a_plain_payment_is_credit_only(engine: AsyncEngine) -> None:
+    """With a Checkout the thesis's vending is off by default: a plain payment (or one
+    whose OrderPaid a node failed to return) buys nothing its payer did not choose."""
+    ledger = Ledger(engine, 1337, CATALOG, vending=False)
+    await ledger.record([payment(1, ALICE, 25)])
+    assert await queries.orders(engine) == [] and await credit(engine) == 25 * CTK
     await balanced(engine)

@@ -74,18 +74,28 @@ def decode_order_paid(log: Any, checkout: str) -> OrderPaid | None:
 def named_orders(
     payments: Iterable[Payment], events: Iterable[OrderPaid]
 ) -> dict[tuple[str, int], str]:
-    """(tx hash, log index) of each payment that names an order -> the order reference."""
-    by_log = {(e.tx_hash, e.log_index): e for e in events}
+    """(tx hash, log index) of each payment that names an order -> the order reference.
+
+    Every OrderPaid must sit right after its Transfer, from the same payer, for the same
+    amount, in the same block: the Checkout emits them together. An event without its
+    Transfer, or with another payer, amount or block, means the node answered the two reads
+    from different views of the chain: MalformedChainData, and the range is read again
+    (never a payment taken for a plain one because its event went missing)."""
+    by_log = {(p.tx_hash, p.log_index): p for p in payments}
     named: dict[tuple[str, int], str] = {}
-    for payment in payments:
-        event = by_log.get((payment.tx_hash, payment.log_index + 1))
+    for event in events:
+        payment = by_log.get((event.tx_hash, event.log_index - 1))
         if (
-            event is not None
-            and event.payer == payment.payer
-            and event.amount == payment.amount
-            and event.block_hash == payment.block_hash
+            payment is None
+            or event.payer != payment.payer
+            or event.amount != payment.amount
+            or event.block_hash != payment.block_hash
         ):
-            named[(payment.tx_hash, payment.log_index)] = event.reference
+            raise MalformedChainData(
+                f"OrderPaid at log {event.log_index} of {event.tx_hash} does not follow its "
+                "Transfer into the burn address"
+            )
+        named[(payment.tx_hash, payment.log_index)] = event.reference
     return named
 
 
@@ -98,6 +108,7 @@ class Placement:
     terms: OrderTerms
     expires_at: datetime
     open: bool
+    owner: str
 
 
 @dataclass(frozen=True)
@@ -130,7 +141,11 @@ def decide(
         return Decision(None, payment.amount, f"{paid} named no order of this watcher")
     if not draft.open:
         return Decision(None, payment.amount, f"{paid} came after the order was already paid")
-    if paid_at > draft.expires_at:
+    if payment.payer != draft.owner:
+        # The order, its SSH key and its access details are the owner's: another wallet's
+        # payment does not buy it for them (it stays that wallet's credit).
+        return Decision(None, payment.amount, f"{paid} came from {payment.payer}, not the owner")
+    if paid_at >= draft.expires_at:
         return Decision(
             None,
             payment.amount,

@@ -55,7 +55,7 @@ def parse_periods(value: object) -> int:
         else None
     )
     # isdigit() alone lets "²" and other digit-like characters through.
-    if text is None or not (text.isascii() and text.isdigit()):
+    if text is None or len(text) > 6 or not (text.isascii() and text.isdigit()):
         raise InvalidInput(f"periods must be a whole number from 1 to {MAX_PERIODS}, got {value!r}")
     periods = int(text)
     if not 1 <= periods <= MAX_PERIODS:

@@ -210,6 +210,7 @@ def credit_payments(
     max_orders: int = DEFAULT_MAX_ORDERS_PER_PAYMENT,
     kept: Mapping[tuple[str, int], Kept] | None = None,
     named: Mapping[tuple[str, int], Named] | None = None,
+    vending: bool = True,
 ) -> Pricing:
     """Credit payments (already in chain order) on top of the payers' balances; every
     order is for `plan` (the one on offer), except kept orders (see `credit_payment`)
@@ -235,6 +236,15 @@ def credit_payments(
                 new_id = order_id(payment.chain_id, payment.tx_hash, payment.log_index, 0)
                 orders.append(NewOrder(new_id, payment, 0, decision.plan, decision.terms))
             updated[payment.payer] = balance + decision.change
+            continue
+        if not vending:
+            # No vending: a plain payment is credit, spent on an order its payer chooses;
+            # mined again after a reorg, it pays for the orders it bought before, no more.
+            balance = updated.get(payment.payer, 0) + payment.amount
+            for unit, (kept_id, price) in sorted((kept.get(key) or {}).items() if kept else []):
+                orders.append(NewOrder(kept_id, payment, unit, plan))
+                balance -= price
+            updated[payment.payer] = balance
             continue
         balance, bought = credit_payment(
             updated.get(payment.payer, 0),

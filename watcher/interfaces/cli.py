@@ -44,6 +44,7 @@ FOLLOW = (
     *CHAIN,
     "token_address",
     "checkout_address",
+    "vending",
     "database_url",
     "confirmations",
     "finality",
@@ -70,6 +71,7 @@ RUN = (
     "mqtt_url",
     "http_host",
     "http_port",
+    "public_url",
     "metrics_host",
     "metrics_port",
 )

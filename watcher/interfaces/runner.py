@@ -124,6 +124,7 @@ async def run_service(settings: Settings) -> None:
                             follower.stop,
                             partial(watcher.source.token_balance, settings.require_token_address()),
                             settings.public_url,
+                            settings.checkout_address,
                         ),
                         name="http-api",
                     )

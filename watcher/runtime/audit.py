@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from watcher.adapters.ledger import queries
+from watcher.adapters.ledger.drafts import copy_unplaced
 from watcher.adapters.ledger.ledger import ChainMismatch
 from watcher.domain.order import OrderState
 from watcher.domain.reconcile import (
@@ -130,6 +131,8 @@ async def _audit_chain(settings: Settings, live: AsyncEngine, report: AuditRepor
                     f"{snapshot.genesis_hash[:18]}..., the node serves another chain with that "
                     "id (a restarted dev chain?): there is nothing to compare"
                 )
+            # Drafts are not on chain: the replay needs them to place what payments named.
+            await copy_unplaced(live, fresh.engine, chain_id)
             last = snapshot.cursor if snapshot.cursor is not None else await fresh.follower.target()
             if last >= settings.start_block:
                 await replay(fresh.follower, fresh.ledger, settings.start_block, last)

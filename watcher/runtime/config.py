@@ -77,6 +77,16 @@ class Settings:
     # The Checkout contract whose OrderPaid events name drafted orders (None: payments
     # name nothing, every full price of credit buys the plan on offer).
     checkout_address: ChecksumAddress | None = None
+    # The thesis's vending: every full price of a payer's credit buys the plan on offer.
+    # None: on without a Checkout (plain transfers are the only way to pay), off with one
+    # (a payment whose OrderPaid a node failed to return then stays credit, never buys a
+    # plan its payer did not choose).
+    vending: bool | None = None
+
+    @property
+    def vends(self) -> bool:
+        return self.vending if self.vending is not None else self.checkout_address is None
+
     rpc_timeout: float = 10.0
     tx_timeout: float = 120.0
     private_key: Secret | None = None
@@ -227,6 +237,15 @@ def _http_url(text: str) -> str:
     return url
 
 
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"{text!r} is not true or false")
+
+
 def _public_url(text: str) -> str:
     """scheme://host[:port], nothing after it."""
     url = _http_url(text).rstrip("/")
@@ -309,6 +328,13 @@ SETTINGS: dict[str, SettingSpec] = {
             "Address of the Checkout contract: payments made through it name a drafted order "
             "(default: none, payments name nothing).",
             metavar="ADDRESS",
+        ),
+        SettingSpec(
+            "vending",
+            _boolean,
+            "Whether every full price of a payer's credit buys the plan on offer, as in the "
+            "thesis (true/false; default: true without a Checkout, false with one).",
+            metavar="BOOL",
         ),
         SettingSpec(
             "rpc_timeout", _seconds, "Seconds to wait for one RPC answer.", metavar="SECONDS"

@@ -123,6 +123,11 @@ async def open_watcher(settings: Settings, *, max_attempts: int | None) -> Async
             chain_id = await source.chain_id()
             genesis = await source.block(0)
             token_deployed = await source.has_code(token)
+            checkout_pays_with = (
+                await source.checkout_token(settings.checkout_address)
+                if settings.checkout_address is not None
+                else token
+            )
         except RpcUnavailable as exc:
             raise ChainError(
                 f"cannot reach the RPC node at {source.transport.shown_url}: {exc}"
@@ -133,6 +138,17 @@ async def open_watcher(settings: Settings, *, max_attempts: int | None) -> Async
             ) from None
         if genesis is None:
             raise ChainError(f"the RPC node at {source.transport.shown_url} has no block 0")
+        if token_deployed and checkout_pays_with != token:
+            # Its OrderPaid events would name orders for payments in another token (or
+            # none at all): refuse rather than follow them.
+            raise ConfigError(
+                f"WATCHER_CHECKOUT_ADDRESS {settings.checkout_address} is "
+                + (
+                    "not a Checkout contract on this chain"
+                    if checkout_pays_with is None
+                    else f"a Checkout for token {checkout_pays_with}, not {token}"
+                )
+            )
         if (
             settings.default_plan is not None
             and settings.default_plan not in settings.catalog.plans
@@ -146,6 +162,7 @@ async def open_watcher(settings: Settings, *, max_attempts: int | None) -> Async
                 settings.reorg_history,
                 settings.max_orders_per_payment,
                 events=settings.mqtt_url is not None,
+                vending=settings.vends,
             )
             # The chain is checked before the token: after a dev chain restart the token is
             # missing too, and the restart is the cause to name.

@@ -315,7 +315,8 @@ class ChainFollower:
                         continue
                     break
                 self.sizer.answered(end - start + 1, len(logs))
-                paid, times = await self._named(start, end)
+                # OrderPaid only matters next to a payment: no Transfers, no second read.
+                paid, times = await self._named(start, end) if logs else ([], {})
                 pending = _Range(start, before, parent, logs, paid, times)
                 start = end + 1
             if pending is not None:
@@ -344,6 +345,8 @@ class ChainFollower:
             block = await self._call(self.source.block, event.block_number)
             if block is None or block.hash != event.block_hash:
                 raise _ChainMoved(event.block_number)
+            if not block.timestamp:  # 0: the node gave no time, and a deadline needs one
+                raise MalformedChainData(f"block {event.block_number} has no timestamp")
             times[event.block_number] = datetime.fromtimestamp(block.timestamp, UTC)
         return paid, times
 

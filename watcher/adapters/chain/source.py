@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Literal, Protocol
 
-from watcher.adapters.chain.rpc import RpcTransport
+from watcher.adapters.chain.rpc import RpcError, RpcTransport
+from watcher.domain.addresses import to_checksum_address
 from watcher.domain.blocks import BlockRef
 from watcher.domain.payment import MalformedChainData, hash32, quantity
 
@@ -84,6 +85,21 @@ class RpcChainSource:
         if not isinstance(code, str) or not code.startswith("0x"):
             raise MalformedChainData(f"eth_getCode answered {code!r}")
         return code not in ("0x", "0x0")
+
+    async def checkout_token(self, checkout: str) -> str | None:
+        """The token a Checkout contract pays with (its `token()`), None when no contract
+        at `checkout` answers it."""
+        if not await self.has_code(checkout):
+            return None
+        try:
+            result = await self.transport.call(
+                "eth_call", [{"to": checkout, "data": "0xfc0c546a"}, "latest"]
+            )
+        except RpcError:
+            return None  # no such function: not a Checkout
+        if not isinstance(result, str) or len(result) != 66:
+            return None
+        return to_checksum_address("0x" + result[-40:])
 
     async def token_balance(self, token: str, owner: str) -> int:
         """ERC-20 balanceOf(owner) at the latest block."""

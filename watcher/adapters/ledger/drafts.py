@@ -90,3 +90,19 @@ class Drafts:
         async with read_only(self.engine).connect() as conn:
             row = (await conn.execute(query)).first()
         return Draft(**row._asdict()) if row is not None else None
+
+
+async def copy_unplaced(source: AsyncEngine, target: AsyncEngine, chain_id: int) -> int:
+    """Every draft of `source`, as it was before any payment (open, no order, no note),
+    into `target`: what a replay from the chain needs to place them again as the ledger
+    did (drafts are not on chain). `watcher audit` replays into such a copy."""
+    query = select(*(getattr(DraftRecord, name) for name in _FIELDS)).where(
+        DraftRecord.chain_id == chain_id
+    )
+    async with read_only(source).connect() as conn:
+        rows = (await conn.execute(query)).all()
+    fresh = [{**row._asdict(), "state": OPEN, "order_id": None, "note": None} for row in rows]
+    if fresh:
+        async with target.begin() as conn:
+            await conn.execute(insert(DraftRecord), fresh)
+    return len(fresh)

@@ -139,6 +139,7 @@ class Ledger:
         reorg_history: int = 256,
         max_orders_per_payment: int = DEFAULT_MAX_ORDERS_PER_PAYMENT,
         events: bool = False,
+        vending: bool = True,
     ) -> None:
         self.engine = engine
         self._read_engine = queries.read_only(engine)
@@ -148,6 +149,8 @@ class Ledger:
         self.max_orders_per_payment = max_orders_per_payment
         # Write order events to the outbox (only when MQTT is on: nobody drains it otherwise).
         self.events = events
+        # Every full price of credit buys the plan on offer (the thesis's vending machine).
+        self.vending = vending
 
     # --- reads ---
 
@@ -472,6 +475,7 @@ class Ledger:
             self.max_orders_per_payment,
             kept,
             {key: decision.named() for key, decision in decisions.items()},
+            vending=self.vending,
         )
         await self._settle_drafts(conn, mine, decisions, pricing.orders)
         await accounts_set(
@@ -530,6 +534,7 @@ class Ledger:
                 terms=OrderTerms(r.reference, r.periods, r.ssh_key, r.name),
                 expires_at=r.expires_at,
                 open=r.state == DRAFT_OPEN,
+                owner=r.owner,
             )
             for r in rows
         }
@@ -568,8 +573,8 @@ class Ledger:
                 .values(state="placed", order_id=order, note=None)
             )
         for key, decision in decisions.items():
-            if decision.reason is None:
-                continue
+            if decision.reason is None or named[key] in placed:
+                continue  # a draft placed in this batch keeps no note of another payment
             await conn.execute(
                 update(DraftRecord)
                 .where(DraftRecord.reference == named[key])

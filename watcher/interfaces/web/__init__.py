@@ -26,6 +26,7 @@ async def serve_api(
     stop: asyncio.Event,
     balance_of: BalanceReader | None = None,
     public_url: str | None = None,
+    checkout_address: str | None = None,
 ) -> None:
     """Serve the API until `stop` is set (uvicorn, on this event loop)."""
     import uvicorn
@@ -39,7 +40,9 @@ async def serve_api(
             # handlers would replace them and re-raise the signal at exit.
             yield
 
-    app = create_api(engine, chain_id, token_address, catalog, balance_of, public_url)
+    app = create_api(
+        engine, chain_id, token_address, catalog, balance_of, public_url, checkout_address
+    )
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
     )

@@ -97,6 +97,7 @@ def create_api(
     catalog: Catalog,
     balance_of: BalanceReader | None = None,
     public_url: str | None = None,
+    checkout_address: str | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="watcher",
@@ -113,7 +114,7 @@ def create_api(
 
     sign_in, signed_in = sign_in_routes(SignIns(engine), chain_id, public_url)
     app.include_router(sign_in)
-    app.include_router(draft_routes(Drafts(engine, chain_id), catalog, signed_in))
+    app.include_router(draft_routes(Drafts(engine, chain_id), catalog, signed_in, checkout_address))
 
     def address(value: str, what: str = "address") -> str:
         try:

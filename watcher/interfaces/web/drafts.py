@@ -73,13 +73,26 @@ def _out(draft: Draft, now: datetime) -> DraftOut:
     )
 
 
-def draft_routes(drafts: Drafts, catalog: Catalog, signed_in: SignedIn) -> APIRouter:
+def draft_routes(
+    drafts: Drafts, catalog: Catalog, signed_in: SignedIn, checkout: str | None
+) -> APIRouter:
     router = APIRouter(prefix="/api/drafts", tags=["ordering"])
     session_of = Depends(signed_in)
 
-    @router.post("", response_model=DraftOut, status_code=201, responses={400: {}, 401: {}})
+    @router.post(
+        "", response_model=DraftOut, status_code=201, responses={400: {}, 401: {}, 503: {}}
+    )
     async def create(body: DraftIn, session: Session = session_of) -> DraftOut:
-        """Draft an order for the signed-in wallet: its reference and quote."""
+        """Draft an order for the signed-in wallet: its reference and quote, to pay through
+        the Checkout contract."""
+        if checkout is None:
+            # Without the Checkout followed, a payment cannot name its order: it would be
+            # taken as a plain one. Refuse to draft what could not be paid for as asked.
+            raise HTTPException(
+                status_code=503,
+                detail="ordering a chosen plan is not enabled here (no WATCHER_CHECKOUT_ADDRESS): "
+                "pay by a plain transfer, which buys the plan on offer",
+            )
         now = _now()
         try:
             terms = draft_terms(catalog, body.plan, body.periods, body.ssh_key, body.name)

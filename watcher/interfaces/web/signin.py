@@ -19,6 +19,7 @@ from watcher.adapters.ledger.signin import NONCE_LIFETIME, Session, SignIns
 from watcher.domain.siwe import Expected, SignInRefused, verify
 
 COOKIE = "watcher_session"
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 
 class NonceOut(BaseModel):
@@ -60,8 +61,15 @@ def sign_in_routes(
     router = APIRouter(prefix="/api/auth", tags=["sign-in"])
 
     def expected(request: Request) -> Expected:
-        # The site as the browser reached it, unless the operator pinned its public URL
-        # (behind a proxy the Host header is the proxy's business).
+        # The site's public address as the operator pinned it. Without it, only a
+        # loopback address is trusted: a Host header is the client's to choose, and a
+        # message signed on a phishing site would match its own forged Host.
+        if public_url is None and request.url.hostname not in _LOOPBACK:
+            raise HTTPException(
+                status_code=403,
+                detail="sign-in needs WATCHER_PUBLIC_URL (the site's address as buyers reach "
+                "it) unless the API is reached on 127.0.0.1 or localhost",
+            )
         base = public_url or str(request.base_url)
         scheme, _, rest = base.partition("://")
         host = rest.split("/", 1)[0]
@@ -101,7 +109,8 @@ def sign_in_routes(
             max_age=int((session.expires_at - now).total_seconds()),
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            # Behind a TLS proxy the request itself arrives over plain http.
+            secure=request.url.scheme == "https" or (public_url or "").startswith("https://"),
             path="/",
         )
         return SessionOut(
@@ -120,7 +129,7 @@ def sign_in_routes(
     async def signed_in(request: Request) -> Session:
         token = token_of(request)
         session = await sign_ins.session(token, _now()) if token else None
-        if session is None:
+        if session is None or session.chain_id != chain_id:
             raise HTTPException(
                 status_code=401,
                 detail="sign in with your wallet first (the session is missing or has expired)",
