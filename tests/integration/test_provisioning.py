@@ -373,3 +373,48 @@ async def test_an_order_that_already_ended_closes_its_job_instead_of_spinning(
         assert not await worker.work_one()  # nothing left to claim
     async with engine.connect() as conn:
         assert set((await conn.execute(select(JobRecord.state))).scalars()) == {"done"}
+
+
+async def test_a_drafted_orders_ssh_key_goes_onto_its_instance(
+    engine: AsyncEngine, moto: Any, moto_ami: str
+) -> None:
+    """The buyer's key reaches the instance as cloud-init user data in RunInstances itself
+    (issue 10): an `ssh_authorized_keys` document, each key a quoted string."""
+    import base64
+    from datetime import UTC, datetime
+
+    import yaml  # type: ignore[import-untyped]
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from watcher.adapters.ledger.drafts import Drafts
+    from watcher.domain.drafts import draft_terms, quote
+
+    # A comment that would change a YAML document if it were pasted in unquoted.
+    key = (
+        ed25519.Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+        + " a: #b"
+    )
+    catalog = Catalog({"t3.micro": plan(moto_ami)}, "t3.micro")
+    terms = draft_terms(catalog, "t3.micro", 1, key, None)
+    now = datetime.now(UTC)
+    draft = await Drafts(engine, 1337).create(ALICE, terms, quote(terms, now), now)
+    paid = Payment(1337, "0x" + "ab" * 32, 0, 5, "0x" + "cd" * 32, ALICE, 10 * CTK)  # type: ignore[arg-type]
+    await Ledger(engine, 1337, catalog, vending=False).record(
+        [paid], block_times={5: now}, named={(paid.tx_hash, 0): draft.reference}
+    )
+    moto.reset()
+    async with open_ec2("us-east-1", moto.url, 10) as cloud:
+        worker = Provisioner(JobQueue(engine, "w", 30), Cloud(cloud), catalog, FAST)
+        assert await worker.drain(max_wait=30) == 0
+    (order,) = await queries.orders(engine)
+    assert order.state == "running" and order.instance_id is not None
+    answer = ec2_client(moto.url).describe_instance_attribute(
+        InstanceId=order.instance_id, Attribute="userData"
+    )
+    document = base64.b64decode(answer["UserData"]["Value"]).decode()
+    assert document.startswith("#cloud-config\n")
+    assert yaml.safe_load(document) == {"ssh_authorized_keys": [key]}

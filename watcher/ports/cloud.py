@@ -59,6 +59,8 @@ class LaunchRequest:
     client_token: str
     plan: Plan
     tags: dict[str, str]
+    # OpenSSH public key lines the resource must accept logins with (the buyer's).
+    ssh_keys: tuple[str, ...] = ()
 
 
 class CloudError(Exception):

@@ -281,6 +281,7 @@ class Provisioner:
                 client_token=client_token(job.order_id),
                 plan=plan,
                 tags=instance_tags(job.order_id, job.payer, job.tx_hash, plan),
+                ssh_keys=(job.ssh_key,) if job.ssh_key else (),
             )
             instance = await provider.launch(request)
         self._must(

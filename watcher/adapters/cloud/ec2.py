@@ -3,6 +3,7 @@ find it by tag, read its state, stop, start and terminate it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -132,6 +133,13 @@ class Ec2Cloud:
         }
         if plan.key_name:
             arguments["KeyName"] = plan.key_name
+        if request.ssh_keys:
+            # The buyer's key goes in with the launch itself, as cloud-init user data,
+            # rather than as an imported key pair: no account-wide resource to name, clean up
+            # or make idempotent, and RunInstances stays the one side effect (ClientToken and
+            # the tag look-up cover it). Each key is quoted as a JSON string (YAML reads
+            # JSON), so a comment in it cannot change the document.
+            arguments["UserData"] = cloud_config(request.ssh_keys)
         if plan.security_group_ids:
             arguments["SecurityGroupIds"] = list(plan.security_group_ids)
         if plan.subnet_id:
@@ -208,6 +216,13 @@ def _says_missing(code: str | None) -> bool:
     return code is not None and (
         code.endswith(".NotFound") or code.endswith(".Malformed") or code.startswith("InvalidAMIID")
     )
+
+
+def cloud_config(ssh_keys: tuple[str, ...]) -> str:
+    """cloud-init user data that authorizes `ssh_keys` for the image's default user."""
+    lines = ["#cloud-config", "ssh_authorized_keys:"]
+    lines += [f"  - {json.dumps(key)}" for key in ssh_keys]
+    return "\n".join(lines) + "\n"
 
 
 def _instance(data: dict[str, Any]) -> Instance:

@@ -55,6 +55,8 @@ class ProvisionJob:
     created_at: datetime
     paid_at: datetime | None
     claim_expires_at: datetime
+    # The buyer's SSH public key line (drafted orders; None: the plan's key pair only).
+    ssh_key: str | None = None
 
 
 def _now() -> datetime:
@@ -141,6 +143,7 @@ class JobQueue:
             reorged=order.reorged,
             created_at=order.created_at,
             paid_at=order.paid_at,
+            ssh_key=order.ssh_key,
             claim_expires_at=expires,
         )
 
