@@ -43,6 +43,9 @@ class Instance:
     tags: tuple[tuple[str, str], ...] = ()
     # The machine image it was launched from (EC2's ImageId).
     image: str = ""
+    # Where the buyer reaches it (EC2's PublicIpAddress and PublicDnsName), once it has one.
+    public_ip: str | None = None
+    public_dns: str | None = None
 
     @property
     def ended(self) -> bool:

@@ -344,7 +344,7 @@ class Provisioner:
                     await self._ended(job, instance)
                     return
                 if instance.state == "running":
-                    await self._running(job, instance_id)
+                    await self._running(job, instance)
                     return
             if loop.time() >= deadline:
                 state = instance.state if instance is not None else "not found yet"
@@ -353,8 +353,11 @@ class Provisioner:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
-    async def _running(self, job: ProvisionJob, instance_id: str) -> None:
-        self._must(await self.queue.record_running(job.order_id))
+    async def _running(self, job: ProvisionJob, instance: Instance) -> None:
+        instance_id = instance.instance_id
+        self._must(
+            await self.queue.record_running(job.order_id, instance.public_ip, instance.public_dns)
+        )
         metrics.ORDER_TRANSITIONS.labels(state="running").inc()
         if job.paid_at is not None:
             metrics.PROVISIONING_SECONDS.observe((datetime.now(UTC) - job.paid_at).total_seconds())

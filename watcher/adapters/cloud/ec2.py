@@ -235,6 +235,8 @@ def _instance(data: dict[str, Any]) -> Instance:
         state_reason=(data.get("StateReason") or {}).get("Code") or None,
         tags=tuple(sorted((t["Key"], t["Value"]) for t in data.get("Tags", []))),
         image=data.get("ImageId", ""),
+        public_ip=data.get("PublicIpAddress") or None,
+        public_dns=data.get("PublicDnsName") or None,
     )
 
 

@@ -271,7 +271,15 @@ class FakeProvider:
             if held.booting_for > 0:
                 self._held[instance_id] = replace(held, booting_for=held.booting_for - 1)
                 return instance
-            instance = replace(instance, state="running")
+            # A public address from TEST-NET-2 (RFC 5737), as EC2 gives one when it runs.
+            number = int(instance_id.removeprefix("i-"), 16)
+            address = f"198.51.100.{number % 254 + 1}"
+            instance = replace(
+                instance,
+                state="running",
+                public_ip=address,
+                public_dns=f"ec2-{address.replace('.', '-')}.compute-1.amazonaws.com",
+            )
             self._held[instance_id] = replace(held, instance=instance)
         return instance
 

@@ -240,9 +240,18 @@ class JobQueue:
             launched_at=launched_at or _now(),
         )
 
-    async def record_running(self, order_id: str) -> bool:
-        """The order is fulfilled: its job is done."""
-        return await self._advance(order_id, OrderState.LAUNCHED, OrderState.RUNNING, done=True)
+    async def record_running(
+        self, order_id: str, public_ip: str | None = None, public_dns: str | None = None
+    ) -> bool:
+        """The order is fulfilled, reachable at its public address: its job is done."""
+        return await self._advance(
+            order_id,
+            OrderState.LAUNCHED,
+            OrderState.RUNNING,
+            done=True,
+            public_ip=public_ip,
+            public_dns=public_dns,
+        )
 
     async def release(self, order_id: str, delay: float, error: str | None) -> None:
         """Give the job back to the queue, due after `delay` seconds (a retry's backoff, or

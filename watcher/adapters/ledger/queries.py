@@ -220,9 +220,9 @@ class OrderView:
 ORDER_SHAPE = shown_fields(OrderView)
 # Columns of `orders` that no view shows, on purpose (tests/unit/test_order_shape.py
 # holds every other column to be an OrderView field).
-# The buyer's SSH key is theirs: it reaches their instance, never the public views (the
-# owner's access details show its fingerprint).
-INTERNAL_ORDER_COLUMNS: frozenset[str] = frozenset({"ssh_key"})
+# The buyer's SSH key and where their resource is reached are theirs: the owner's access
+# details (`order_access`) show them, never the public views.
+INTERNAL_ORDER_COLUMNS: frozenset[str] = frozenset({"ssh_key", "public_ip", "public_dns"})
 # The fields `order_view` reads from an `orders` row; the others come from the order's job.
 ORDER_ROW_FIELDS = tuple(
     f.name for f in fields(OrderView) if f.name in OrderRecord.__table__.columns
@@ -506,3 +506,40 @@ async def ledger_snapshot(engine: AsyncEngine, chain_id: int) -> LedgerSnapshot:
         ).scalar_one_or_none()
     payments = [payment_of(r) for r in payment_rows]
     return LedgerSnapshot(cursor, payments, [order_view(r) for r in order_rows], credit, genesis)
+
+
+@dataclass(frozen=True)
+class OrderAccess:
+    """What the order's owner needs to reach what they bought (only theirs to read)."""
+
+    order_id: str
+    payer: str
+    state: str
+    plan: str
+    resource: str | None
+    periods: int | None
+    name: str | None
+    instance_id: str | None
+    public_ip: str | None
+    public_dns: str | None
+    ssh_key: str | None
+
+
+async def order_access(engine: AsyncEngine, chain_id: int, order_id: str) -> OrderAccess | None:
+    """One order's access details, for its owner (the caller checks who asks)."""
+    query = select(
+        OrderRecord.order_id,
+        OrderRecord.payer,
+        OrderRecord.state,
+        OrderRecord.plan,
+        OrderRecord.resource,
+        OrderRecord.periods,
+        OrderRecord.name,
+        OrderRecord.instance_id,
+        OrderRecord.public_ip,
+        OrderRecord.public_dns,
+        OrderRecord.ssh_key,
+    ).where(OrderRecord.chain_id == chain_id, OrderRecord.order_id == order_id)
+    async with _reader(engine) as conn:
+        row = (await conn.execute(query)).first()
+    return OrderAccess(**row._asdict()) if row is not None else None

@@ -155,6 +155,9 @@ class OrderRecord(Base):
     periods: Mapped[int | None] = mapped_column(Integer)
     ssh_key: Mapped[str | None] = mapped_column(Text)
     name: Mapped[str | None] = mapped_column(String(64))
+    # Where the buyer reaches the resource, recorded when it runs (owner-only).
+    public_ip: Mapped[str | None] = mapped_column(String(45))
+    public_dns: Mapped[str | None] = mapped_column(String(255))
 
 
 # At most one pending job per order and kind, enforced by the database (procrastinate's

@@ -11,7 +11,12 @@ from watcher.domain.pricing import Plan
 from watcher.domain.resources import ResourceSpec
 
 KIND = "ec2_instance"
-KEYS = frozenset({"instance_type", "ami", "key_name", "security_group_ids", "subnet_id"})
+KEYS = frozenset(
+    {"instance_type", "ami", "key_name", "security_group_ids", "subnet_id", "ssh_user"}
+)
+# The login user of Amazon Linux images (the thesis's AMI); Ubuntu's is "ubuntu".
+DEFAULT_SSH_USER = "ec2-user"
+_SSH_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 # The thesis's AMI (eu-north-1), when a plan names none.
 THESIS_AMI = "ami-09278528675a8d54e"
 _AMI = re.compile(r"ami-[0-9a-f]{8,17}")
@@ -29,6 +34,8 @@ class Ec2Instance:
     key_name: str | None = None
     security_group_ids: tuple[str, ...] = ()
     subnet_id: str | None = None
+    # Who logs in over SSH on this image (the buyer's key is authorized for this user).
+    ssh_user: str = DEFAULT_SSH_USER
 
     @classmethod
     def of(cls, spec: ResourceSpec) -> Ec2Instance:
@@ -43,6 +50,7 @@ class Ec2Instance:
             key_name=spec.get("key_name"),
             security_group_ids=tuple(spec.get("security_group_ids") or ()),
             subnet_id=spec.get("subnet_id"),
+            ssh_user=str(spec.get("ssh_user") or DEFAULT_SSH_USER),
         )
 
     def spec(self) -> ResourceSpec:
@@ -53,6 +61,7 @@ class Ec2Instance:
             key_name=self.key_name,
             security_group_ids=list(self.security_group_ids),
             subnet_id=self.subnet_id,
+            ssh_user=self.ssh_user,
         )
 
 
@@ -79,7 +88,10 @@ def parse(name: str, table: Mapping[str, Any]) -> ResourceSpec:
     subnet = table.get("subnet_id")
     if subnet is not None and (not isinstance(subnet, str) or not _SUBNET.fullmatch(subnet)):
         raise ValueError(f"plans.{name}.subnet_id must look like subnet-0123abcd, not {subnet!r}")
-    return Ec2Instance(instance_type, ami, key_name, tuple(groups), subnet).spec()
+    ssh_user = table.get("ssh_user", DEFAULT_SSH_USER)
+    if not isinstance(ssh_user, str) or not _SSH_USER.fullmatch(ssh_user):
+        raise ValueError(f"plans.{name}.ssh_user must be a login name like ec2-user or ubuntu")
+    return Ec2Instance(instance_type, ami, key_name, tuple(groups), subnet, ssh_user).spec()
 
 
 def ec2_plan(

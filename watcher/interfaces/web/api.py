@@ -24,6 +24,7 @@ from watcher.domain.catalog import Catalog
 from watcher.domain.errors import InvalidInput
 from watcher.domain.kinds import summary
 from watcher.domain.payment import MalformedChainData
+from watcher.interfaces.web.access import access_routes
 from watcher.interfaces.web.drafts import draft_routes
 from watcher.interfaces.web.signin import sign_in_routes
 
@@ -115,6 +116,7 @@ def create_api(
     sign_in, signed_in = sign_in_routes(SignIns(engine), chain_id, public_url)
     app.include_router(sign_in)
     app.include_router(draft_routes(Drafts(engine, chain_id), catalog, signed_in, checkout_address))
+    app.include_router(access_routes(engine, chain_id, signed_in))
 
     def address(value: str, what: str = "address") -> str:
         try:

@@ -1,0 +1,95 @@
+"""How the owner reaches what they bought: the public address, the SSH user of the plan's
+image, a ready-to-copy `ssh` command and their key's fingerprint. Only the signed-in wallet
+that paid for the order reads them (403 for another wallet, 401 signed out); anyone else
+sees what the chain shows, through /api/orders."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Path
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from watcher.adapters.ledger import queries
+from watcher.adapters.ledger.signin import Session
+from watcher.domain.errors import InvalidInput
+from watcher.domain.kinds import ec2_instance, summary
+from watcher.domain.resources import ResourceSpec
+from watcher.domain.ssh_keys import parse_ssh_public_key
+from watcher.interfaces.web.signin import SignedIn
+
+
+class AccessOut(BaseModel):
+    order_id: str
+    state: str
+    summary: str = Field(description="What the plan is, e.g. t3.micro.")
+    resource: dict[str, object] | None = Field(description="The plan's specification.")
+    periods: int | None
+    name: str | None
+    public_ip: str | None = Field(description="Null until the instance runs.")
+    public_dns: str | None
+    ssh_user: str | None = Field(description="The login user of the plan's image.")
+    ssh_command: str | None = Field(description="Ready to copy, once the instance runs.")
+    ssh_key_fingerprint: str | None = Field(
+        description="SHA256 fingerprint of the key put on the instance (drafted orders)."
+    )
+    next_step: str = Field(description="What happens next, in words.")
+
+
+def _next_step(state: str, reachable: bool) -> str:
+    if state == "running" and reachable:
+        return "It runs: log in with the ssh command and the key you gave."
+    if state in ("queued", "launching", "launched"):
+        return "Paid; the instance is being started. Its address appears here when it runs."
+    if state == "failed":
+        return "It could not be started; its price is back in your credit."
+    if state == "terminated":
+        return "The instance has ended."
+    return "The instance runs but has no public address yet; look again in a minute."
+
+
+def access_routes(engine: AsyncEngine, chain_id: int, signed_in: SignedIn) -> APIRouter:
+    router = APIRouter(prefix="/api/orders", tags=["orders"])
+    session_of = Depends(signed_in)
+
+    @router.get(
+        "/{order_id}/access", response_model=AccessOut, responses={401: {}, 403: {}, 404: {}}
+    )
+    async def access(
+        order_id: str = Path(pattern=r"^[0-9a-f]{32}$"), session: Session = session_of
+    ) -> AccessOut:
+        """How to reach the order's instance: for the wallet that paid for it only."""
+        found = await queries.order_access(engine, chain_id, order_id)
+        if found is None:
+            raise HTTPException(status_code=404, detail=f"no order {order_id}")
+        if found.payer != session.address:
+            raise HTTPException(status_code=403, detail="this order belongs to another wallet")
+        spec = ResourceSpec.from_json(found.resource) if found.resource else None
+        ssh_user = (
+            ec2_instance.Ec2Instance.of(spec).ssh_user
+            if spec is not None and spec.kind == ec2_instance.KIND
+            else None
+        )
+        host = found.public_dns or found.public_ip
+        fingerprint = None
+        if found.ssh_key:
+            try:
+                fingerprint = parse_ssh_public_key(found.ssh_key).fingerprint
+            except InvalidInput:
+                fingerprint = None  # checked when drafted; an edited row shows none
+        running = found.state == "running"
+        return AccessOut(
+            order_id=found.order_id,
+            state=found.state,
+            summary=summary(spec) if spec is not None else found.plan,
+            resource=spec.as_dict() if spec is not None else None,
+            periods=found.periods,
+            name=found.name,
+            public_ip=found.public_ip if running else None,
+            public_dns=found.public_dns if running else None,
+            ssh_user=ssh_user,
+            ssh_command=f"ssh {ssh_user}@{host}" if running and host and ssh_user else None,
+            ssh_key_fingerprint=fingerprint,
+            next_step=_next_step(found.state, running and host is not None),
+        )
+
+    return router
