@@ -12,6 +12,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -19,7 +20,7 @@ import click
 from watcher import __version__
 from watcher.domain.addresses import BURN_ADDRESS, parse_address
 from watcher.domain.amounts import format_amount, parse_amount
-from watcher.domain.errors import InvalidInput, UserError
+from watcher.domain.errors import ConfigError, InvalidInput, UserError
 from watcher.runtime.config import MAX_BIGINT, SETTINGS, Settings, load_settings, parse_whole_number
 
 if TYPE_CHECKING:
@@ -357,6 +358,121 @@ def token_transfer(to: str, amount: int, as_json: bool, **options: Any) -> None:
             )
 
     run_async(transfer())
+
+
+@cli.group(context_settings=CONTEXT)
+def checkout() -> None:
+    """Deploy the Checkout contract, through which a payment names its order."""
+
+
+@checkout.command("deploy", context_settings=CONTEXT)
+@setting_options(*SIGNING, "token_address")
+def checkout_deploy(**options: Any) -> None:
+    """Deploy a Checkout for the CTK token and print its address."""
+    settings = settings_from(options)
+
+    async def deploy() -> None:
+        from watcher.adapters.chain.checkout import Checkout
+        from watcher.adapters.chain.connection import connect
+
+        settings.require_token_address()
+        async with connect(settings.rpc_url, settings.rpc_timeout) as chain:
+            ctk, signer = await signing_context(settings, chain)
+            deployment = await Checkout.deploy(chain, signer, ctk.address, settings.tx_timeout)
+        click.echo(deployment.address)
+        click.echo(
+            f"deployed Checkout for {ctk.address} on chain {deployment.chain_id} in block "
+            f"{deployment.block_number}; export WATCHER_CHECKOUT_ADDRESS={deployment.address}",
+            err=True,
+        )
+
+    run_async(deploy())
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("plan")
+@click.option("--periods", default="1", show_default=True, help="Whole periods to buy (1-100).")
+@click.option(
+    "--ssh-key",
+    "ssh_key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Your SSH public key file (e.g. ~/.ssh/id_ed25519.pub).",
+)
+@click.option("--name", default=None, help="A label for the order.")
+@click.option(
+    "--api-url",
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    help="The watcher's web API (where `watcher run` serves it).",
+)
+@click.option(
+    "--wait", type=float, default=300, show_default=True, help="Seconds to wait until it runs."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the order and its access as JSON.")
+@setting_options(*SIGNING, "token_address", "checkout_address")
+def buy(
+    plan: str,
+    periods: str,
+    ssh_key: Path,
+    name: str | None,
+    api_url: str,
+    wait: float,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """Buy PLAN for --periods with your SSH key: sign in, draft, pay through the Checkout
+    (one transaction, with a permit), wait until it runs, print how to reach it."""
+    settings = settings_from(options)
+    from watcher.domain.drafts import parse_periods
+    from watcher.domain.ssh_keys import parse_ssh_public_key
+
+    try:
+        key = parse_ssh_public_key(ssh_key.expanduser().read_text("utf-8"))
+    except OSError as exc:
+        raise InvalidInput(f"cannot read the SSH key file {ssh_key}: {exc.strerror}") from None
+    parse_periods(periods)
+
+    async def order() -> None:
+        import aiohttp
+
+        from watcher.adapters.chain.checkout import Checkout
+        from watcher.adapters.chain.connection import connect
+        from watcher.interfaces.buy import Api, wait_for
+
+        if settings.checkout_address is None:
+            raise ConfigError("set WATCHER_CHECKOUT_ADDRESS (or --checkout-address) to buy")
+        async with (
+            connect(settings.rpc_url, settings.rpc_timeout) as chain,
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
+        ):
+            ctk, signer = await signing_context(settings, chain)
+            pay_through = await Checkout.at(chain, settings.checkout_address, ctk)
+            api = Api(http, api_url)
+            await api.sign_in(signer)
+            draft = await api.call(
+                "POST",
+                "/api/drafts",
+                {"plan": plan, "periods": periods, "ssh_key": key.line(), "name": name},
+            )
+            paid = await pay_through.pay_with_permit(
+                signer, ctk, draft["reference"], int(draft["price"]), settings.tx_timeout
+            )
+            if not as_json:
+                click.echo(
+                    f"paid {draft['price_ctk']} CTK for {draft['periods']} period(s) of "
+                    f"{draft['plan']} ({draft['summary']}) in tx {paid.tx_hash}; waiting for it "
+                    "to run...",
+                    err=True,
+                )
+            placed, access = await wait_for(api, draft["reference"], wait)
+        if as_json:
+            emit_json({"draft": placed, "tx_hash": paid.tx_hash, "access": access})
+            return
+        click.echo(f"order {access['order_id']} runs: {access['summary']} at {access['public_ip']}")
+        click.echo(access["ssh_command"])
+
+    run_async(order())
 
 
 @cli.command(context_settings=AMOUNT_CONTEXT)

@@ -27,5 +27,19 @@ class Signer:
     def sign_transaction(self, transaction: dict[str, Any]) -> SignedTransaction:
         return self._account.sign_transaction(transaction)
 
+    def sign_text(self, text: str) -> str:
+        """EIP-191 personal_sign of `text` (a sign-in message), as 0x-hex."""
+        from eth_account.messages import encode_defunct
+
+        signature = self._account.sign_message(encode_defunct(text=text)).signature
+        return "0x" + bytes(signature).hex()
+
+    def sign_typed(self, typed: dict[str, Any]) -> tuple[int, bytes, bytes]:
+        """EIP-712 signature of `typed` (a permit) as (v, r, s)."""
+        from eth_account.messages import encode_typed_data
+
+        signed = self._account.sign_message(encode_typed_data(full_message=typed))
+        return signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big")
+
     def __repr__(self) -> str:
         return f"Signer({self.address}, from {self.source})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from eth_typing import ChecksumAddress
 from web3.contract import AsyncContract
@@ -67,6 +68,16 @@ class CloudToken:
             block_number=mined.block_number,
             tx_hash=mined.tx_hash,
         )
+
+    @property
+    def abi(self) -> list[dict[str, Any]]:
+        return self._abi
+
+    async def permit_nonce(self, owner: ChecksumAddress) -> int:
+        """The owner's next EIP-2612 permit nonce."""
+        with chain_errors(self.chain.url):
+            nonce: int = await self._contract.functions.nonces(owner).call()
+        return nonce
 
     async def balance_of(self, owner: ChecksumAddress) -> int:
         with chain_errors(self.chain.url):
