@@ -136,7 +136,8 @@ async def test_buy_signs_in_drafts_pays_and_prints_how_to_reach_the_instance(
     assert instance["InstanceType"] == "t3.large"
     data = ec2.describe_instance_attribute(InstanceId=instance["InstanceId"], Attribute="userData")
     document = base64.b64decode(data["UserData"]["Value"]).decode()
-    assert yaml.safe_load(document) == {"ssh_authorized_keys": [key]}
+    # Type and body: the comment ("buyer@laptop") is the buyer's label, kept off the instance.
+    assert yaml.safe_load(document) == {"ssh_authorized_keys": [" ".join(key.split()[:2])]}
 
 
 def test_buy_refuses_bad_input_in_one_line_and_sends_nothing(tmp_path: Path) -> None:

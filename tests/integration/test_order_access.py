@@ -98,7 +98,7 @@ async def test_only_the_owner_sees_how_to_reach_the_instance(engine: AsyncEngine
         )
         assert await worker.drain(max_wait=10) == 0
         (launch,) = fake.launches
-        assert launch.ssh_keys == (KEY + " alice",)
+        assert launch.ssh_keys == (KEY,)  # type and body; the comment stays with the buyer
 
         mine = (await alice.get(url)).json()
         (instance,) = fake.instances()

@@ -1,14 +1,18 @@
 """`watcher buy`: what the checkout page does, from the command line. Sign in with the
 signer's key (EIP-4361), draft the order, pay its quote through the Checkout with a permit
-(one transaction), wait until the watcher places and runs it, and print how to reach it."""
+(one transaction), wait until the watcher places and runs it, and print how to reach it.
+
+Once the payment is sent, nothing this command meets ends it as if nothing was paid: an
+API that does not answer is asked again, and every error after that point names the
+transaction and the draft, so that nobody buys twice by running it again."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -16,12 +20,11 @@ from watcher.adapters.chain.signer import Signer
 from watcher.domain.errors import UserError
 from watcher.domain.siwe import SignInMessage
 
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
-@dataclass(frozen=True)
-class Bought:
-    draft: dict[str, Any]
-    tx_hash: str
-    access: dict[str, Any]
+
+class Unreachable(UserError):
+    """The API did not answer (down, slow, a proxy's error page): worth asking again."""
 
 
 class Api:
@@ -38,25 +41,46 @@ class Api:
             async with self.session.request(
                 method, self.base + path, json=body, headers=headers
             ) as answer:
-                data = await answer.json(content_type=None)
+                try:
+                    data = await answer.json(content_type=None)
+                except ValueError:
+                    raise Unreachable(
+                        f"the watcher's API at {self.base} answered {answer.status} without JSON"
+                    ) from None
+                if answer.status >= 500:
+                    raise Unreachable(f"the watcher at {self.base} answered {answer.status}")
                 if answer.status >= 400:
                     detail = data.get("detail") if isinstance(data, dict) else data
                     raise UserError(
                         f"the watcher at {self.base} answered {answer.status}: {detail}"
                     )
                 return data
-        except aiohttp.ClientError as exc:
-            raise UserError(f"cannot reach the watcher's API at {self.base}: {exc}") from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Unreachable(f"cannot reach the watcher's API at {self.base}: {exc}") from None
 
-    async def sign_in(self, signer: Signer) -> None:
+    async def sign_in(self, signer: Signer, chain_id: int) -> None:
+        """Sign in, checking the terms the API asks to sign: its chain must be the one this
+        command pays on, and off loopback its domain must be the --api-url's own (else a
+        stranger's API could relay another site's nonce and have this key sign in there)."""
         terms = await self.call("POST", "/api/auth/nonce")
+        if terms.get("chain_id") != chain_id:
+            raise UserError(
+                f"the watcher at {self.base} follows chain {terms.get('chain_id')}, not "
+                f"chain {chain_id} that this command pays on: nothing was signed or sent"
+            )
+        parts = urlsplit(self.base)
+        if parts.hostname not in _LOOPBACK and terms.get("domain") != parts.netloc:
+            raise UserError(
+                f"the watcher at {self.base} asks to sign in to {terms.get('domain')!r}, "
+                f"not {parts.netloc!r}: nothing was signed"
+            )
         now = datetime.now(UTC)
         message = SignInMessage(
             domain=terms["domain"],
             address=signer.address,
             statement="Sign in to watcher to order and reach cloud resources.",
             uri=terms["uri"],
-            chain_id=terms["chain_id"],
+            chain_id=chain_id,
             nonce=terms["nonce"],
             issued_at=now,
             expiration_time=now + timedelta(minutes=5),
@@ -72,26 +96,31 @@ class Api:
 async def wait_for(
     api: Api, reference: str, wait: float, poll: float = 1.0
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The placed draft and its order's access details once it runs (or UserError with
-    what is known when `wait` runs out, or when the payment became credit)."""
+    """The placed draft and its order's access details once it runs; UserError with what
+    is known when `wait` runs out, when the payment became credit, or when the order ended
+    or runs without a public address."""
     deadline = time.monotonic() + wait
     draft: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        draft = await api.call("GET", f"/api/drafts/{reference}")
-        if draft["state"] == "placed" and draft["order_id"]:
-            access: dict[str, Any] = await api.call(
-                "GET", f"/api/orders/{draft['order_id']}/access"
-            )
-            if access["state"] == "running" and access["ssh_command"]:
-                return draft, access
-            if access["state"] in ("failed", "terminated"):
-                raise UserError(
-                    f"order {draft['order_id']} {access['state']}: {access['next_step']}"
-                )
-        elif draft.get("note"):
-            raise UserError(f"the payment did not place the order: {draft['note']}")
+        try:
+            draft = await api.call("GET", f"/api/drafts/{reference}")
+            if draft.get("state") == "placed" and draft.get("order_id"):
+                order = draft["order_id"]
+                access: dict[str, Any] = await api.call("GET", f"/api/orders/{order}/access")
+                if access.get("state") == "running":
+                    if access.get("ssh_command"):
+                        return draft, access
+                    raise UserError(f"order {order} runs: {access.get('next_step')}")
+                if access.get("state") in ("failed", "terminated"):
+                    raise UserError(f"order {order} {access['state']}: {access.get('next_step')}")
+            elif str(draft.get("note") or "").endswith("credited to the payer"):
+                # Final: the watcher credited the payment instead (short, late...). Another
+                # note (a reorg undid the payment) may still turn into the order: wait.
+                raise UserError(f"the payment did not place the order: {draft['note']}")
+        except Unreachable:
+            pass  # asked again at the next poll: the payment is made, only an answer is late
         await asyncio.sleep(poll)
     raise UserError(
-        f"paid, but order {reference} was not running after {wait:.0f} s "
-        f"(state: {draft.get('state', 'unknown')}); see `watcher orders` or the dashboard"
+        f"order {reference} was not running after {wait:.0f} s "
+        f"(draft {draft.get('state', 'unknown')}); see `watcher orders` or the dashboard"
     )

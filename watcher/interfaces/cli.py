@@ -20,7 +20,7 @@ import click
 from watcher import __version__
 from watcher.domain.addresses import BURN_ADDRESS, parse_address
 from watcher.domain.amounts import format_amount, parse_amount
-from watcher.domain.errors import ConfigError, InvalidInput, UserError
+from watcher.domain.errors import ConfigError, InsufficientFunds, InvalidInput, UserError
 from watcher.runtime.config import MAX_BIGINT, SETTINGS, Settings, load_settings, parse_whole_number
 
 if TYPE_CHECKING:
@@ -407,7 +407,11 @@ def checkout_deploy(**options: Any) -> None:
     help="The watcher's web API (where `watcher run` serves it).",
 )
 @click.option(
-    "--wait", type=float, default=300, show_default=True, help="Seconds to wait until it runs."
+    "--wait",
+    type=click.FloatRange(min=1, max=86_400),
+    default=300,
+    show_default=True,
+    help="Seconds to wait until it runs.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the order and its access as JSON.")
 @setting_options(*SIGNING, "token_address", "checkout_address")
@@ -431,6 +435,8 @@ def buy(
         key = parse_ssh_public_key(ssh_key.expanduser().read_text("utf-8"))
     except OSError as exc:
         raise InvalidInput(f"cannot read the SSH key file {ssh_key}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{ssh_key} is not a text file: give the .pub file") from None
     parse_periods(periods)
 
     async def order() -> None:
@@ -449,23 +455,41 @@ def buy(
             ctk, signer = await signing_context(settings, chain)
             pay_through = await Checkout.at(chain, settings.checkout_address, ctk)
             api = Api(http, api_url)
-            await api.sign_in(signer)
+            await api.sign_in(signer, chain.chain_id)
             draft = await api.call(
                 "POST",
                 "/api/drafts",
                 {"plan": plan, "periods": periods, "ssh_key": key.line(), "name": name},
             )
-            paid = await pay_through.pay_with_permit(
-                signer, ctk, draft["reference"], int(draft["price"]), settings.tx_timeout
-            )
-            if not as_json:
-                click.echo(
-                    f"paid {draft['price_ctk']} CTK for {draft['periods']} period(s) of "
-                    f"{draft['plan']} ({draft['summary']}) in tx {paid.tx_hash}; waiting for it "
-                    "to run...",
-                    err=True,
+            if (draft.get("plan"), draft.get("periods")) != (plan, int(periods)):
+                raise UserError(
+                    f"the watcher drafted {draft.get('periods')} x {draft.get('plan')!r}, not "
+                    f"{periods} x {plan!r}: nothing was paid"
                 )
-            placed, access = await wait_for(api, draft["reference"], wait)
+            reference = draft["reference"]
+            click.echo(
+                f"draft {reference}: {draft['price_ctk']} CTK for {draft['periods']} period(s) "
+                f"of {draft['plan']} ({draft['summary']}); paying through the Checkout...",
+                err=True,
+            )
+            try:
+                paid = await pay_through.pay_with_permit(
+                    signer, ctk, reference, int(draft["price"]), settings.tx_timeout
+                )
+            except InsufficientFunds:
+                raise  # checked before anything was sent
+            except UserError as exc:
+                raise UserError(
+                    f"{exc}; the payment for draft {reference} may still be mined: check it "
+                    "(`watcher orders`, GET /api/drafts/REF) before buying again"
+                ) from None
+            click.echo(f"paid in tx {paid.tx_hash}; waiting for the order to run...", err=True)
+            try:
+                placed, access = await wait_for(api, reference, wait)
+            except UserError as exc:
+                raise UserError(
+                    f"{exc} (paid in tx {paid.tx_hash} for draft {reference}: do not buy again)"
+                ) from None
         if as_json:
             emit_json({"draft": placed, "tx_hash": paid.tx_hash, "access": access})
             return

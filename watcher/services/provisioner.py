@@ -281,7 +281,9 @@ class Provisioner:
                 client_token=client_token(job.order_id),
                 plan=plan,
                 tags=instance_tags(job.order_id, job.payer, job.tx_hash, plan),
-                ssh_keys=(job.ssh_key,) if job.ssh_key else (),
+                # Type and body only: the comment is the buyer's label, and a character
+                # outside ASCII in it could break cloud-init's reading of the document.
+                ssh_keys=(" ".join(job.ssh_key.split()[:2]),) if job.ssh_key else (),
             )
             instance = await provider.launch(request)
         self._must(
@@ -356,7 +358,9 @@ class Provisioner:
     async def _running(self, job: ProvisionJob, instance: Instance) -> None:
         instance_id = instance.instance_id
         self._must(
-            await self.queue.record_running(job.order_id, instance.public_ip, instance.public_dns)
+            await self.queue.record_running(
+                job.order_id, instance.instance_id, instance.public_ip, instance.public_dns
+            )
         )
         metrics.ORDER_TRANSITIONS.labels(state="running").inc()
         if job.paid_at is not None:

@@ -88,6 +88,7 @@ class Checkout:
         w3 = self.chain.w3
         with chain_errors(self.chain.url):
             nonce = await token.permit_nonce(signer.address)
+            name, version = await token.permit_domain()
             latest = await w3.eth.get_block("latest")
         deadline = int(latest["timestamp"]) + PERMIT_SECONDS
         v, r, s = signer.sign_typed(
@@ -109,8 +110,8 @@ class Checkout:
                 },
                 "primaryType": "Permit",
                 "domain": {
-                    "name": "CloudToken",
-                    "version": "1",
+                    "name": name,
+                    "version": version,
                     "chainId": self.chain.chain_id,
                     "verifyingContract": token.address,
                 },

@@ -79,6 +79,12 @@ class CloudToken:
             nonce: int = await self._contract.functions.nonces(owner).call()
         return nonce
 
+    async def permit_domain(self) -> tuple[str, str]:
+        """The token's EIP-712 name and version (EIP-5267 `eip712Domain`), for permits."""
+        with chain_errors(self.chain.url):
+            domain = await self._contract.functions.eip712Domain().call()
+        return str(domain[1]), str(domain[2])
+
     async def balance_of(self, owner: ChecksumAddress) -> int:
         with chain_errors(self.chain.url):
             balance: int = await self._contract.functions.balanceOf(owner).call()

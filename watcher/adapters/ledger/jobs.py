@@ -241,14 +241,21 @@ class JobQueue:
         )
 
     async def record_running(
-        self, order_id: str, public_ip: str | None = None, public_dns: str | None = None
+        self,
+        order_id: str,
+        instance_id: str,
+        public_ip: str | None = None,
+        public_dns: str | None = None,
     ) -> bool:
-        """The order is fulfilled, reachable at its public address: its job is done."""
+        """The order is fulfilled, reachable at its public address: its job is done. The
+        instance id is the running one's (found by its tag, it may differ from the one a
+        lost answer left recorded)."""
         return await self._advance(
             order_id,
             OrderState.LAUNCHED,
             OrderState.RUNNING,
             done=True,
+            instance_id=instance_id,
             public_ip=public_ip,
             public_dns=public_dns,
         )

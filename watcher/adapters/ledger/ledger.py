@@ -644,7 +644,7 @@ class Ledger:
         plans: dict[Plan, tuple[Any, str, str, str]] = {}
         for plan in {o.plan for o in orders}:
             plans[plan] = (db.amount(plan.price), plan.name, summary(plan.spec), plan.resource())
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         for o in orders:
             p = o.payment
             amount, name, shown, resource = plans[o.plan]
@@ -666,14 +666,25 @@ class Ledger:
                     at,
                     at,
                     paid.get(p.block_number),
-                    *(
-                        (terms.reference, terms.periods, terms.ssh_key, terms.name)
-                        if (terms := o.terms) is not None
-                        else (None, None, None, None)
-                    ),
                 )
             )
-        await bulk_insert(conn, OrderRecord.__table__, _ORDER_COLUMNS, rows)  # type: ignore[arg-type]
+        columns = _ORDER_COLUMNS[: len(rows[0])]
+        if any(o.terms is not None for o in orders):
+            # Drafted orders (few) add their terms; a batch without any binds four columns
+            # fewer per row, which a replay of tens of thousands of orders notices.
+            columns = _ORDER_COLUMNS
+            rows = [
+                (
+                    *row,
+                    *(
+                        (t.reference, t.periods, t.ssh_key, t.name)
+                        if (t := o.terms)
+                        else (None,) * 4
+                    ),
+                )
+                for row, o in zip(rows, orders, strict=True)
+            ]
+        await bulk_insert(conn, OrderRecord.__table__, columns, rows)  # type: ignore[arg-type]
         # No jobs row: a queued order is its own launch job until a worker claims it
         # (ledger/jobs.py). A row per order, with its three indexes and foreign key, was a
         # quarter of a replay's time on SQLite and a third on PostgreSQL (`make bench`).

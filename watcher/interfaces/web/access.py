@@ -44,7 +44,10 @@ def _next_step(state: str, reachable: bool) -> str:
         return "It could not be started; its price is back in your credit."
     if state == "terminated":
         return "The instance has ended."
-    return "The instance runs but has no public address yet; look again in a minute."
+    return (
+        "It runs without a public address (the plan's subnet assigns none): reach it from "
+        "inside its network, or ask the operator."
+    )
 
 
 def access_routes(engine: AsyncEngine, chain_id: int, signed_in: SignedIn) -> APIRouter:
