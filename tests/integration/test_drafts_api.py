@@ -128,3 +128,16 @@ async def test_without_the_checkout_followed_nothing_is_drafted(engine: AsyncEng
         answer = await alice.post("/api/drafts", json=body)
         assert answer.status_code == 503 and "WATCHER_CHECKOUT_ADDRESS" in answer.json()["detail"]
         assert (await alice.get("/api/drafts")).json() == []
+
+
+async def test_a_wallet_cannot_pile_up_unpaid_drafts(app: object) -> None:
+    from watcher.interfaces.web.drafts import MAX_OPEN_DRAFTS
+
+    async with client_of(app) as alice:
+        await sign_in(alice, ALICE)
+        body = {"plan": "small", "periods": 1, "ssh_key": KEY}
+        for _ in range(MAX_OPEN_DRAFTS):
+            assert (await alice.post("/api/drafts", json=body)).status_code == 201
+        refused = await alice.post("/api/drafts", json=body)
+        assert refused.status_code == 429 and "waiting for payment" in refused.json()["detail"]
+        assert len((await alice.get("/api/drafts")).json()) == MAX_OPEN_DRAFTS

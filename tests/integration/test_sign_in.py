@@ -176,3 +176,17 @@ async def test_behind_a_tls_proxy_the_cookie_is_secure(engine: AsyncEngine) -> N
         )
         assert answer.status_code == 200, answer.text
         assert "secure" in answer.headers["set-cookie"].lower()
+
+
+async def test_a_client_asking_for_nonces_in_a_loop_is_told_to_wait(
+    client: httpx.AsyncClient,
+) -> None:
+    from watcher.interfaces.web.signin import NONCES_PER_MINUTE
+
+    answers = [
+        (await client.post("/api/auth/nonce")).status_code for _ in range(NONCES_PER_MINUTE + 2)
+    ]
+    assert answers[:NONCES_PER_MINUTE] == [200] * NONCES_PER_MINUTE
+    assert answers[NONCES_PER_MINUTE:] == [429, 429]
+    refused = await client.post("/api/auth/nonce")
+    assert "wait a minute" in refused.json()["detail"] and refused.headers["retry-after"] == "60"

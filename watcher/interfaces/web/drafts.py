@@ -51,6 +51,10 @@ class DraftOut(BaseModel):
     )
 
 
+# Open drafts per wallet: each is a row, and a quote nobody pays is noise on the dashboard.
+MAX_OPEN_DRAFTS = 20
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -98,6 +102,13 @@ def draft_routes(
             terms = draft_terms(catalog, body.plan, body.periods, body.ssh_key, body.name)
         except InvalidInput as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
+        waiting = [d for d in await drafts.of_owner(session.address) if d.state == "open"]
+        if sum(not d.expired(now) for d in waiting) >= MAX_OPEN_DRAFTS:
+            raise HTTPException(
+                status_code=429,
+                detail=f"{MAX_OPEN_DRAFTS} drafts are waiting for payment: pay one, or let "
+                "their quotes run out (30 minutes), before drafting more",
+            )
         draft = await drafts.create(session.address, terms, quote(terms, now), now)
         return _out(draft, now)
 

@@ -9,6 +9,8 @@ only shows and acts on the wallet's own orders.
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -19,6 +21,7 @@ from watcher.adapters.ledger.signin import NONCE_LIFETIME, Session, SignIns
 from watcher.domain.siwe import Expected, SignInRefused, verify
 
 COOKIE = "watcher_session"
+NONCES_PER_MINUTE = 30
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 
@@ -59,6 +62,9 @@ def sign_in_routes(
     """The routes, and `signed_in`: the dependency that gives a handler the caller's
     session (401 when there is none)."""
     router = APIRouter(prefix="/api/auth", tags=["sign-in"])
+    # Nonces handed out per client address in the last minute: each is a row until it
+    # expires, so a client asking in a loop must not fill the database.
+    recent: dict[str, deque[float]] = {}
 
     def expected(request: Request) -> Expected:
         # The site's public address as the operator pinned it. Without it, only a
@@ -75,11 +81,26 @@ def sign_in_routes(
         host = rest.split("/", 1)[0]
         return Expected(domain=host, origin=f"{scheme}://{host}", chain_id=chain_id)
 
-    @router.post("/nonce", response_model=NonceOut)
+    @router.post("/nonce", response_model=NonceOut, responses={429: {}})
     async def nonce(request: Request) -> NonceOut:
         """A nonce for a new sign-in message, with the terms the message must carry."""
-        issued, expires = await sign_ins.issue_nonce(_now())
         terms = expected(request)
+        client = request.client.host if request.client else "unknown"
+        now = time.monotonic()
+        asked = recent.setdefault(client, deque())
+        while asked and asked[0] < now - 60:
+            asked.popleft()
+        if len(asked) >= NONCES_PER_MINUTE:
+            raise HTTPException(
+                status_code=429,
+                detail="too many sign-in attempts from this address: wait a minute",
+                headers={"Retry-After": "60"},
+            )
+        asked.append(now)
+        if len(recent) > 10_000:  # forget quiet clients
+            for quiet in [c for c, times in recent.items() if not times or times[-1] < now - 60]:
+                del recent[quiet]
+        issued, expires = await sign_ins.issue_nonce(_now())
         return NonceOut(
             nonce=issued,
             expires_at=expires,
