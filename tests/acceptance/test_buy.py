@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml  # type: ignore[import-untyped]
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from web3 import Web3
 
 from tests.chainhelpers import DevChainDriver
 from tests.cloudhelpers import AWS_ENV, ec2_client
+from tests.keyhelpers import new_ssh_key
 from watcher.adapters.chain.dev_accounts import dev_account
 from watcher.dev.devchain import DevChain
 from watcher.shared.net import free_port
@@ -61,13 +60,7 @@ async def test_buy_signs_in_drafts_pays_and_prints_how_to_reach_the_instance(
         f'[plans."large"]\nprice = "12.5"\ninstance_type = "t3.large"\nami = "{moto_ami}"\n'
         'ssh_user = "ubuntu"\n'
     )
-    key = (
-        ed25519.Ed25519PrivateKey.generate()
-        .public_key()
-        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-        .decode()
-        + " buyer@laptop"
-    )
+    key = new_ssh_key("buyer@laptop")
     (tmp_path / "id.pub").write_text(key + "\n")
     port = free_port()
     env = {
@@ -144,12 +137,7 @@ def test_buy_refuses_bad_input_in_one_line_and_sends_nothing(tmp_path: Path) -> 
     key = tmp_path / "id.pub"
     key.write_text("ssh-dss AAAAB3NzaC1kc3MAAACB\n")
     good = tmp_path / "good.pub"
-    good.write_text(
-        ed25519.Ed25519PrivateKey.generate()
-        .public_key()
-        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-        .decode()
-    )
+    good.write_text(new_ssh_key())
     for args, reason in [
         (["--ssh-key", str(tmp_path / "missing.pub")], "cannot read the SSH key file"),
         (["--ssh-key", str(key)], "'ssh-dss' keys are not accepted"),

@@ -14,6 +14,7 @@ from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.logs import DISCARD
 
 from tests.chainhelpers import CTK, DevChainDriver
+from watcher.adapters.chain.checkout import permit_message
 from watcher.adapters.chain.dev_accounts import dev_account
 from watcher.domain.addresses import BURN_ADDRESS
 from watcher.domain.payment import decode_payment
@@ -37,37 +38,17 @@ def ref() -> bytes:
 def permit_signature(
     w3: Web3, token: Any, owner: Any, spender: str, value: int, deadline: int
 ) -> Any:
-    typed = {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "Permit": [
-                {"name": "owner", "type": "address"},
-                {"name": "spender", "type": "address"},
-                {"name": "value", "type": "uint256"},
-                {"name": "nonce", "type": "uint256"},
-                {"name": "deadline", "type": "uint256"},
-            ],
-        },
-        "primaryType": "Permit",
-        "domain": {
-            "name": "CloudToken",
-            "version": "1",
-            "chainId": w3.eth.chain_id,
-            "verifyingContract": token.address,
-        },
-        "message": {
-            "owner": owner.address,
-            "spender": spender,
-            "value": value,
-            "nonce": token.functions.nonces(owner.address).call(),
-            "deadline": deadline,
-        },
-    }
+    typed = permit_message(
+        "CloudToken",
+        "1",
+        w3.eth.chain_id,
+        token.address,
+        owner.address,
+        spender,
+        value,
+        token.functions.nonces(owner.address).call(),
+        deadline,
+    )
     return owner.sign_message(encode_typed_data(full_message=typed))
 
 

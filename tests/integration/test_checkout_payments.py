@@ -9,12 +9,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy.ext.asyncio import AsyncEngine
 from web3 import Web3
 
 from tests.chainhelpers import CTK, DevChainDriver
+from tests.keyhelpers import new_ssh_key
 from watcher.adapters.chain.dev_accounts import dev_account
 from watcher.adapters.ledger import queries
 from watcher.adapters.ledger.database import create_engine
@@ -27,12 +26,7 @@ from watcher.runtime.service import open_watcher, upgrade_database
 from watcher.services.replay import replay
 
 BUYER = dev_account(9)
-KEY = (
-    ed25519.Ed25519PrivateKey.generate()
-    .public_key()
-    .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    .decode()
-)
+KEY = new_ssh_key()
 
 
 @pytest.fixture

@@ -8,10 +8,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.keyhelpers import new_ssh_key
 from tests.signinhelpers import sign_in
 from watcher.adapters.chain.dev_accounts import dev_account
 from watcher.adapters.ledger import migrations
@@ -31,13 +30,7 @@ CATALOG = Catalog(
     },
     "small",
 )
-KEY = (
-    ed25519.Ed25519PrivateKey.generate()
-    .public_key()
-    .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    .decode()
-    + " alice@laptop"
-)
+KEY = new_ssh_key("alice@laptop")
 
 
 @pytest.fixture

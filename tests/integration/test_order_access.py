@@ -11,10 +11,9 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.keyhelpers import new_ssh_key
 from tests.signinhelpers import sign_in
 from watcher.adapters.chain.dev_accounts import dev_account
 from watcher.adapters.cloud.fake import FakeProvider
@@ -44,12 +43,7 @@ UBUNTU = Plan(
     parse("ubuntu", {"instance_type": "t3.small", "ami": IMAGE, "ssh_user": "ubuntu"}),
 )
 CATALOG = Catalog({"ubuntu": UBUNTU}, "ubuntu")
-KEY = (
-    ed25519.Ed25519PrivateKey.generate()
-    .public_key()
-    .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    .decode()
-)
+KEY = new_ssh_key()
 
 
 @pytest.fixture

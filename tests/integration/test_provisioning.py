@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.cloudhelpers import AWS_ENV, FaultProxy, ec2_client, instances_by_order
+from tests.keyhelpers import new_ssh_key
 from watcher.adapters.cloud.ec2 import open_ec2
 from watcher.adapters.ledger import migrations, queries
 from watcher.adapters.ledger.database import create_engine
@@ -384,20 +385,12 @@ async def test_a_drafted_orders_ssh_key_goes_onto_its_instance(
     from datetime import UTC, datetime
 
     import yaml  # type: ignore[import-untyped]
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
 
     from watcher.adapters.ledger.drafts import Drafts
     from watcher.domain.drafts import draft_terms, quote
 
     # A comment with YAML syntax and a character outside ASCII: only type and body go.
-    key = (
-        ed25519.Ed25519PrivateKey.generate()
-        .public_key()
-        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-        .decode()
-        + " a: #b 🚀"
-    )
+    key = new_ssh_key("a: #b 🚀")
     catalog = Catalog({"t3.micro": plan(moto_ami)}, "t3.micro")
     terms = draft_terms(catalog, "t3.micro", 1, key, None)
     now = datetime.now(UTC)

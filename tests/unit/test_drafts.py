@@ -6,9 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from tests.keyhelpers import new_ssh_key
 from watcher.domain.catalog import Catalog
 from watcher.domain.drafts import (
     MAX_PERIODS,
@@ -30,12 +29,7 @@ CATALOG = Catalog(
     },
     "small",
 )
-KEY = (
-    ed25519.Ed25519PrivateKey.generate()
-    .public_key()
-    .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    .decode()
-)
+KEY = new_ssh_key()
 
 
 def test_a_quote_is_the_price_per_period_times_the_periods_until_a_deadline() -> None:

@@ -11,11 +11,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.keyhelpers import new_ssh_key
 from watcher.adapters.ledger import migrations, queries
 from watcher.adapters.ledger.database import create_engine
 from watcher.adapters.ledger.drafts import Draft, Drafts
@@ -36,12 +35,7 @@ CATALOG = Catalog(
     },
     "small",
 )
-KEY = (
-    ed25519.Ed25519PrivateKey.generate()
-    .public_key()
-    .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    .decode()
-)
+KEY = new_ssh_key()
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 

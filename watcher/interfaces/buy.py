@@ -19,8 +19,7 @@ import aiohttp
 from watcher.adapters.chain.signer import Signer
 from watcher.domain.errors import UserError
 from watcher.domain.siwe import SignInMessage
-
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+from watcher.shared.net import LOOPBACK_NAMES
 
 
 class Unreachable(UserError):
@@ -69,7 +68,7 @@ class Api:
                 f"chain {chain_id} that this command pays on: nothing was signed or sent"
             )
         parts = urlsplit(self.base)
-        if parts.hostname not in _LOOPBACK and terms.get("domain") != parts.netloc:
+        if parts.hostname not in LOOPBACK_NAMES and terms.get("domain") != parts.netloc:
             raise UserError(
                 f"the watcher at {self.base} asks to sign in to {terms.get('domain')!r}, "
                 f"not {parts.netloc!r}: nothing was signed"

@@ -10,6 +10,8 @@ import errno
 import socket
 
 LOOPBACK = "127.0.0.1"
+# Host names that always mean this machine (as a URL's hostname gives them).
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:

@@ -5,6 +5,7 @@ beforehand."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from eth_typing import ChecksumAddress
 from web3.contract import AsyncContract
@@ -20,6 +21,51 @@ from watcher.domain.errors import ChainError, InsufficientFunds
 # How long a permit stays usable: long enough for a slow wallet, short enough that a
 # signature found later is worthless.
 PERMIT_SECONDS = 3600
+
+
+def permit_message(
+    name: str,
+    version: str,
+    chain_id: int,
+    token: str,
+    owner: str,
+    spender: str,
+    value: int,
+    nonce: int,
+    deadline: int,
+) -> dict[str, Any]:
+    """The EIP-712 message of an EIP-2612 permit, as a wallet signs it."""
+    return {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "Permit": [
+                {"name": "owner", "type": "address"},
+                {"name": "spender", "type": "address"},
+                {"name": "value", "type": "uint256"},
+                {"name": "nonce", "type": "uint256"},
+                {"name": "deadline", "type": "uint256"},
+            ],
+        },
+        "primaryType": "Permit",
+        "domain": {
+            "name": name,
+            "version": version,
+            "chainId": chain_id,
+            "verifyingContract": token,
+        },
+        "message": {
+            "owner": owner,
+            "spender": spender,
+            "value": value,
+            "nonce": nonce,
+            "deadline": deadline,
+        },
+    }
 
 
 @dataclass(frozen=True)
@@ -92,37 +138,17 @@ class Checkout:
             latest = await w3.eth.get_block("latest")
         deadline = int(latest["timestamp"]) + PERMIT_SECONDS
         v, r, s = signer.sign_typed(
-            {
-                "types": {
-                    "EIP712Domain": [
-                        {"name": "name", "type": "string"},
-                        {"name": "version", "type": "string"},
-                        {"name": "chainId", "type": "uint256"},
-                        {"name": "verifyingContract", "type": "address"},
-                    ],
-                    "Permit": [
-                        {"name": "owner", "type": "address"},
-                        {"name": "spender", "type": "address"},
-                        {"name": "value", "type": "uint256"},
-                        {"name": "nonce", "type": "uint256"},
-                        {"name": "deadline", "type": "uint256"},
-                    ],
-                },
-                "primaryType": "Permit",
-                "domain": {
-                    "name": name,
-                    "version": version,
-                    "chainId": self.chain.chain_id,
-                    "verifyingContract": token.address,
-                },
-                "message": {
-                    "owner": signer.address,
-                    "spender": self.address,
-                    "value": amount,
-                    "nonce": nonce,
-                    "deadline": deadline,
-                },
-            }
+            permit_message(
+                name,
+                version,
+                self.chain.chain_id,
+                token.address,
+                signer.address,
+                self.address,
+                amount,
+                nonce,
+                deadline,
+            )
         )
         call = self._contract.functions.payWithPermit(
             bytes.fromhex(reference.removeprefix("0x")), amount, deadline, v, r, s

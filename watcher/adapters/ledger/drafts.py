@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from watcher.adapters.ledger.queries import read_only
@@ -82,6 +82,17 @@ class Drafts:
         async with read_only(self.engine).connect() as conn:
             rows = (await conn.execute(query)).all()
         return [Draft(**row._asdict()) for row in rows]
+
+    async def open_count(self, owner: str, now: datetime) -> int:
+        """The owner's drafts still waiting for payment (open, quote not run out)."""
+        query = select(func.count()).where(
+            DraftRecord.chain_id == self.chain_id,
+            DraftRecord.owner == owner,
+            DraftRecord.state == OPEN,
+            DraftRecord.expires_at > now,
+        )
+        async with read_only(self.engine).connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
 
     async def get(self, reference: str) -> Draft | None:
         query = select(*(getattr(DraftRecord, name) for name in _FIELDS)).where(

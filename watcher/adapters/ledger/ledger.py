@@ -465,8 +465,10 @@ class Ledger:
         for ids in _chunks(replaced):
             await self._reopen_drafts(conn, ids, now, None)
             await conn.execute(delete(OrderRecord).where(OrderRecord.order_id.in_(ids)))
-        fresh_keys = {(p.tx_hash, p.log_index) for p in payments}
-        mine = {key: ref for key, ref in named.items() if key in fresh_keys}
+        mine: dict[tuple[str, int], str] = {}
+        if named:  # only payments made through the Checkout name an order
+            fresh_keys = {(p.tx_hash, p.log_index) for p in payments}
+            mine = {key: ref for key, ref in named.items() if key in fresh_keys}
         decisions = await self._decide(conn, payments, mine, kept, block_times)
         pricing = credit_payments(
             {p: stored[p] for p in payers if p in stored},
@@ -565,6 +567,8 @@ class Ledger:
     ) -> None:
         """Mark placed drafts with their order; note on the others why a payment naming
         them went to credit instead."""
+        if not decisions:
+            return
         placed = {o.terms.reference: o.order_id for o in orders if o.terms is not None}
         for reference, order in placed.items():
             await conn.execute(

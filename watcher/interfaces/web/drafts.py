@@ -102,8 +102,7 @@ def draft_routes(
             terms = draft_terms(catalog, body.plan, body.periods, body.ssh_key, body.name)
         except InvalidInput as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
-        waiting = [d for d in await drafts.of_owner(session.address) if d.state == "open"]
-        if sum(not d.expired(now) for d in waiting) >= MAX_OPEN_DRAFTS:
+        if await drafts.open_count(session.address, now) >= MAX_OPEN_DRAFTS:
             raise HTTPException(
                 status_code=429,
                 detail=f"{MAX_OPEN_DRAFTS} drafts are waiting for payment: pay one, or let "

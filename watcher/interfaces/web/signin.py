@@ -19,10 +19,10 @@ from pydantic import BaseModel, Field
 
 from watcher.adapters.ledger.signin import NONCE_LIFETIME, Session, SignIns
 from watcher.domain.siwe import Expected, SignInRefused, verify
+from watcher.shared.net import LOOPBACK_NAMES
 
 COOKIE = "watcher_session"
 NONCES_PER_MINUTE = 30
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 
 class NonceOut(BaseModel):
@@ -70,7 +70,7 @@ def sign_in_routes(
         # The site's public address as the operator pinned it. Without it, only a
         # loopback address is trusted: a Host header is the client's to choose, and a
         # message signed on a phishing site would match its own forged Host.
-        if public_url is None and request.url.hostname not in _LOOPBACK:
+        if public_url is None and request.url.hostname not in LOOPBACK_NAMES:
             raise HTTPException(
                 status_code=403,
                 detail="sign-in needs WATCHER_PUBLIC_URL (the site's address as buyers reach "
