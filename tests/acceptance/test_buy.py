@@ -82,20 +82,16 @@ async def test_buy_signs_in_drafts_pays_and_prints_how_to_reach_the_instance(
     run = await asyncio.create_subprocess_exec(
         WATCHER, "run", env=env, cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=log
     )
-    try:
-        await api_up(port, run)
-        buy = await asyncio.to_thread(
+
+    async def watcher_buy(plan: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(
             subprocess.run,
             [
                 WATCHER,
                 "buy",
-                "large",
-                "--periods",
-                "2",
+                plan,
                 "--ssh-key",
                 str(tmp_path / "id.pub"),
-                "--name",
-                "build box",
                 "--api-url",
                 f"http://127.0.0.1:{port}",
                 "--dev-account",
@@ -103,6 +99,7 @@ async def test_buy_signs_in_drafts_pays_and_prints_how_to_reach_the_instance(
                 "--wait",
                 "90",
                 "--json",
+                *args,
             ],
             env=env,
             cwd=tmp_path,
@@ -111,11 +108,34 @@ async def test_buy_signs_in_drafts_pays_and_prints_how_to_reach_the_instance(
             timeout=150,
             stdin=subprocess.DEVNULL,
         )
+
+    try:
+        await api_up(port, run)
+        buy = await watcher_buy("large", "--periods", "2", "--name", "build box")
+        # A plain transfer of 13 CTK is credit (no vending beside a Checkout); --from-credit
+        # spends 10 of it on the small plan without a transaction.
+        driver.pay(ctk, dev_account(BUYER), 13 * 10**18)
+        nonce = w3.eth.get_transaction_count(dev_account(BUYER).address)
+        from_credit = await watcher_buy("small", "--from-credit")
+        sent_meanwhile = w3.eth.get_transaction_count(dev_account(BUYER).address) - nonce
+        # 3 CTK of credit left: a 10 CTK order needs a payment of 7 (credit applied first).
+        short = await watcher_buy("small", "--from-credit")
     finally:
         run.send_signal(signal.SIGTERM)
         await asyncio.wait_for(run.wait(), 40)
         log.close()
     assert buy.returncode == 0, (buy.stderr, (tmp_path / "run.log").read_text()[-2000:])
+    assert from_credit.returncode == 0, (from_credit.stderr, (tmp_path / "run.log").read_text())
+    assert sent_meanwhile == 0
+    bought_from_credit = json.loads(from_credit.stdout)
+    assert bought_from_credit["tx_hash"] is None
+    assert bought_from_credit["access"]["state"] == "running"
+    assert "bought from credit" in from_credit.stderr
+    assert short.returncode == 1
+    assert short.stderr.strip().endswith(
+        "answered 402: your credit is 3 CTK and the order costs 10 CTK: pay it through the "
+        "checkout instead (credit is applied first there)"
+    ), short.stderr
     bought = json.loads(buy.stdout)
     access = bought["access"]
     assert (bought["draft"]["plan"], bought["draft"]["periods"]) == ("large", 2)
@@ -124,9 +144,13 @@ async def test_buy_signs_in_drafts_pays_and_prints_how_to_reach_the_instance(
     assert access["ssh_command"] == f"ssh ubuntu@{access['public_dns']}"
     # The instance has the plan's type and the buyer's key.
     ec2 = ec2_client(moto.url)
-    (reservation,) = ec2.describe_instances()["Reservations"]
-    (instance,) = reservation["Instances"]
+    instances = {
+        i["InstanceId"]: i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]
+    }
+    assert len(instances) == 2
+    instance = instances[access["instance_id"]]
     assert instance["InstanceType"] == "t3.large"
+    assert instances[bought_from_credit["access"]["instance_id"]]["InstanceType"] == "t3.micro"
     data = ec2.describe_instance_attribute(InstanceId=instance["InstanceId"], Attribute="userData")
     document = base64.b64decode(data["UserData"]["Value"]).decode()
     # Type and body: the comment ("buyer@laptop") is the buyer's label, kept off the instance.

@@ -134,3 +134,65 @@ async def test_a_wallet_cannot_pile_up_unpaid_drafts(app: object) -> None:
         refused = await alice.post("/api/drafts", json=body)
         assert refused.status_code == 429 and "waiting for payment" in refused.json()["detail"]
         assert len((await alice.get("/api/drafts")).json()) == MAX_OPEN_DRAFTS
+
+
+async def test_credit_buys_a_draft_with_one_request_and_shows_first_on_the_quote(
+    app: object, engine: AsyncEngine
+) -> None:
+    """Credit applied first: the quote says what credit covers and what is left to pay;
+    a draft credit covers is bought with one signed-in request, once."""
+    from datetime import UTC, datetime
+
+    from watcher.adapters.ledger.ledger import Ledger
+    from watcher.domain.blocks import BlockRef
+    from watcher.domain.payment import Payment
+
+    ledger = Ledger(engine, 1337, CATALOG, vending=False)
+    paid = Payment(1337, "0x" + "ab" * 32, 0, 7, "0x" + "07" * 32, ALICE.address, 60 * CTK)  # type: ignore[arg-type]
+    await ledger.record(
+        [paid],
+        advance_to=BlockRef(7, "0x" + "07" * 32, "0x" + "06" * 32),
+        block_times={7: datetime.now(UTC)},
+    )
+    async with client_of(app) as alice, client_of(app) as mallory, client_of(app) as anyone:
+        await sign_in(alice, ALICE)
+        await sign_in(mallory, MALLORY)
+        one = (
+            await alice.post("/api/drafts", json={"plan": "large", "periods": 1, "ssh_key": KEY})
+        ).json()
+        two = (
+            await alice.post("/api/drafts", json={"plan": "large", "periods": 2, "ssh_key": KEY})
+        ).json()
+        # 60 CTK of credit: it covers one period (25.5) and part of two (51).
+        assert (one["credit_applied"], one["due"]) == (str(25 * CTK + CTK // 2), "0")
+        assert (two["credit_applied"], two["due"]) == (str(51 * CTK), "0")
+        path = f"/api/drafts/{one['reference']}/buy-from-credit"
+        assert (await anyone.post(path)).status_code == 401
+        assert (await mallory.post(path)).status_code == 404  # another wallet's: not found
+        bought = await alice.post(path)
+        assert bought.status_code == 201, bought.text
+        assert (bought.json()["price_ctk"], bought.json()["credit_left_ctk"]) == ("25.5", "34.5")
+        again = await alice.post(path)
+        assert again.status_code == 409 and "already paid" in again.json()["detail"]
+        placed = (await alice.get(f"/api/drafts/{one['reference']}")).json()
+        assert (placed["state"], placed["order_id"], placed["due"]) == (
+            "placed",
+            bought.json()["order_id"],
+            "0",
+        )
+        # What is left covers part of the second: the checkout asks for the rest only.
+        rest = (await alice.get(f"/api/drafts/{two['reference']}")).json()
+        assert (rest["credit_applied"], rest["due"]) == (
+            str(34 * CTK + CTK // 2),
+            str(16 * CTK + CTK // 2),
+        )
+        short = await alice.post(f"/api/drafts/{two['reference']}/buy-from-credit")
+        assert short.status_code == 402
+        assert short.json()["detail"] == (
+            "your credit is 34.5 CTK and the order costs 51 CTK: pay it through the checkout "
+            "instead (credit is applied first there)"
+        )
+        orders = (await anyone.get(f"/api/orders?payer={ALICE.address}")).json()
+        assert [(o["order_id"], o["tx_hash"], o["state"]) for o in orders] == [
+            (bought.json()["order_id"], None, "queued")
+        ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -41,6 +42,50 @@ async def test_migrations_describe_exactly_the_models(engine: AsyncEngine) -> No
     assert diff == []
     assert set(Base.metadata.tables) <= tables
     assert await migrations.current_revision(engine) == migrations.head_revision()
+
+
+async def test_orders_from_credit_migration_keeps_jobs_and_the_queued_index(
+    engine: AsyncEngine,
+) -> None:
+    """0012 copies `orders` on SQLite (to drop NOT NULL): the jobs, which cascade from
+    orders, and the partial index of queued orders must come through."""
+    from alembic import command
+    from sqlalchemy import text
+
+    def upgrade_to(revision: str) -> Any:
+        def run(sync: Any) -> None:
+            config = migrations.alembic_config()
+            config.attributes["connection"] = sync
+            command.upgrade(config, revision)
+
+        return run
+
+    async with engine.begin() as conn:
+        await conn.run_sync(upgrade_to("0011"))
+        await conn.execute(
+            text(
+                "INSERT INTO orders (order_id, chain_id, tx_hash, log_index, unit, block_number,"
+                " payer, amount, plan, instance_type, state, reorged, created_at, updated_at)"
+                " VALUES ('o1', 1337, :tx, 0, 0, 5, :payer, '10', 'p', 't3.micro', 'launched',"
+                " false, '2026-11-22 00:00:00', '2026-11-22 00:00:00')"
+            ),
+            {"tx": "0x" + "ab" * 32, "payer": PAYER},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO jobs (order_id, kind, state, attempts, available_at, created_at)"
+                " VALUES ('o1', 'launch', 'done', 1, '2026-11-22 00:00:00',"
+                " '2026-11-22 00:00:00')"
+            )
+        )
+    await migrations.upgrade(engine)
+    async with engine.connect() as conn:
+        jobs = (await conn.execute(text("SELECT order_id, state FROM jobs"))).all()
+        indexes = await conn.run_sync(lambda sync: inspect(sync).get_indexes("orders"))
+    assert [tuple(j) for j in jobs] == [("o1", "done")]
+    queued = next(i for i in indexes if i["name"] == "ix_orders_queued")
+    where = queued.get("dialect_options", {})
+    assert any("queued" in str(v) for k, v in where.items() if k.endswith("_where")), queued
 
 
 async def test_upgrade_twice_is_a_no_op(engine: AsyncEngine) -> None:

@@ -132,9 +132,14 @@ def decide(
     reference: str,
     drafts: Mapping[str, Placement],
     paid_at: datetime,
+    credit: int = 0,
 ) -> Decision:
     """Paid in full, mined before the quote's deadline, for an open draft: placed, the
-    excess to credit. Otherwise the whole amount is credit, and the reason says why."""
+    excess to credit. Otherwise the whole amount is credit, and the reason says why.
+
+    `credit` is the owner's credit just before this payment: a payment short of the quote
+    places the order when that credit covers the rest (the checkout applies credit first
+    and asks only for the difference); the rest is taken from it (a negative change)."""
     draft = drafts.get(reference)
     paid = f"{format_amount(payment.amount)} CTK"
     if draft is None:
@@ -152,10 +157,11 @@ def decide(
             f"{paid} was mined at {paid_at:%Y-%m-%d %H:%M:%S} UTC, after the quote ran out "
             f"at {draft.expires_at:%Y-%m-%d %H:%M:%S} UTC",
         )
-    if payment.amount < draft.plan.price:
+    if payment.amount + max(credit, 0) < draft.plan.price:
+        covered = f" and {format_amount(credit)} CTK of credit" if credit > 0 else ""
         return Decision(
             None,
             payment.amount,
-            f"{paid} is short of the quoted {format_amount(draft.plan.price)} CTK",
+            f"{paid}{covered} is short of the quoted {format_amount(draft.plan.price)} CTK",
         )
     return Decision(draft, payment.amount - draft.plan.price, None)

@@ -11,7 +11,7 @@ the catalog says later never changes what was paid for.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from eth_typing import ChecksumAddress
@@ -74,6 +74,14 @@ class NewOrder:
 def order_id(chain_id: int, tx_hash: str, log_index: int, unit: int) -> str:
     """Deterministic: replaying the chain into an empty ledger yields the same ids."""
     seed = f"{chain_id}:{tx_hash.lower()}:{log_index}:{unit}".encode()
+    return hashlib.sha256(seed).hexdigest()[:32]
+
+
+def credit_order_id(chain_id: int, reference: str) -> str:
+    """The id of the order a draft's owner buys from credit: one per draft, whatever
+    happens to the ledger (its instance is tagged with it; a draft reopened by a reorg and
+    bought again finds that instance)."""
+    seed = f"{chain_id}:credit:{reference.lower()}".encode()
     return hashlib.sha256(seed).hexdigest()[:32]
 
 
@@ -195,8 +203,9 @@ class Pricing:
 @dataclass(frozen=True, slots=True)
 class Named:
     """What a payment that names a drafted order does (watcher/domain/checkout.py
-    `decide`): places it (`plan` at the quoted price, `terms`), `change` back to credit;
-    or, with no plan, goes to credit whole."""
+    `decide`): places it (`plan` at the quoted price, `terms`), `change` back to credit
+    (negative: credit its payer had covered the rest); or, with no plan, goes to credit
+    whole."""
 
     plan: Plan | None
     terms: OrderTerms | None
@@ -209,20 +218,22 @@ def credit_payments(
     plan: Plan,
     max_orders: int = DEFAULT_MAX_ORDERS_PER_PAYMENT,
     kept: Mapping[tuple[str, int], Kept] | None = None,
-    named: Mapping[tuple[str, int], Named] | None = None,
+    named: Callable[[Payment, int], Named | None] | None = None,
     vending: bool = True,
 ) -> Pricing:
     """Credit payments (already in chain order) on top of the payers' balances; every
     order is for `plan` (the one on offer), except kept orders (see `credit_payment`)
-    and the order a payment names (`named`): such a payment buys that order or nothing,
-    never the plan on offer, and what it does not spend stays credit."""
+    and the order a payment names: `named(payment, balance)` says what a payment does
+    when it names one (None for a plain payment), given its payer's balance just before
+    it; such a payment buys that order or nothing, never the plan on offer, and what it
+    does not spend stays credit (a negative change spends credit on the order)."""
     updated = dict(balances)
     orders: list[NewOrder] = []
     for payment in payments:
         key = (payment.tx_hash, payment.log_index)
-        decision = named.get(key) if named else None
+        balance = updated.get(payment.payer, 0)
+        decision = named(payment, balance) if named else None
         if decision is not None:
-            balance = updated.get(payment.payer, 0)
             units = kept.get(key) if kept else None
             if units:
                 # Mined again after a reorg: it pays for the order it placed before, which

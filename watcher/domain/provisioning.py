@@ -64,13 +64,14 @@ def client_token(order_id: str) -> str:
     return token
 
 
-def instance_tags(order_id: str, payer: str, tx_hash: str, plan: Plan) -> dict[str, str]:
-    """Every instance is tagged back to the payment that bought it (and as in the thesis)."""
+def instance_tags(order_id: str, payer: str, tx_hash: str | None, plan: Plan) -> dict[str, str]:
+    """Every instance is tagged back to the payment that bought it (and as in the thesis);
+    one its owner bought from credit says so."""
     return {
         "AllocatedBy": "TokenSystem",
         "TokenCost": format_amount(plan.price),
         "PaidBy": payer,
-        "PaymentTx": tx_hash,
+        "PaymentTx": tx_hash or "credit",
         "OrderId": order_id,
         "Name": f"watcher-{order_id[:12]}",
     }

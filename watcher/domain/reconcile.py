@@ -83,8 +83,9 @@ class OrderFacts:
     state: OrderState
     resource_id: str | None
     unfunded: bool
-    tx_hash: str = ""
-    log_index: int = -1
+    # The payment that bought it; None for an order its owner bought from credit.
+    tx_hash: str | None = ""
+    log_index: int | None = -1
     block_number: int = -1
 
 
@@ -170,6 +171,8 @@ def check_orders_paid(
     paid_txs = {(p.tx_hash.lower(), p.payer) for p in by_key.values()}
     found: list[Difference] = []
     for o in orders:
+        if o.tx_hash is None or o.log_index is None:
+            continue  # bought from credit: no payment of its own (check_money counts it)
         payment = by_key.get((o.tx_hash.lower(), o.log_index))
         if o.unfunded:
             if (o.tx_hash.lower(), o.payer) in paid_txs:
@@ -212,10 +215,22 @@ def compare_orders(
     """The ledger's orders and credit against a fresh replay's. A refund (a failed order)
     or a reorg (an unfunded order) changes how a payer's later payments pool, so for such a
     payer the order set and credit may differ from a replay's without anything being wrong:
-    those are returned as notes, and the money check above still holds for them."""
-    mine = {o.order_id: o for o in ledger}
+    those are returned as notes, and the money check above still holds for them.
+
+    Orders bought from credit are not on chain: a replay keeps their price as credit. So
+    each one's price (while it is spent) is taken off the replay's credit of its payer,
+    and the orders themselves are not looked for in the replay. With vending on, that
+    credit would have bought the plan on offer in a replay: their payers' differences are
+    notes too."""
+    from_credit = [o for o in ledger if o.tx_hash is None]
+    mine = {o.order_id: o for o in ledger if o.tx_hash is not None}
     theirs = {o.order_id: o for o in replayed}
     moved = {o.payer for o in ledger if o.state is OrderState.FAILED or o.unfunded}
+    moved |= {o.payer for o in from_credit}
+    spent_from_credit: dict[str, int] = defaultdict(int)
+    for o in from_credit:
+        if o.state is not OrderState.FAILED and not o.unfunded:
+            spent_from_credit[o.payer] += o.amount
     found: list[Difference] = []
     notes: list[str] = []
     for order_id in sorted(mine.keys() & theirs.keys()):
@@ -260,7 +275,8 @@ def compare_orders(
             )
         )
     for payer in sorted(set(ledger_credit) | set(replayed_credit)):
-        have, want = ledger_credit.get(payer, 0), replayed_credit.get(payer, 0)
+        have = ledger_credit.get(payer, 0)
+        want = replayed_credit.get(payer, 0) - spent_from_credit[payer]
         if have != want:
             if payer in moved:
                 notes.append(

@@ -413,6 +413,12 @@ def checkout_deploy(**options: Any) -> None:
     show_default=True,
     help="Seconds to wait until it runs.",
 )
+@click.option(
+    "--from-credit",
+    is_flag=True,
+    help="Spend only your credit (paid earlier, unspent): no transaction is sent; refused "
+    "when the credit does not cover the order.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the order and its access as JSON.")
 @setting_options(*SIGNING, "token_address", "checkout_address")
 def buy(
@@ -422,11 +428,14 @@ def buy(
     name: str | None,
     api_url: str,
     wait: float,
+    from_credit: bool,
     as_json: bool,
     **options: Any,
 ) -> None:
     """Buy PLAN for --periods with your SSH key: sign in, draft, pay through the Checkout
-    (one transaction, with a permit), wait until it runs, print how to reach it."""
+    (one transaction, with a permit), wait until it runs, print how to reach it. Your
+    credit is applied first: the Checkout is paid only what it does not cover, and nothing
+    at all when it covers the whole order."""
     settings = settings_from(options)
     from watcher.domain.drafts import parse_periods
     from watcher.domain.ssh_keys import parse_ssh_public_key
@@ -466,32 +475,43 @@ def buy(
                     f"the watcher drafted {draft.get('periods')} x {draft.get('plan')!r}, not "
                     f"{periods} x {plan!r}: nothing was paid"
                 )
-            reference = draft["reference"]
-            click.echo(
-                f"draft {reference}: {draft['price_ctk']} CTK for {draft['periods']} period(s) "
-                f"of {draft['plan']} ({draft['summary']}); paying through the Checkout...",
-                err=True,
+            reference, due = draft["reference"], int(draft["due"])
+            what = (
+                f"draft {reference}: {draft['price_ctk']} CTK for {draft['periods']} "
+                f"period(s) of {draft['plan']} ({draft['summary']})"
             )
-            try:
-                paid = await pay_through.pay_with_permit(
-                    signer, ctk, reference, int(draft["price"]), settings.tx_timeout
+            tx_hash: str | None = None
+            if from_credit or due == 0:
+                click.echo(f"{what}; buying it from your credit...", err=True)
+                await api.call("POST", f"/api/drafts/{reference}/buy-from-credit")
+                paid_with = f"bought from credit with draft {reference}"
+            else:
+                credit = int(draft["credit_applied"])
+                applied = f" ({format_amount(credit)} CTK of credit applied)" if credit else ""
+                click.echo(
+                    f"{what}; paying {format_amount(due)} CTK{applied} through the Checkout...",
+                    err=True,
                 )
-            except InsufficientFunds:
-                raise  # checked before anything was sent
-            except UserError as exc:
-                raise UserError(
-                    f"{exc}; the payment for draft {reference} may still be mined: check it "
-                    "(`watcher orders`, GET /api/drafts/REF) before buying again"
-                ) from None
-            click.echo(f"paid in tx {paid.tx_hash}; waiting for the order to run...", err=True)
+                try:
+                    paid = await pay_through.pay_with_permit(
+                        signer, ctk, reference, due, settings.tx_timeout
+                    )
+                except InsufficientFunds:
+                    raise  # checked before anything was sent
+                except UserError as exc:
+                    raise UserError(
+                        f"{exc}; the payment for draft {reference} may still be mined: check "
+                        "it (`watcher orders`, GET /api/drafts/REF) before buying again"
+                    ) from None
+                tx_hash = paid.tx_hash
+                paid_with = f"paid in tx {tx_hash} for draft {reference}"
+            click.echo(f"{paid_with}; waiting for the order to run...", err=True)
             try:
                 placed, access = await wait_for(api, reference, wait)
             except UserError as exc:
-                raise UserError(
-                    f"{exc} (paid in tx {paid.tx_hash} for draft {reference}: do not buy again)"
-                ) from None
+                raise UserError(f"{exc} ({paid_with}: do not buy again)") from None
         if as_json:
-            emit_json({"draft": placed, "tx_hash": paid.tx_hash, "access": access})
+            emit_json({"draft": placed, "tx_hash": tx_hash, "access": access})
             return
         click.echo(f"order {access['order_id']} runs: {access['summary']} at {access['public_ip']}")
         click.echo(access["ssh_command"])

@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -21,6 +21,7 @@ from rich.table import Table
 
 from watcher.adapters.ledger import queries
 from watcher.adapters.ledger.errors import classify
+from watcher.adapters.ledger.ledger import BoughtFromCredit, Ledger
 from watcher.domain.amounts import format_amount
 from watcher.domain.errors import ConfigError, InvalidInput, UserError
 from watcher.interfaces.web import serve_api
@@ -28,6 +29,7 @@ from watcher.runtime.config import Settings
 from watcher.runtime.service import open_database, open_provisioners, open_watcher
 from watcher.services.monitoring import keep_ledger_gauges, serve_metrics
 from watcher.services.notify import OrderEventPublisher, parse_mqtt_url
+from watcher.services.provisioner import Provisioner
 from watcher.services.replay import replay
 from watcher.shared import logs
 from watcher.shared.logs import fields
@@ -125,6 +127,8 @@ async def run_service(settings: Settings) -> None:
                             partial(watcher.source.token_balance, settings.require_token_address()),
                             settings.public_url,
                             settings.checkout_address,
+                            partial(buy_from_credit, watcher.ledger, workers),
+                            settings.aws_region,
                         ),
                         name="http-api",
                     )
@@ -154,6 +158,17 @@ async def run_service(settings: Settings) -> None:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
         log.info(fields("watcher_stopped"))
+
+
+async def buy_from_credit(
+    ledger: Ledger, workers: Sequence[Provisioner], owner: str, reference: str
+) -> BoughtFromCredit:
+    """The API's purchase from credit, with the provisioner woken for the new order (as
+    the follower wakes it for a paid one) instead of its next poll."""
+    bought = await ledger.spend_credit(owner, reference)
+    for worker in workers:
+        worker.wake.set()
+    return bought
 
 
 def _ledger_shown(database_url: str) -> str:

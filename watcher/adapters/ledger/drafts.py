@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from watcher.adapters.ledger.queries import read_only
 from watcher.adapters.ledger.schema import DraftRecord
 from watcher.domain.drafts import DraftTerms, Quote, new_reference
+from watcher.domain.pricing import credit_order_id
 
 OPEN = "open"
 
@@ -106,13 +107,20 @@ class Drafts:
 async def copy_unplaced(source: AsyncEngine, target: AsyncEngine, chain_id: int) -> int:
     """Every draft of `source`, as it was before any payment (open, no order, no note),
     into `target`: what a replay from the chain needs to place them again as the ledger
-    did (drafts are not on chain). `watcher audit` replays into such a copy."""
+    did (drafts are not on chain). `watcher audit` replays into such a copy. A draft its
+    owner bought from credit stays placed: no payment placed it, and one naming it later
+    found it paid."""
     query = select(*(getattr(DraftRecord, name) for name in _FIELDS)).where(
         DraftRecord.chain_id == chain_id
     )
     async with read_only(source).connect() as conn:
         rows = (await conn.execute(query)).all()
-    fresh = [{**row._asdict(), "state": OPEN, "order_id": None, "note": None} for row in rows]
+    fresh = [
+        {**row._asdict(), "state": OPEN, "order_id": None, "note": None}
+        if row.order_id != credit_order_id(chain_id, row.reference)
+        else {**row._asdict(), "note": None}
+        for row in rows
+    ]
     if fresh:
         async with target.begin() as conn:
             await conn.execute(insert(DraftRecord), fresh)

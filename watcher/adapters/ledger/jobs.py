@@ -44,7 +44,7 @@ class ProvisionJob:
     order_state: OrderState
     instance_id: str | None
     payer: str
-    tx_hash: str
+    tx_hash: str | None  # None: bought from credit
     amount: int
     plan: str
     # The resource specification the order was paid for (None before migration 0005).

@@ -31,6 +31,7 @@ from watcher.adapters.ledger.schema import (
     OrderRecord,
     PaymentRecord,
 )
+from watcher.domain.amounts import format_amount
 from watcher.domain.blocks import BlockRef
 from watcher.domain.catalog import Catalog
 from watcher.domain.checkout import Decision, Placement, decide
@@ -40,10 +41,12 @@ from watcher.domain.order import OrderState
 from watcher.domain.payment import Payment
 from watcher.domain.pricing import (
     DEFAULT_MAX_ORDERS_PER_PAYMENT,
+    Named,
     NewOrder,
     OrderTerms,
     Plan,
     UnfundedOrder,
+    credit_order_id,
     credit_payments,
     match_unfunded,
 )
@@ -119,6 +122,21 @@ class Rewound:
     payments_removed: int
     orders_removed: int
     orders_flagged: list[FlaggedOrder]
+
+
+class NotPayable(UserError):
+    """A draft its owner cannot buy from credit now; `status` is the HTTP answer."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class BoughtFromCredit:
+    order_id: str
+    price: int
+    credit_left: int
 
 
 def _now() -> datetime:
@@ -374,6 +392,93 @@ class Ledger:
             [FlaggedOrder(o.order_id, OrderState(o.state)) for o in flagged],
         )
 
+    async def spend_credit(
+        self, owner: str, reference: str, now: datetime | None = None
+    ) -> BoughtFromCredit:
+        """Place the owner's open draft with their credit, no payment: its quoted price
+        leaves the credit and becomes the order, in one transaction with the chain's
+        writer lock (so no payment, reorg or refund moves that credit meanwhile).
+
+        The order has no payment of its own; its block is the cursor's now. The credit
+        came from payments at or below that block, so a reorg below it may have taken
+        them: the rewind then undoes this order like one paid in that block (queued:
+        deleted, its price back to credit and the draft open again; started: flagged
+        unfunded for the operator). Buying a draft twice is refused, never charged."""
+        now = now or _now()
+        async with self.engine.begin() as conn:
+            await self._lock(conn)
+            draft = (
+                await conn.execute(
+                    select(DraftRecord).where(
+                        DraftRecord.chain_id == self.chain_id,
+                        DraftRecord.reference == reference.lower(),
+                    )
+                )
+            ).first()
+            if draft is None or draft.owner != owner:
+                # Another wallet's draft is not found, as if it did not exist.
+                raise NotPayable(f"no draft {reference} of {owner}", 404)
+            if draft.state != DRAFT_OPEN:
+                raise NotPayable(f"draft {reference} is already paid: order {draft.order_id}", 409)
+            if now >= draft.expires_at:
+                raise NotPayable(
+                    f"the quote of draft {reference} ran out at "
+                    f"{draft.expires_at:%Y-%m-%d %H:%M:%S} UTC: draft the order again for a "
+                    "fresh quote",
+                    409,
+                )
+            cursor = await self._cursor(conn)
+            balance = (await accounts_balances(conn, self.chain_id, [owner])).get(owner, 0)
+            if cursor is None or balance < draft.price:
+                raise NotPayable(
+                    f"your credit is {format_amount(max(balance, 0))} CTK and the order costs "
+                    f"{format_amount(draft.price)} CTK: pay it through the checkout instead "
+                    "(credit is applied first there)",
+                    402,
+                )
+            plan = Plan.from_order(draft.plan, draft.price, draft.resource)
+            new_id = credit_order_id(self.chain_id, draft.reference)
+            db = DbValues(conn)
+            at = db.time(now)
+            await bulk_insert(
+                conn,
+                OrderRecord.__table__,  # type: ignore[arg-type]
+                _ORDER_COLUMNS,
+                [
+                    (
+                        new_id,
+                        self.chain_id,
+                        None,
+                        None,
+                        0,
+                        cursor.number,
+                        owner,
+                        db.amount(draft.price),
+                        plan.name,
+                        summary(plan.spec),
+                        plan.resource(),
+                        OrderState.QUEUED.value,
+                        db.flag(False),
+                        at,
+                        at,
+                        at,
+                        draft.reference,
+                        draft.periods,
+                        draft.ssh_key,
+                        draft.name,
+                    )
+                ],
+            )
+            left = (await accounts_apply(conn, self.chain_id, {owner: -draft.price}, now))[owner]
+            await conn.execute(
+                update(DraftRecord)
+                .where(DraftRecord.reference == draft.reference)
+                .values(state="placed", order_id=new_id, note=None)
+            )
+            if self.events:
+                await events.append_current(conn, [new_id], now)
+        return BoughtFromCredit(new_id, draft.price, left)
+
     # --- internals ---
 
     def _reader(self) -> AsyncConnection:
@@ -469,14 +574,15 @@ class Ledger:
         if named:  # only payments made through the Checkout name an order
             fresh_keys = {(p.tx_hash, p.log_index) for p in payments}
             mine = {key: ref for key, ref in named.items() if key in fresh_keys}
-        decisions = await self._decide(conn, payments, mine, kept, block_times)
+        decisions: dict[tuple[str, int], Decision] = {}
+        decider = await self._decider(conn, mine, kept, block_times, decisions)
         pricing = credit_payments(
             {p: stored[p] for p in payers if p in stored},
             payments,
             self.catalog.default_plan,
             self.max_orders_per_payment,
             kept,
-            {key: decision.named() for key, decision in decisions.items()},
+            decider,
             vending=self.vending,
         )
         await self._settle_drafts(conn, mine, decisions, pricing.orders)
@@ -508,19 +614,21 @@ class Ledger:
             await events.append_current(conn, [o.order_id for o in relinked], now)
         return pricing.orders
 
-    async def _decide(
+    async def _decider(
         self,
         conn: AsyncConnection,
-        payments: Sequence[Payment],
         named: Mapping[tuple[str, int], str],
         kept: Mapping[tuple[str, int], object],
         block_times: Mapping[int, datetime],
-    ) -> dict[tuple[str, int], Decision]:
-        """What each payment naming an order does, in chain order (a second payment for
-        the same draft finds it placed). A payment mined again that already placed its
-        order before a reorg keeps that order (pricing's `kept`): no new decision."""
+        decisions: dict[tuple[str, int], Decision],
+    ) -> Callable[[Payment, int], Named | None] | None:
+        """What each payment naming an order does, decided by pricing in chain order with
+        its payer's balance just before it (a second payment for the same draft finds it
+        placed; credit covers a short one); each decision is kept in `decisions`. A
+        payment mined again that already placed its order before a reorg keeps that order
+        (pricing's `kept`): no new decision."""
         if not named:
-            return {}
+            return None
         rows: list[Any] = []
         for refs in _chunks(sorted(set(named.values()))):
             rows += (
@@ -540,23 +648,25 @@ class Ledger:
             )
             for r in rows
         }
-        decisions: dict[tuple[str, int], Decision] = {}
-        for payment in payments:
+
+        def decider(payment: Payment, balance: int) -> Named | None:
             key = (payment.tx_hash, payment.log_index)
             reference = named.get(key)
             if reference is None:
-                continue
+                return None
             if key in kept:
                 decisions[key] = Decision(None, payment.amount, None)
-                continue
+                return decisions[key].named()
             paid_at = block_times.get(payment.block_number)
             if paid_at is None:
                 raise ValueError(f"no time for block {payment.block_number} of a named payment")
-            decision = decide(payment, reference, drafts, paid_at)
+            decision = decide(payment, reference, drafts, paid_at, balance)
             if decision.placement is not None:
                 drafts[reference] = replace(decision.placement, open=False)
             decisions[key] = decision
-        return decisions
+            return decision.named()
+
+        return decider
 
     async def _settle_drafts(
         self,
@@ -628,7 +738,8 @@ class Ledger:
                 r.state == OrderState.FAILED.value,
             )
             for r in rows
-            if r.tx_hash.lower() in txs
+            # An order bought from credit has no payment to be mined again.
+            if r.tx_hash is not None and r.tx_hash.lower() in txs
         ]
 
     async def _insert_orders(

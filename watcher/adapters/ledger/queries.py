@@ -116,14 +116,24 @@ class OrderView:
     order_id: str = field(
         metadata=shown(
             "The order's id: derived from the chain, the payment and the unit, so a replay "
-            "of the chain into an empty ledger gives the same ids."
+            "of the chain into an empty ledger gives the same ids (bought from credit: "
+            "from the chain and the draft's reference)."
         )
     )
     chain_id: int = field(metadata=shown("The chain the payment was made on."))
-    tx_hash: str = field(metadata=shown("The payment's transaction."))
-    log_index: int = field(metadata=shown("The payment's log index in its block."))
+    tx_hash: str | None = field(
+        metadata=shown("The payment's transaction (null: its owner bought it from credit).")
+    )
+    log_index: int | None = field(
+        metadata=shown("The payment's log index in its block (null: bought from credit).")
+    )
     unit: int = field(metadata=shown("Which of the orders its payment bought this is, from 0 up."))
-    block_number: int = field(metadata=shown("The block that carried the payment."))
+    block_number: int = field(
+        metadata=shown(
+            "The block that carried the payment; for an order bought from credit, the "
+            "ledger's last block when it was bought (a reorg below it undoes the order)."
+        )
+    )
     payer: str = field(metadata=shown("The paying wallet's address (checksummed)."))
     amount: int = field(
         metadata=shown("What the order cost, in CTK base units, as a string.", Wire.AMOUNT)
@@ -162,7 +172,10 @@ class OrderView:
     updated_at: datetime = field(metadata=shown("When the order last changed state."))
     reference: str | None = field(
         default=None,
-        metadata=shown("The drafted order's reference its payment named (null: bought by credit)."),
+        metadata=shown(
+            "The drafted order's reference (null: an order the thesis's vending bought with "
+            "credit that reached a plan's price)."
+        ),
     )
     periods: int | None = field(
         default=None, metadata=shown("Periods bought (drafted orders; null: the plan's one).")

@@ -126,8 +126,12 @@ class OrderRecord(Base):
 
     order_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     chain_id: Mapped[int] = mapped_column(BigInteger)
-    tx_hash: Mapped[str] = mapped_column(Hash)
-    log_index: Mapped[int] = mapped_column(Integer)
+    # The payment that bought it; NULL for an order bought from credit (its owner spent
+    # credit on a draft, ledger.Ledger.spend_credit), whose block_number is then the
+    # cursor's when it was bought: a reorg below that block may have taken the payments
+    # the credit came from, and undoes it like an order of that block.
+    tx_hash: Mapped[str | None] = mapped_column(Hash)
+    log_index: Mapped[int | None] = mapped_column(Integer)
     unit: Mapped[int] = mapped_column(Integer)
     block_number: Mapped[int] = mapped_column(BigInteger)
     payer: Mapped[str] = mapped_column(Address)

@@ -20,11 +20,17 @@ class Kind:
     # What a buyer reads for it ("t3.micro").
     summary: Callable[[ResourceSpec], str]
     keys: frozenset[str]
+    # (vCPUs, memory in GiB) where the kind has them and they are known.
+    size: Callable[[ResourceSpec], tuple[int, float] | None]
 
 
 KINDS: dict[str, Kind] = {
     ec2_instance.KIND: Kind(
-        ec2_instance.KIND, ec2_instance.parse, ec2_instance.summary, ec2_instance.KEYS
+        ec2_instance.KIND,
+        ec2_instance.parse,
+        ec2_instance.summary,
+        ec2_instance.KEYS,
+        ec2_instance.size,
     ),
 }
 
@@ -32,3 +38,9 @@ KINDS: dict[str, Kind] = {
 def summary(spec: ResourceSpec) -> str:
     kind = KINDS.get(spec.kind)
     return kind.summary(spec) if kind is not None else spec.kind
+
+
+def size(spec: ResourceSpec) -> tuple[int, float] | None:
+    """(vCPUs, memory in GiB), None where the kind has none or the size is not known."""
+    kind = KINDS.get(spec.kind)
+    return kind.size(spec) if kind is not None else None

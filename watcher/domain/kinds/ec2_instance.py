@@ -69,6 +69,43 @@ def summary(spec: ResourceSpec) -> str:
     return str(spec.get("instance_type") or KIND)
 
 
+# vCPUs and memory (GiB) of the instance types a catalog is likely to sell, as AWS
+# publishes them (DescribeInstanceTypes; they do not change for a type). A buyer compares
+# plans by these; a type not listed shows its name only, never a guess.
+SIZES: dict[str, tuple[int, float]] = {
+    "t2.nano": (1, 0.5),
+    "t2.micro": (1, 1),
+    "t2.small": (1, 2),
+    "t2.medium": (2, 4),
+    "t2.large": (2, 8),
+    "t2.xlarge": (4, 16),
+    "t2.2xlarge": (8, 32),
+    "t3.nano": (2, 0.5),
+    "t3.micro": (2, 1),
+    "t3.small": (2, 2),
+    "t3.medium": (2, 4),
+    "t3.large": (2, 8),
+    "t3.xlarge": (4, 16),
+    "t3.2xlarge": (8, 32),
+    "t4g.micro": (2, 1),
+    "t4g.small": (2, 2),
+    "t4g.medium": (2, 4),
+    "t4g.large": (2, 8),
+    "m5.large": (2, 8),
+    "m5.xlarge": (4, 16),
+    "m5.2xlarge": (8, 32),
+    "c5.large": (2, 4),
+    "c5.xlarge": (4, 8),
+    "r5.large": (2, 16),
+    "r5.xlarge": (4, 32),
+}
+
+
+def size(spec: ResourceSpec) -> tuple[int, float] | None:
+    """(vCPUs, memory in GiB) of the spec's instance type, None if not known here."""
+    return SIZES.get(str(spec.get("instance_type") or ""))
+
+
 def parse(name: str, table: Mapping[str, Any]) -> ResourceSpec:
     """A `[plans."<name>"]` table's EC2 keys; ValueError names the plan and the key."""
     instance_type = table.get("instance_type", name)

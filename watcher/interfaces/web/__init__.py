@@ -8,10 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from watcher.domain.catalog import Catalog
+
+if TYPE_CHECKING:  # FastAPI is imported when the API is served, not before
+    from watcher.interfaces.web.drafts import BuyFromCredit
 
 BalanceReader = Callable[[str], Awaitable[int]]
 
@@ -27,6 +31,8 @@ async def serve_api(
     balance_of: BalanceReader | None = None,
     public_url: str | None = None,
     checkout_address: str | None = None,
+    buy_from_credit: BuyFromCredit | None = None,
+    region: str | None = None,
 ) -> None:
     """Serve the API until `stop` is set (uvicorn, on this event loop)."""
     import uvicorn
@@ -41,7 +47,15 @@ async def serve_api(
             yield
 
     app = create_api(
-        engine, chain_id, token_address, catalog, balance_of, public_url, checkout_address
+        engine,
+        chain_id,
+        token_address,
+        catalog,
+        balance_of,
+        public_url,
+        checkout_address,
+        buy_from_credit,
+        region,
     )
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from watcher.adapters.ledger import queries
 from watcher.adapters.ledger.signin import Session
 from watcher.domain.errors import InvalidInput
-from watcher.domain.kinds import ec2_instance, summary
+from watcher.domain.kinds import ec2_instance, size, summary
 from watcher.domain.resources import ResourceSpec
 from watcher.domain.ssh_keys import parse_ssh_public_key
 from watcher.interfaces.web.signin import SignedIn
@@ -25,6 +25,10 @@ class AccessOut(BaseModel):
     resource: dict[str, object] | None = Field(description="The plan's specification.")
     periods: int | None
     name: str | None
+    instance_id: str | None = Field(description="The cloud's id of the instance, once launched.")
+    region: str | None = Field(description="The cloud region it runs in.")
+    vcpus: int | None = Field(description="vCPUs, where the plan's type is known here.")
+    memory_gib: float | None = Field(description="Memory in GiB, where known.")
     public_ip: str | None = Field(description="Null until the instance runs.")
     public_dns: str | None
     ssh_user: str | None = Field(description="The login user of the plan's image.")
@@ -50,7 +54,9 @@ def _next_step(state: str, reachable: bool) -> str:
     )
 
 
-def access_routes(engine: AsyncEngine, chain_id: int, signed_in: SignedIn) -> APIRouter:
+def access_routes(
+    engine: AsyncEngine, chain_id: int, signed_in: SignedIn, region: str | None = None
+) -> APIRouter:
     router = APIRouter(prefix="/api/orders", tags=["orders"])
     session_of = Depends(signed_in)
 
@@ -80,6 +86,7 @@ def access_routes(engine: AsyncEngine, chain_id: int, signed_in: SignedIn) -> AP
             except InvalidInput:
                 fingerprint = None  # checked when drafted; an edited row shows none
         running = found.state == "running"
+        known = size(spec) if spec is not None else None
         return AccessOut(
             order_id=found.order_id,
             state=found.state,
@@ -87,6 +94,10 @@ def access_routes(engine: AsyncEngine, chain_id: int, signed_in: SignedIn) -> AP
             resource=spec.as_dict() if spec is not None else None,
             periods=found.periods,
             name=found.name,
+            instance_id=found.instance_id,
+            region=region,
+            vcpus=known[0] if known else None,
+            memory_gib=known[1] if known else None,
             public_ip=found.public_ip if running else None,
             public_dns=found.public_dns if running else None,
             ssh_user=ssh_user,

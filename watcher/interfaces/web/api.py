@@ -17,15 +17,17 @@ from watcher import __version__
 from watcher.adapters.chain.rpc import RpcError, RpcUnavailable
 from watcher.adapters.ledger import queries
 from watcher.adapters.ledger.drafts import Drafts
+from watcher.adapters.ledger.ledger import Ledger
 from watcher.adapters.ledger.signin import SignIns
 from watcher.domain.addresses import BURN_ADDRESS, parse_address
 from watcher.domain.amounts import CTK_DECIMALS, format_amount
 from watcher.domain.catalog import Catalog
+from watcher.domain.drafts import PERIOD
 from watcher.domain.errors import InvalidInput
-from watcher.domain.kinds import summary
+from watcher.domain.kinds import size, summary
 from watcher.domain.payment import MalformedChainData
 from watcher.interfaces.web.access import access_routes
-from watcher.interfaces.web.drafts import draft_routes
+from watcher.interfaces.web.drafts import BuyFromCredit, draft_routes
 from watcher.interfaces.web.signin import sign_in_routes
 
 
@@ -34,6 +36,9 @@ class PlanOut(BaseModel):
     price: str = Field(description="Price in CTK base units (18 decimals), as a string.")
     price_ctk: str = Field(description="The price in CTK, as exact decimal text.")
     instance_type: str
+    vcpus: int | None = Field(description="vCPUs, where the plan's type is known here.")
+    memory_gib: float | None = Field(description="Memory in GiB, where known.")
+    unit: str = Field(description="What one period is: the plan's price buys one.")
     default: bool
 
 
@@ -99,7 +104,12 @@ def create_api(
     balance_of: BalanceReader | None = None,
     public_url: str | None = None,
     checkout_address: str | None = None,
+    buy_from_credit: BuyFromCredit | None = None,
+    region: str | None = None,
 ) -> FastAPI:
+    """The API and pages. `buy_from_credit` places a draft with its owner's credit
+    (`watcher run` passes its ledger's, which also wakes the provisioner); by default a
+    ledger of its own on `engine`."""
     app = FastAPI(
         title="watcher",
         version=__version__,
@@ -115,8 +125,14 @@ def create_api(
 
     sign_in, signed_in = sign_in_routes(SignIns(engine), chain_id, public_url)
     app.include_router(sign_in)
-    app.include_router(draft_routes(Drafts(engine, chain_id), catalog, signed_in, checkout_address))
-    app.include_router(access_routes(engine, chain_id, signed_in))
+    if buy_from_credit is None:
+        buy_from_credit = Ledger(engine, chain_id, catalog).spend_credit
+    app.include_router(
+        draft_routes(
+            Drafts(engine, chain_id), catalog, signed_in, checkout_address, buy_from_credit
+        )
+    )
+    app.include_router(access_routes(engine, chain_id, signed_in, region))
 
     def address(value: str, what: str = "address") -> str:
         try:
@@ -224,6 +240,9 @@ def create_api(
                 "price": str(plan.price),
                 "price_ctk": format_amount(plan.price),
                 "instance_type": summary(plan.spec),
+                "vcpus": known[0] if (known := size(plan.spec)) else None,
+                "memory_gib": known[1] if known else None,
+                "unit": PERIOD,
                 "default": plan.name == catalog.default,
             }
             for plan in catalog.plans.values()

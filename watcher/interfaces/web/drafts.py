@@ -4,12 +4,15 @@ their SSH key and, once placed, leads to their order's access details)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, Field
 
-from watcher.adapters.ledger.drafts import Draft, Drafts
+from watcher.adapters.ledger import queries
+from watcher.adapters.ledger.drafts import OPEN, Draft, Drafts
+from watcher.adapters.ledger.ledger import BoughtFromCredit, NotPayable
 from watcher.adapters.ledger.signin import Session
 from watcher.domain.amounts import format_amount
 from watcher.domain.catalog import Catalog
@@ -49,6 +52,24 @@ class DraftOut(BaseModel):
         default=None,
         description="Why the last payment naming it did not place it (it became credit).",
     )
+    credit_applied: str = Field(
+        default="0",
+        description="Of the owner's credit now, what goes to this draft (base units): the "
+        "checkout applies credit first.",
+    )
+    due: str = Field(
+        default="0",
+        description="What is left to pay through the Checkout now: the quote less the credit "
+        "applied (base units; 0: buy it from credit, or it is placed).",
+    )
+
+
+class BoughtOut(BaseModel):
+    order_id: str = Field(description="The order placed, queued for provisioning.")
+    price: str = Field(description="What left the credit, in base units.")
+    price_ctk: str
+    credit_left: str = Field(description="The owner's credit after it, in base units.")
+    credit_left_ctk: str
 
 
 # Open drafts per wallet: each is a row, and a quote nobody pays is noise on the dashboard.
@@ -59,7 +80,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _out(draft: Draft, now: datetime) -> DraftOut:
+def _out(draft: Draft, now: datetime, credit: int = 0) -> DraftOut:
+    payable = draft.state == OPEN and not draft.expired(now)
+    applied = min(max(credit, 0), draft.price) if payable else 0
     return DraftOut(
         reference=draft.reference,
         plan=draft.plan,
@@ -74,14 +97,27 @@ def _out(draft: Draft, now: datetime) -> DraftOut:
         ssh_fingerprint=draft.ssh_fingerprint,
         name=draft.name,
         note=draft.note,
+        credit_applied=str(applied),
+        due=str(draft.price - applied if payable else 0),
     )
 
 
+BuyFromCredit = Callable[[str, str], Awaitable[BoughtFromCredit]]
+
+
 def draft_routes(
-    drafts: Drafts, catalog: Catalog, signed_in: SignedIn, checkout: str | None
+    drafts: Drafts,
+    catalog: Catalog,
+    signed_in: SignedIn,
+    checkout: str | None,
+    buy_from_credit: BuyFromCredit,
 ) -> APIRouter:
     router = APIRouter(prefix="/api/drafts", tags=["ordering"])
     session_of = Depends(signed_in)
+
+    async def credit_of(owner: str) -> int:
+        found = await queries.credits(drafts.engine, drafts.chain_id, owner)
+        return found[0].balance if found else 0
 
     @router.post(
         "", response_model=DraftOut, status_code=201, responses={400: {}, 401: {}, 503: {}}
@@ -109,13 +145,13 @@ def draft_routes(
                 "their quotes run out (30 minutes), before drafting more",
             )
         draft = await drafts.create(session.address, terms, quote(terms, now), now)
-        return _out(draft, now)
+        return _out(draft, now, await credit_of(session.address))
 
     @router.get("", response_model=list[DraftOut], responses={401: {}})
     async def mine(session: Session = session_of) -> list[DraftOut]:
         """The signed-in wallet's drafts, newest first."""
-        now = _now()
-        return [_out(draft, now) for draft in await drafts.of_owner(session.address)]
+        now, credit = _now(), await credit_of(session.address)
+        return [_out(draft, now, credit) for draft in await drafts.of_owner(session.address)]
 
     @router.get("/{reference}", response_model=DraftOut, responses={401: {}, 403: {}, 404: {}})
     async def one(
@@ -127,6 +163,31 @@ def draft_routes(
             raise HTTPException(status_code=404, detail=f"no draft {reference}")
         if draft.owner != session.address:
             raise HTTPException(status_code=403, detail="this draft belongs to another wallet")
-        return _out(draft, _now())
+        return _out(draft, _now(), await credit_of(session.address))
+
+    @router.post(
+        "/{reference}/buy-from-credit",
+        response_model=BoughtOut,
+        status_code=201,
+        responses={401: {}, 402: {}, 404: {}, 409: {}},
+    )
+    async def from_credit(
+        reference: str = Path(pattern=r"^0x[0-9a-fA-F]{64}$"), session: Session = session_of
+    ) -> BoughtOut:
+        """Place the signed-in owner's open draft with their credit, no payment: its quote
+        leaves the credit. 402 when the credit does not cover it (pay through the
+        Checkout, which applies the credit first), 409 when the draft is already paid or
+        its quote ran out. A second request for the same draft is refused, never charged."""
+        try:
+            bought = await buy_from_credit(session.address, reference)
+        except NotPayable as exc:
+            raise HTTPException(status_code=exc.status, detail=str(exc)) from None
+        return BoughtOut(
+            order_id=bought.order_id,
+            price=str(bought.price),
+            price_ctk=format_amount(bought.price),
+            credit_left=str(bought.credit_left),
+            credit_left_ctk=format_amount(bought.credit_left),
+        )
 
     return router
