@@ -97,7 +97,8 @@ async def test_a_checkout_payment_places_its_draft_and_a_replay_changes_nothing(
         placed, waiting = await drafts.get(offer.reference), await drafts.get(short.reference)
         assert placed is not None and placed.state == "placed"
         assert waiting is not None and waiting.state == "open"
-        assert "5 CTK is short of the quoted 20 CTK" in (waiting.note or "")
+        # The 1 CTK of change was credit by then: counted first, still short.
+        assert "5 CTK and 1 CTK of credit is short of the quoted 20 CTK" in (waiting.note or "")
         totals = await queries.totals(engine, 1337)
         assert totals.paid == totals.credit + totals.spent == 46 * CTK
         # The same chain replayed into the ledger again changes nothing.

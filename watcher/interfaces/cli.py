@@ -73,6 +73,7 @@ RUN = (
     "http_host",
     "http_port",
     "public_url",
+    "explorer_url",
     "metrics_host",
     "metrics_port",
 )

@@ -129,6 +129,7 @@ async def run_service(settings: Settings) -> None:
                             settings.checkout_address,
                             partial(buy_from_credit, watcher.ledger, workers),
                             settings.aws_region,
+                            settings.explorer_url,
                         ),
                         name="http-api",
                     )

@@ -117,6 +117,8 @@ class Settings:
     # The site's address as buyers reach it (behind a proxy): what sign-in messages must
     # name. None: the address each request came to.
     public_url: str | None = None
+    # A block explorer (https://etherscan.io): the pages link transactions to it.
+    explorer_url: str | None = None
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9108
     catalog: Catalog = field(default_factory=Catalog)
@@ -468,6 +470,13 @@ SETTINGS: dict[str, SettingSpec] = {
             _public_url,
             "The pages' address as buyers reach them, e.g. https://cloud.example.org (behind a "
             "proxy): sign-in messages must name it (default: the address a request came to).",
+            metavar="URL",
+        ),
+        SettingSpec(
+            "explorer_url",
+            _http_url,
+            "A block explorer for this chain, e.g. https://etherscan.io: receipts link each "
+            "transaction to <URL>/tx/<hash> (default: no link).",
             metavar="URL",
         ),
         SettingSpec(

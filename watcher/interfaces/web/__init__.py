@@ -33,6 +33,7 @@ async def serve_api(
     checkout_address: str | None = None,
     buy_from_credit: BuyFromCredit | None = None,
     region: str | None = None,
+    explorer_url: str | None = None,
 ) -> None:
     """Serve the API until `stop` is set (uvicorn, on this event loop)."""
     import uvicorn
@@ -56,6 +57,7 @@ async def serve_api(
         checkout_address,
         buy_from_credit,
         region,
+        explorer_url,
     )
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from html import escape
 from importlib import resources
 from typing import Any
 
@@ -65,6 +66,14 @@ class PaymentInfo(BaseModel):
     token_decimals: int = CTK_DECIMALS
     burn_address: str = BURN_ADDRESS
     default_plan: str
+    checkout_address: str | None = Field(
+        description="The Checkout contract through which a payment names its order; null: "
+        "only plain transfers, which buy the default plan."
+    )
+    explorer_url: str | None = Field(
+        description="A block explorer: a transaction is at <explorer_url>/tx/<hash>."
+    )
+    period: str = Field(description="What one period of a plan is (its price buys one).")
 
 
 class BalanceOut(BaseModel):
@@ -96,6 +105,21 @@ _DOCS_ASSETS = resources.files("fastapi_offline").joinpath("static")
 _DOCS_ASSETS_URL = "/docs-assets"
 
 
+def problem_page(title: str, detail: str) -> str:
+    """A page in the site's style saying what is wrong and where to go from here."""
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<title>{escape(title)} · watcher</title><link rel="stylesheet" href="/static/style.css">'
+        '</head><body><header><div class="logo">watcher <span>· CloudToken cloud</span></div>'
+        '<nav><a href="/">Checkout</a><a href="/docs">API</a></nav></header><main>'
+        f'<h1>{escape(title)}</h1><div class="banner show error" role="alert">{escape(detail)}'
+        "</div><p>A wallet address is 0x followed by 40 hexadecimal digits, as your wallet "
+        'shows it. <a href="/">Go to the checkout</a>, connect your wallet and follow '
+        '"My orders" from there.</p></main></body></html>'
+    )
+
+
 def create_api(
     engine: AsyncEngine,
     chain_id: int,
@@ -106,6 +130,7 @@ def create_api(
     checkout_address: str | None = None,
     buy_from_credit: BuyFromCredit | None = None,
     region: str | None = None,
+    explorer_url: str | None = None,
 ) -> FastAPI:
     """The API and pages. `buy_from_credit` places a draft with its owner's credit
     (`watcher run` passes its ledger's, which also wakes the provisioner); by default a
@@ -142,12 +167,19 @@ def create_api(
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def checkout() -> str:
-        return _PAGES.joinpath("checkout.html").read_text("utf-8")
+        # With the Checkout followed, a payment names its order: the buyer chooses plan,
+        # hours and SSH key. Without it, a plain transfer buys the plan on offer.
+        page = "buy.html" if checkout_address is not None else "checkout.html"
+        return _PAGES.joinpath(page).read_text("utf-8")
 
     @app.get("/wallet/{payer}", response_class=HTMLResponse, include_in_schema=False)
-    async def dashboard(payer: str) -> str:
-        address(payer)
-        return _PAGES.joinpath("wallet.html").read_text("utf-8")
+    async def dashboard(payer: str) -> HTMLResponse:
+        try:
+            parse_address(payer, "wallet address")
+        except InvalidInput as exc:
+            # A person followed a link or typed the address: a page, not JSON.
+            return HTMLResponse(problem_page("Not a wallet address", str(exc)), status_code=400)
+        return HTMLResponse(_PAGES.joinpath("wallet.html").read_text("utf-8"))
 
     app.mount("/static", StaticFiles(directory=str(_PAGES)), name="static")
     app.mount(_DOCS_ASSETS_URL, StaticFiles(directory=str(_DOCS_ASSETS)), name="docs-assets")
@@ -230,6 +262,9 @@ def create_api(
             "chain_id": chain_id,
             "token_address": token_address,
             "default_plan": catalog.default,
+            "checkout_address": checkout_address,
+            "explorer_url": explorer_url.rstrip("/") if explorer_url else None,
+            "period": PERIOD,
         }
 
     @app.get("/api/plans", response_model=list[PlanOut], tags=["paying"])

@@ -4,7 +4,6 @@
 
 const BALANCE_OF = "0x70a08231"; // balanceOf(address)
 const TRANSFER = "0xa9059cbb"; // transfer(address,uint256)
-const REJECTED = 4001; // EIP-1193: the user rejected the request
 
 // `paying` is set from the first click until the wallet has answered (sent or refused):
 // a click meanwhile starts nothing, whatever the button's disabled attribute says.
@@ -13,10 +12,6 @@ const state = { info: null, plans: [], plan: null, account: null, balance: null,
 const PAY_LABEL = "Pay with CTK";
 
 const word = (hex) => hex.replace(/^0x/, "").toLowerCase().padStart(64, "0");
-
-function wallet() {
-  return typeof window.ethereum === "object" && window.ethereum !== null ? window.ethereum : null;
-}
 
 function total() {
   const quantity = BigInt(Math.max(1, Math.min(100, Number(document.getElementById("quantity").value) || 1)));

@@ -5,11 +5,126 @@ const DECIMALS = 18n;
 const UNIT = 10n ** DECIMALS;
 
 async function api(path) {
-  const response = await fetch(path);
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.detail || response.statusText);
-  return body;
+  return apiSend("GET", path);
 }
+
+// A call to the API; the session cookie goes along (same origin). An error carries the
+// HTTP status, and the API's one-line `detail` as its message.
+async function apiSend(method, path, body) {
+  const response = await fetch(path, {
+    method,
+    headers: body === undefined ? {} : { "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch (error) {
+    data = null;
+  }
+  if (!response.ok) {
+    const detail = data && data.detail;
+    const error = new Error(typeof detail === "string" ? detail : `the watcher answered ${response.status}`);
+    error.status = response.status;
+    throw error;
+  }
+  return data;
+}
+
+// --- the wallet and signing in (EIP-4361, personal_sign) ---
+
+const REJECTED = 4001; // EIP-1193: the user rejected the request
+
+function wallet() {
+  return typeof window.ethereum === "object" && window.ethereum !== null ? window.ethereum : null;
+}
+
+function hexOf(text) {
+  return "0x" + Array.from(new TextEncoder().encode(text), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// The signed-in session, or null (signed out, expired, or the watcher unreachable).
+async function currentSession() {
+  try {
+    return await api("/api/auth/session");
+  } catch (error) {
+    return null;
+  }
+}
+
+// Sign in as `account`: the server's nonce and terms, the EIP-4361 message, the wallet's
+// personal_sign (hardware wallets behind MetaMask sign these too). The message names the
+// address with its EIP-55 checksum, which the API writes for us (/api/credit).
+async function signIn(provider, account) {
+  const [terms, credit] = await Promise.all([apiSend("POST", "/api/auth/nonce"), api(`/api/credit/${account}`)]);
+  if (terms.domain !== location.host) {
+    throw new Error(`the watcher asks to sign in to ${terms.domain}, but this page is ${location.host}: nothing was signed`);
+  }
+  const now = new Date();
+  const message = [
+    `${terms.domain} wants you to sign in with your Ethereum account:`,
+    credit.payer,
+    "",
+    "Sign in to watcher to order and reach cloud resources.",
+    "",
+    `URI: ${terms.uri}`,
+    "Version: 1",
+    `Chain ID: ${terms.chain_id}`,
+    `Nonce: ${terms.nonce}`,
+    `Issued At: ${now.toISOString()}`,
+    `Expiration Time: ${new Date(now.getTime() + 5 * 60 * 1000).toISOString()}`,
+  ].join("\n");
+  const signature = await provider.request({ method: "personal_sign", params: [hexOf(message), account] });
+  return apiSend("POST", "/api/auth/sign-in", { message, signature });
+}
+
+async function signOut() {
+  await apiSend("POST", "/api/auth/sign-out").catch(() => null);
+}
+
+function sameAddress(a, b) {
+  return Boolean(a && b) && a.toLowerCase() === b.toLowerCase();
+}
+
+// How to reach a running order, for its signed-in owner (/api/orders/{id}/access).
+function accessBlock(a, explorer) {
+  if (!a) return "";
+  const spec = [a.summary, a.vcpus ? `${a.vcpus} vCPU` : "", a.memory_gib ? `${a.memory_gib} GiB memory` : ""].filter(Boolean).join(" · ");
+  const rows = [
+    ["Order", `<span class="mono">${esc(a.order_id)}</span>`],
+    ["What", `${esc(spec)}${a.periods ? ` · ${a.periods} ${a.periods === 1 ? "hour" : "hours"}` : ""}${a.name ? ` · “${esc(a.name)}”` : ""}`],
+    ["Region", esc(a.region || "—")],
+    ["Instance", `<span class="mono">${esc(a.instance_id || "—")}</span>`],
+    ["Public IP", `<span class="mono">${esc(a.public_ip || "—")}</span>`],
+    ["DNS name", `<span class="mono">${esc(a.public_dns || "—")}</span>`],
+    ["SSH user", `<span class="mono">${esc(a.ssh_user || "—")}</span>`],
+    ["Your key", `<span class="mono">${esc(a.ssh_key_fingerprint || "—")}</span>`],
+  ];
+  const command = a.ssh_command
+    ? `<div class="command"><code class="mono" data-ssh>${esc(a.ssh_command)}</code><button class="secondary copy" type="button" data-copy="${esc(a.ssh_command)}">Copy</button></div>`
+    : "";
+  return `<div class="access" data-access="${esc(a.order_id)}">${command}<p class="next">${esc(a.next_step)}</p>
+    <div class="kv">${rows.map(([k, v]) => `<div class="k">${k}</div><div>${v}</div>`).join("")}</div></div>`;
+}
+
+// Copy buttons anywhere on the page (the ssh command).
+document.addEventListener("click", (event) => {
+  const button = event.target.closest && event.target.closest("button[data-copy]");
+  if (!button) return;
+  const done = () => {
+    button.textContent = "Copied";
+    setTimeout(() => (button.textContent = "Copy"), 1500);
+  };
+  if (navigator.clipboard && window.isSecureContext) {
+    navigator.clipboard.writeText(button.dataset.copy).then(done, () => (button.textContent = "Select and copy it"));
+    return;
+  }
+  // Not a secure context (plain http off localhost): select the text for the user instead.
+  const code = button.parentElement.querySelector("code");
+  if (code) window.getSelection().selectAllChildren(code);
+  button.textContent = document.execCommand && document.execCommand("copy") ? "Copied" : "Selected: copy it";
+});
 
 function formatCtk(units) {
   const value = BigInt(units);
