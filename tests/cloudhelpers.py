@@ -52,7 +52,8 @@ class FaultProxy:
     # InvalidInstanceID.NotFound (only calls naming instance ids; tag look-ups pass).
     describe_not_found: Callable[[], bool] = lambda: False
     not_found_answers: int = 0
-    # Per DescribeInstances call (any): a fault name from _FAULTS to answer with, or None.
+    # Per call that looks at instances (DescribeInstances, GetConsoleOutput): a fault name
+    # from _FAULTS to answer with, or None.
     describe_fault: Callable[[], str | None] = lambda: None
     calls: int = 0
     forwarded: int = 0
@@ -97,7 +98,7 @@ class FaultProxy:
         ):
             self.not_found_answers += 1
             action = "not_found"
-        elif b"Action=DescribeInstances" in body:
+        elif b"Action=DescribeInstances" in body or b"Action=GetConsoleOutput" in body:
             action = self.describe_fault() or action
         if action in _FAULTS:
             status, code, message = _FAULTS[action]

@@ -24,12 +24,14 @@ from watcher.adapters.ledger.jobs import JobQueue
 from watcher.adapters.ledger.ledger import Ledger
 from watcher.domain.catalog import Catalog
 from watcher.domain.drafts import draft_terms, quote
+from watcher.domain.host_keys import parse_console
 from watcher.domain.kinds.ec2_instance import parse
 from watcher.domain.payment import Payment
 from watcher.domain.pricing import Plan
 from watcher.domain.ssh_keys import parse_ssh_public_key
 from watcher.interfaces.web.api import create_api
 from watcher.ports.cloud import Cloud
+from watcher.services.host_keys import HostKeys
 from watcher.services.provisioner import Provisioner, ProvisionerConfig
 
 CTK = 10**18
@@ -54,9 +56,15 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-def client_of(engine: AsyncEngine) -> httpx.AsyncClient:
+def client_of(engine: AsyncEngine, host_keys: HostKeys | None = None) -> httpx.AsyncClient:
     app = create_api(
-        engine, 1337, TOKEN, CATALOG, public_url="http://watcher.test", checkout_address=CHECKOUT
+        engine,
+        1337,
+        TOKEN,
+        CATALOG,
+        public_url="http://watcher.test",
+        checkout_address=CHECKOUT,
+        host_keys=host_keys,
     )
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://watcher.test")
 
@@ -70,8 +78,9 @@ async def test_only_the_owner_sees_how_to_reach_the_instance(engine: AsyncEngine
         [paid], block_times={5: now}, named={(paid.tx_hash, 0): draft.reference}
     )
     (order,) = await queries.orders(engine)
+    fake = FakeProvider(images=[IMAGE])
     async with (
-        client_of(engine) as alice,
+        client_of(engine, HostKeys(engine, Cloud(fake))) as alice,
         client_of(engine) as mallory,
         client_of(engine) as anyone,
     ):
@@ -84,9 +93,9 @@ async def test_only_the_owner_sees_how_to_reach_the_instance(engine: AsyncEngine
             None,
             None,
         )
-        assert "being started" in waiting["next_step"]
+        assert "being started" in waiting["next_step"] and waiting["host_keys"] == []
+        assert fake.calls["console_output"] == 0  # not running: the console is not read
 
-        fake = FakeProvider(images=[IMAGE])
         worker = Provisioner(
             JobQueue(engine, "w", 30), Cloud(fake), CATALOG, ProvisionerConfig(idle_poll=0.01)
         )
@@ -101,6 +110,14 @@ async def test_only_the_owner_sees_how_to_reach_the_instance(engine: AsyncEngine
         assert mine["ssh_command"] == f"ssh ubuntu@{instance.public_dns}"
         assert mine["ssh_key_fingerprint"] == parse_ssh_public_key(KEY).fingerprint
         assert mine["summary"] == "t3.small" and "log in" in mine["next_step"]
+        # Host keys from the console, kept: the next look reads the ledger, not the cloud.
+        expected = parse_console(await fake.console_output(instance.instance_id))  # type: ignore[arg-type]
+        assert [(k["type"], k["fingerprint"]) for k in mine["host_keys"]] == [
+            (k.type, k.fingerprint) for k in expected
+        ]
+        looks = fake.calls["console_output"]
+        assert (await alice.get(url)).json()["host_keys"] == mine["host_keys"]
+        assert fake.calls["console_output"] == looks
 
         refused = await mallory.get(url)
         assert refused.status_code == 403 and "another wallet" in refused.json()["detail"]

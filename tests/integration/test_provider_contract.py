@@ -12,6 +12,7 @@ import pytest
 from tests.cloudhelpers import AWS_ENV, FaultProxy, ec2_client
 from watcher.adapters.cloud.ec2 import open_ec2
 from watcher.adapters.cloud.fake import FakeProvider, Fault
+from watcher.domain.host_keys import parse_console
 from watcher.domain.kinds.ec2_instance import ec2_plan
 from watcher.domain.pricing import Plan
 from watcher.domain.provisioning import ErrorKind, client_token, instance_tags
@@ -68,6 +69,7 @@ async def world(request: pytest.FixtureRequest) -> AsyncIterator[World]:
         def refuse_fake() -> None:
             fake.fail("find_instance", Fault.PERMANENT, times=None)
             fake.fail("describe", Fault.PERMANENT, times=None)
+            fake.fail("console_output", Fault.PERMANENT, times=None)
             fake.fail("tagged_instances", Fault.PERMANENT, times=None)
 
         yield World(
@@ -150,6 +152,29 @@ async def test_describe_reads_the_state(world: World) -> None:
     found = await world.provider.describe(launched.instance_id)
     assert found is not None and found.instance_id == launched.instance_id
     assert found.tag("OrderId") == "order-1" and found.state_reason is None
+
+
+async def test_console_output_of_a_running_instance_and_of_an_unknown_one(world: World) -> None:
+    """Text (moto: a sample kernel log without host keys; the fake: cloud-init's block),
+    or None while there is none yet; an unknown id is NOT_FOUND, retryable (a look)."""
+    launched = await world.provider.launch(world.request("order-1"))
+    await running(world, launched.instance_id)
+    output = await world.provider.console_output(launched.instance_id)
+    assert output is None or isinstance(output, str)
+    keys = parse_console(output or "")
+    assert (
+        keys == ()
+        if world.name == "ec2"
+        else [k.type for k in keys]
+        == [
+            "ECDSA",
+            "ED25519",
+            "RSA",
+        ]
+    )
+    with pytest.raises(CloudError) as raised:
+        await world.provider.console_output(UNKNOWN_INSTANCE)
+    assert raised.value.code == NOT_FOUND and raised.value.kind is ErrorKind.RETRY
 
 
 async def test_tagged_instances_lists_only_what_the_watcher_launched(world: World) -> None:
@@ -249,6 +274,7 @@ async def test_a_refused_look_up_is_always_retryable(world: World) -> None:
     looks: list[Callable[[], Awaitable[object]]] = [
         lambda: world.provider.find_instance("order-1"),
         lambda: world.provider.describe(launched.instance_id),
+        lambda: world.provider.console_output(launched.instance_id),
         world.provider.tagged_instances,
     ]
     for look in looks:

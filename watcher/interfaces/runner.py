@@ -27,6 +27,7 @@ from watcher.domain.errors import ConfigError, InvalidInput, UserError
 from watcher.interfaces.web import serve_api
 from watcher.runtime.config import Settings
 from watcher.runtime.service import open_database, open_provisioners, open_watcher
+from watcher.services.host_keys import HostKeys
 from watcher.services.monitoring import keep_ledger_gauges, serve_metrics
 from watcher.services.notify import OrderEventPublisher, parse_mqtt_url
 from watcher.services.provisioner import Provisioner
@@ -130,6 +131,7 @@ async def run_service(settings: Settings) -> None:
                             partial(buy_from_credit, watcher.ledger, workers),
                             settings.aws_region,
                             settings.explorer_url,
+                            HostKeys(watcher.engine, workers[0].cloud) if workers else None,
                         ),
                         name="http-api",
                     )

@@ -8,8 +8,8 @@ an in-memory provider for tests. Both pass one contract suite
 Errors: every failure of a provider call is a `CloudError` whose `kind` says what the caller
 may do about it (`ErrorKind` of watcher/domain/provisioning.py: retry, retry a bounded number
 of times, or give up). A call that only looks (find_instance, tagged_instances, describe,
-check_plan) never raises anything but `ErrorKind.RETRY`: an error while looking says nothing
-about the order's resource, so it must never end an order.
+check_plan, console_output) never raises anything but `ErrorKind.RETRY`: an error while
+looking says nothing about the order's resource, so it must never end an order.
 """
 
 from __future__ import annotations
@@ -105,6 +105,12 @@ class Provider(Protocol):
     async def describe(self, instance_id: str) -> Instance | None:
         """The instance's current state; None when the provider answers that it does not
         know the id (which right after a launch may only mean "not visible yet")."""
+        ...
+
+    async def console_output(self, instance_id: str) -> str | None:
+        """What the instance has printed to its console (cloud-init writes the SSH host
+        key fingerprints there), None while there is nothing yet; a CloudError with code
+        NOT_FOUND for an id the provider does not know. Only looks."""
         ...
 
     async def stop(self, instance_id: str) -> None:

@@ -167,6 +167,17 @@ class Ec2Cloud:
         ]
         return found[0] if found else None
 
+    async def console_output(self, instance_id: str) -> str | None:
+        # botocore decodes the base64 Output; EC2 leaves it out until the instance has
+        # printed something (a few minutes after boot).
+        try:
+            answer = await self._read(self._ec2.get_console_output, InstanceId=instance_id)
+        except CloudError as exc:
+            # A look: "not found" right after a launch may only mean "not visible yet".
+            raise CloudError(ErrorKind.RETRY, exc.code, exc.message) from None
+        output = answer.get("Output")
+        return output if isinstance(output, str) and output else None
+
     # EC2 itself makes these three idempotent: StopInstances on a stopped instance,
     # StartInstances on a running one and TerminateInstances on a terminated one answer
     # with the current state and change nothing. An ended instance cannot be stopped or

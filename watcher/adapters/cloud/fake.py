@@ -13,6 +13,8 @@ every launch is what makes a retry safe, and tests on the fake must show that.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -32,12 +34,15 @@ Operation = Literal[
     "check_plan",
     "launch",
     "describe",
+    "console_output",
     "stop",
     "start",
     "terminate",
 ]
 # Calls that only look: whatever goes wrong in them is retryable (as in the EC2 adapter).
-_READS = frozenset({"find_instance", "tagged_instances", "check_plan", "describe"})
+_READS = frozenset(
+    {"find_instance", "tagged_instances", "check_plan", "describe", "console_output"}
+)
 
 # EC2's StateReason codes: for an instance stopped or terminated through the API, and for
 # one EC2 ended because it had no capacity to run it.
@@ -218,6 +223,25 @@ class FakeProvider:
             self._held[instance_id] = replace(held, hidden_for=held.hidden_for - 1)
             return None
         return self._read(instance_id)
+
+    async def console_output(self, instance_id: str) -> str | None:
+        """Nothing until the instance runs; then what cloud-init prints on Ubuntu, with
+        host key fingerprints derived from the instance id (stable, as real ones are)."""
+        self._enter("console_output")
+        held = self._held.get(instance_id)
+        if held is None:
+            raise CloudError(
+                ErrorKind.RETRY, NOT_FOUND, f"The instance ID '{instance_id}' does not exist"
+            )
+        if held.instance.state != "running":
+            return None
+        lines = ["-----BEGIN SSH HOST KEY FINGERPRINTS-----"]
+        for bits, kind in ((256, "ECDSA"), (256, "ED25519"), (3072, "RSA")):
+            digest = hashlib.sha256(f"{instance_id}:{kind}".encode()).digest()
+            fingerprint = base64.b64encode(digest).decode().rstrip("=")
+            lines.append(f"{bits} SHA256:{fingerprint} root@{instance_id} ({kind})")
+        lines.append("-----END SSH HOST KEY FINGERPRINTS-----")
+        return "\n".join(lines) + "\n"
 
     async def stop(self, instance_id: str) -> None:
         lost = self._enter("stop")

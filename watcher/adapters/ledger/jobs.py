@@ -419,3 +419,15 @@ class JobQueue:
             )
             .values(state=state, claimed_by=None, claim_expires_at=None, last_error=error)
         )
+
+
+async def record_host_keys(engine: AsyncEngine, order_id: str, instance_id: str, keys: str) -> bool:
+    """Keep the host key fingerprints (JSON) read from the console of the order's
+    instance, if that is still its instance; True when kept."""
+    async with engine.begin() as conn:
+        done = await conn.execute(
+            update(OrderRecord)
+            .where(OrderRecord.order_id == order_id, OrderRecord.instance_id == instance_id)
+            .values(host_keys=keys)
+        )
+    return bool(done.rowcount)

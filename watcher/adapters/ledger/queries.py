@@ -235,7 +235,9 @@ ORDER_SHAPE = shown_fields(OrderView)
 # holds every other column to be an OrderView field).
 # The buyer's SSH key and where their resource is reached are theirs: the owner's access
 # details (`order_access`) show them, never the public views.
-INTERNAL_ORDER_COLUMNS: frozenset[str] = frozenset({"ssh_key", "public_ip", "public_dns"})
+INTERNAL_ORDER_COLUMNS: frozenset[str] = frozenset(
+    {"ssh_key", "public_ip", "public_dns", "host_keys"}
+)
 # The fields `order_view` reads from an `orders` row; the others come from the order's job.
 ORDER_ROW_FIELDS = tuple(
     f.name for f in fields(OrderView) if f.name in OrderRecord.__table__.columns
@@ -536,6 +538,7 @@ class OrderAccess:
     public_ip: str | None
     public_dns: str | None
     ssh_key: str | None
+    host_keys: str | None  # JSON, once read from the console
 
 
 async def order_access(engine: AsyncEngine, chain_id: int, order_id: str) -> OrderAccess | None:
@@ -552,6 +555,7 @@ async def order_access(engine: AsyncEngine, chain_id: int, order_id: str) -> Ord
         OrderRecord.public_ip,
         OrderRecord.public_dns,
         OrderRecord.ssh_key,
+        OrderRecord.host_keys,
     ).where(OrderRecord.chain_id == chain_id, OrderRecord.order_id == order_id)
     async with _reader(engine) as conn:
         row = (await conn.execute(query)).first()

@@ -162,6 +162,9 @@ class OrderRecord(Base):
     # Where the buyer reaches the resource, recorded when it runs (owner-only).
     public_ip: Mapped[str | None] = mapped_column(String(45))
     public_dns: Mapped[str | None] = mapped_column(String(255))
+    # Its SSH host key fingerprints (JSON, watcher/domain/host_keys.py), once read from the
+    # instance's console (owner-only).
+    host_keys: Mapped[str | None] = mapped_column(Text)
 
 
 # At most one pending job per order and kind, enforced by the database (procrastinate's

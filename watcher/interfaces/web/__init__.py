@@ -16,6 +16,7 @@ from watcher.domain.catalog import Catalog
 
 if TYPE_CHECKING:  # FastAPI is imported when the API is served, not before
     from watcher.interfaces.web.drafts import BuyFromCredit
+    from watcher.services.host_keys import HostKeys
 
 BalanceReader = Callable[[str], Awaitable[int]]
 
@@ -34,6 +35,7 @@ async def serve_api(
     buy_from_credit: BuyFromCredit | None = None,
     region: str | None = None,
     explorer_url: str | None = None,
+    host_keys: HostKeys | None = None,
 ) -> None:
     """Serve the API until `stop` is set (uvicorn, on this event loop)."""
     import uvicorn
@@ -58,6 +60,7 @@ async def serve_api(
         buy_from_credit,
         region,
         explorer_url,
+        host_keys,
     )
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"

@@ -16,6 +16,13 @@ from watcher.domain.kinds import ec2_instance, size, summary
 from watcher.domain.resources import ResourceSpec
 from watcher.domain.ssh_keys import parse_ssh_public_key
 from watcher.interfaces.web.signin import SignedIn
+from watcher.services.host_keys import HostKeys
+
+
+class HostKeyOut(BaseModel):
+    type: str = Field(description="ED25519, ECDSA or RSA.")
+    fingerprint: str = Field(description="SHA256:..., as ssh shows it on first login.")
+    bits: int
 
 
 class AccessOut(BaseModel):
@@ -36,6 +43,12 @@ class AccessOut(BaseModel):
     ssh_key_fingerprint: str | None = Field(
         description="SHA256 fingerprint of the key put on the instance (drafted orders)."
     )
+    host_keys: list[HostKeyOut] = Field(
+        default_factory=list,
+        description="The instance's SSH host key fingerprints, read from its console (where "
+        "cloud-init prints them a few minutes after boot): compare with what ssh shows on "
+        "the first login. Empty until the cloud shows them.",
+    )
     next_step: str = Field(description="What happens next, in words.")
 
 
@@ -55,7 +68,11 @@ def _next_step(state: str, reachable: bool) -> str:
 
 
 def access_routes(
-    engine: AsyncEngine, chain_id: int, signed_in: SignedIn, region: str | None = None
+    engine: AsyncEngine,
+    chain_id: int,
+    signed_in: SignedIn,
+    region: str | None = None,
+    host_keys: HostKeys | None = None,
 ) -> APIRouter:
     router = APIRouter(prefix="/api/orders", tags=["orders"])
     session_of = Depends(signed_in)
@@ -87,6 +104,7 @@ def access_routes(
                 fingerprint = None  # checked when drafted; an edited row shows none
         running = found.state == "running"
         known = size(spec) if spec is not None else None
+        keys = await host_keys.of(found) if host_keys is not None and running else ()
         return AccessOut(
             order_id=found.order_id,
             state=found.state,
@@ -103,6 +121,9 @@ def access_routes(
             ssh_user=ssh_user,
             ssh_command=f"ssh {ssh_user}@{host}" if running and host and ssh_user else None,
             ssh_key_fingerprint=fingerprint,
+            host_keys=[
+                HostKeyOut(type=k.type, fingerprint=k.fingerprint, bits=k.bits) for k in keys
+            ],
             next_step=_next_step(found.state, running and host is not None),
         )
 

@@ -30,6 +30,7 @@ from watcher.domain.payment import MalformedChainData
 from watcher.interfaces.web.access import access_routes
 from watcher.interfaces.web.drafts import BuyFromCredit, draft_routes
 from watcher.interfaces.web.signin import sign_in_routes
+from watcher.services.host_keys import HostKeys
 
 
 class PlanOut(BaseModel):
@@ -131,6 +132,7 @@ def create_api(
     buy_from_credit: BuyFromCredit | None = None,
     region: str | None = None,
     explorer_url: str | None = None,
+    host_keys: HostKeys | None = None,
 ) -> FastAPI:
     """The API and pages. `buy_from_credit` places a draft with its owner's credit
     (`watcher run` passes its ledger's, which also wakes the provisioner); by default a
@@ -157,7 +159,7 @@ def create_api(
             Drafts(engine, chain_id), catalog, signed_in, checkout_address, buy_from_credit
         )
     )
-    app.include_router(access_routes(engine, chain_id, signed_in, region))
+    app.include_router(access_routes(engine, chain_id, signed_in, region, host_keys))
 
     def address(value: str, what: str = "address") -> str:
         try:

@@ -104,8 +104,13 @@ function accessBlock(a, explorer) {
   const command = a.ssh_command
     ? `<div class="command"><code class="mono" data-ssh>${esc(a.ssh_command)}</code><button class="secondary copy" type="button" data-copy="${esc(a.ssh_command)}">Copy</button></div>`
     : "";
+  const hostKeys = (a.host_keys || []).length
+    ? (a.host_keys || []).map((k) => `<div class="mono">${esc(k.type)} ${esc(k.fingerprint)}</div>`).join("")
+    : '<span class="muted">not shown by the cloud yet (its console has them a few minutes after boot); this page asks again</span>';
+  rows.push(["Host keys", `<div data-host-keys>${hostKeys}</div>`]);
   return `<div class="access" data-access="${esc(a.order_id)}">${command}<p class="next">${esc(a.next_step)}</p>
-    <div class="kv">${rows.map(([k, v]) => `<div class="k">${k}</div><div>${v}</div>`).join("")}</div></div>`;
+    <div class="kv">${rows.map(([k, v]) => `<div class="k">${k}</div><div>${v}</div>`).join("")}</div>
+    ${(a.host_keys || []).length ? '<p class="muted">On your first login ssh shows the server\'s key fingerprint: it must be one of the host keys above, or someone is in between.</p>' : ""}</div>`;
 }
 
 // Copy buttons anywhere on the page (the ssh command).

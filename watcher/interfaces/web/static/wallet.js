@@ -54,7 +54,9 @@ async function signInHere() {
 async function loadAccess(orders) {
   const running = orders.filter((o) => o.state === "running");
   for (const o of running) {
-    if (!view.access.has(o.order_id) || !view.access.get(o.order_id).ssh_command) {
+    const known = view.access.get(o.order_id);
+    // Asked again until it has everything: the host keys come minutes after the address.
+    if (!known || !known.ssh_command || !(known.host_keys || []).length) {
       try {
         view.access.set(o.order_id, await api(`/api/orders/${o.order_id}/access`));
       } catch (error) {
