@@ -160,9 +160,7 @@ def test_sign_in_buy_two_hours_of_a_non_default_plan_and_reach_it(
             expect(access.locator("[data-ssh]")).to_have_text(ssh)
             expect(access).to_contain_text("us-east-1")
             # moto's console output has no cloud-init block: the page says what to expect.
-            expect(access.locator("[data-host-keys]")).to_contain_text(
-                "not shown by the cloud yet"
-            )
+            expect(access.locator("[data-host-keys]")).to_contain_text("not shown by the cloud yet")
             expect(access).to_contain_text("2 vCPU · 8 GiB memory · 2 hours")
             screenshots(page, "dashboard-owner")
             order_id = page.locator("#orders tr[data-order]").first.get_attribute("data-order")
