@@ -89,6 +89,9 @@ async def test_plans_payment_info_and_health(client: httpx.AsyncClient) -> None:
         info["token_decimals"],
         info["chain_id"],
     ) == (BURN_ADDRESS, TOKEN, 18, 1337)
+    assert (info["checkout_address"], info["explorer_url"], info["period"]) == (None, None, "hour")
+    big = next(p for p in plans if p["name"] == "big")
+    assert (big["unit"], big["vcpus"], big["memory_gib"]) == ("hour", 2, 8)  # t3.large
     health = (await client.get("/api/health")).json()
     assert (health["status"], health["pending_jobs"]) == ("ok", 2)
 
@@ -316,3 +319,34 @@ async def test_docs_work_offline_from_the_packages_assets(client: httpx.AsyncCli
         served = await client.get(asset)
         assert served.status_code == 200 and len(served.content) > 100, asset
     assert (await client.get("/redoc")).status_code == 404  # it would load its logo from a CDN
+
+
+async def test_the_explorer_and_the_checkout_are_named_and_pages_chosen(
+    engine: AsyncEngine,
+) -> None:
+    checkout = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
+    app = create_api(
+        engine,
+        1337,
+        TOKEN,
+        CATALOG,
+        checkout_address=checkout,
+        explorer_url="https://etherscan.io/",
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://watcher"
+    ) as http:
+        info = (await http.get("/api/payment-info")).json()
+        assert (info["checkout_address"], info["explorer_url"]) == (
+            checkout,
+            "https://etherscan.io",
+        )
+        assert "/static/buy.js" in (await http.get("/")).text
+        bad = await http.get("/wallet/0x123")
+        assert bad.status_code == 400 and bad.headers["content-type"].startswith("text/html")
+        assert "Not a wallet address" in bad.text and "0x123" in bad.text
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_api(engine, 1337, TOKEN, CATALOG)),
+        base_url="http://watcher",
+    ) as plain:
+        assert "/static/checkout.js" in (await plain.get("/")).text
