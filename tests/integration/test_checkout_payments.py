@@ -114,6 +114,44 @@ async def test_a_checkout_payment_places_its_draft_and_a_replay_changes_nothing(
     assert report.clean, report.differences
 
 
+async def test_a_reorg_undoes_a_checkout_payment_like_any_other(
+    devchain: DevChain,
+    w3: Web3,
+    chain: tuple[DevChainDriver, Any, Any],
+    database_url: str,
+) -> None:
+    """The payment leaves the ledger with the block that carried it: its order goes, the
+    draft is open again; mined again on the new branch, it places the same order again."""
+    driver, token, checkout = chain
+    start = driver.head + 1
+    settings = settings_for(devchain, token, checkout, database_url, start)
+    await upgrade_database(settings)
+    offer = await drafted(database_url, periods=2)
+    snapshot = driver.snapshot()
+    raw = driver.signed(BUYER, checkout.functions.pay(bytes.fromhex(offer.reference[2:]), 20 * CTK))
+    driver.w3.eth.wait_for_transaction_receipt(driver.w3.eth.send_raw_transaction(raw))
+    async with open_watcher(settings, max_attempts=5) as watcher:
+        await watcher.follower.sync()
+        (before,) = await queries.orders(watcher.engine)
+        assert before.reference == offer.reference
+
+        driver.revert(snapshot)  # the payment's block is gone
+        driver.mine(3)  # a longer branch without it
+        await watcher.follower.sync()
+        assert await queries.orders(watcher.engine) == []
+        assert await queries.credits(watcher.engine, 1337, BUYER.address) == []
+        reopened = await Drafts(watcher.engine, 1337).get(offer.reference)
+        assert reopened is not None and reopened.state == "open"
+        assert "undone by a reorg" in (reopened.note or "")
+
+        driver.w3.eth.wait_for_transaction_receipt(driver.w3.eth.send_raw_transaction(raw))
+        await watcher.follower.sync()
+        (after,) = await queries.orders(watcher.engine)
+        assert after.order_id == before.order_id and after.block_number != before.block_number
+        totals = await queries.totals(watcher.engine, 1337)
+        assert totals.paid == totals.spent == 20 * CTK and totals.credit == 0
+
+
 async def test_a_checkout_of_another_token_or_none_at_all_is_refused_at_start(
     devchain: DevChain, w3: Web3, chain: tuple[DevChainDriver, Any, Any], database_url: str
 ) -> None:
