@@ -17,6 +17,7 @@ from tests.unit.test_named_payments import (
     BOB,
     CATALOG,
     CTK,
+    KEY,
     NOW,
     balanced,
     credit,
@@ -30,6 +31,7 @@ from watcher.adapters.ledger.drafts import Drafts, copy_unplaced
 from watcher.adapters.ledger.jobs import JobQueue
 from watcher.adapters.ledger.ledger import Cursor, Ledger, NotPayable
 from watcher.domain.blocks import BlockRef
+from watcher.domain.drafts import draft_terms, quote
 from watcher.domain.pricing import credit_order_id
 from watcher.domain.reconcile import OrderFacts, compare_orders
 from watcher.runtime.audit import order_facts
@@ -106,9 +108,12 @@ async def test_refusals_change_nothing(
     assert still is not None and still.state == "open"
 
 
-async def test_a_reorg_below_the_purchase_undoes_it_and_gives_the_credit_back(
+async def test_a_reorg_charges_credit_orders_to_what_credit_is_left(
     engine: AsyncEngine,
 ) -> None:
+    """Credit orders above the reorg are paid again from the credit the chain still
+    gives: what it covers stays (the started one first), the rest is undone (holding
+    nothing first); a later payment that covers a flagged one funds it again."""
     await paid_in_block(engine, 1, ALICE, 30, 10)
     await paid_in_block(engine, 2, ALICE, 30, 12)
     first, second = await draft(engine, periods=1), await draft(engine, periods=1)
@@ -120,15 +125,69 @@ async def test_a_reorg_below_the_purchase_undoes_it_and_gives_the_credit_back(
     assert claimed == {queued.order_id, started.order_id}
     assert await worker.mark_launching(started.order_id)
     assert await credit(engine) == 10 * CTK
-    # The payment of block 12 is taken: the credit both came from may be gone.
+    # The 30 CTK of block 12 are taken: 10 + 30 - 30 = 10 left pays for neither order of
+    # 25; the queued one is undone (25 back: 35 - 30 = 5), the started one stays funded.
     await ledger.rewind(Cursor(11, "0x" + f"{11:064x}"))
     orders = {o.order_id: o for o in await queries.orders(engine)}
-    assert queued.order_id not in orders  # held nothing: undone, its draft open again
+    assert queued.order_id not in orders
     reopened = await Drafts(engine, 1337).get(first.reference)
     assert reopened is not None and reopened.state == "open" and "reorg" in (reopened.note or "")
-    # Provisioning had started: kept, flagged unfunded for the operator.
-    assert orders[started.order_id].reorged and orders[started.order_id].state == "launching"
-    # 30 CTK paid in block 10 is all credit again (the flagged order is in no payment).
+    kept = orders[started.order_id]
+    assert (kept.reorged, kept.state, kept.block_number) == (False, "launching", 11)
+    assert await credit(engine) == 5 * CTK
+    await balanced(engine)
+    # Deeper: block 10's 30 CTK go too. Nothing is left to pay for the started order:
+    # flagged unfunded, its 25 back to the books (0 credit: no debt, no double spend).
+    await ledger.rewind(Cursor(9, "0x" + f"{9:064x}"))
+    (flagged,) = await queries.orders(engine)
+    assert flagged.reorged and flagged.order_id == started.order_id
+    assert await credit(engine) == 0
+    await balanced(engine)
+    # A new payment that covers it funds it again, from credit.
+    await paid_in_block(engine, 3, ALICE, 40, 10)
+    (funded,) = await queries.orders(engine)
+    assert (funded.reorged, funded.block_number) == (False, 10)
+    assert await credit(engine) == 15 * CTK
+    await balanced(engine)
+
+
+async def test_a_reorg_that_leaves_the_credit_keeps_a_credit_order(engine: AsyncEngine) -> None:
+    """The reviewer's case: paid at block 10, bought from credit with the cursor at 20, a
+    reorg down to 15 takes no payment: the order stays funded, no credit comes back."""
+    await paid_in_block(engine, 1, ALICE, 25, 10)
+    await paid_in_block(engine, 2, BOB, 1, 20)  # the cursor moves to 20
+    offer = await draft(engine, periods=1)
+    ledger = Ledger(engine, 1337, CATALOG, vending=False)
+    bought = await ledger.spend_credit(ALICE, offer.reference, NOW)
+    await ledger.rewind(Cursor(15, "0x" + f"{15:064x}"))
+    (order,) = await queries.orders(engine)
+    assert (order.order_id, order.reorged, order.block_number) == (bought.order_id, False, 15)
+    assert await credit(engine) == 0
+    await balanced(engine)
+
+
+async def test_a_short_payment_mined_again_after_its_credit_was_spent_is_no_debt(
+    engine: AsyncEngine,
+) -> None:
+    """The reviewer's second case: 30 paid on a 50 quote with 20 of credit; the order
+    starts; a reorg gives the 20 back, which is spent; the payment mined again cannot pay
+    for the order alone: it stays flagged, the 30 are credit, nothing goes negative."""
+    await paid_in_block(engine, 1, ALICE, 20, 9)
+    offer = await draft(engine)  # 50
+    await record(engine, [payment(2, ALICE, 30)], {0: offer.reference}, NOW)
+    (order,) = await queries.orders(engine)
+    worker = JobQueue(engine, "w1", 60)
+    assert (await worker.claim()) is not None and await worker.mark_launching(order.order_id)
+    ledger = Ledger(engine, 1337, CATALOG, vending=False)
+    await ledger.rewind(Cursor(9, "0x" + f"{9:064x}"))
+    assert await credit(engine) == 20 * CTK
+    terms = draft_terms(CATALOG, "small", 2, KEY, None)  # 2 x 10 CTK
+    small = await Drafts(engine, 1337).create(ALICE, terms, quote(terms, NOW), NOW)
+    await ledger.spend_credit(ALICE, small.reference, NOW)  # the 20 are spent
+    assert await credit(engine) == 0
+    await record(engine, [payment(2, ALICE, 30, block=11)], {0: offer.reference}, NOW)
+    orders = {o.order_id: o for o in await queries.orders(engine)}
+    assert orders[order.order_id].reorged  # still unfunded: 30 do not pay for 50
     assert await credit(engine) == 30 * CTK
     await balanced(engine)
 

@@ -237,11 +237,16 @@ def credit_payments(
             units = kept.get(key) if kept else None
             if units:
                 # Mined again after a reorg: it pays for the order it placed before, which
-                # exists and keeps its id; the rest is credit.
+                # exists and keeps its id; the rest is credit. A payment that was short and
+                # placed it with the payer's credit may find that credit spent since: the
+                # order then stays unfunded (flagged for the operator), never a debt.
+                total = balance + payment.amount
                 for unit, (kept_id, price) in sorted(units.items()):
+                    if total < price:
+                        break
                     orders.append(NewOrder(kept_id, payment, unit, decision.plan or plan))
-                    balance -= price
-                updated[payment.payer] = balance + payment.amount
+                    total -= price
+                updated[payment.payer] = total
                 continue
             if decision.plan is not None:
                 new_id = order_id(payment.chain_id, payment.tx_hash, payment.log_index, 0)

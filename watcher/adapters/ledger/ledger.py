@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from eth_typing import ChecksumAddress
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -301,7 +302,11 @@ class Ledger:
         orders that hold nothing in the cloud (queued, or failed and refunded) are deleted.
         Orders whose provisioning had started are kept but flagged unfunded (`reorged`):
         their price goes back to the payer's credit's books as if never spent, and the
-        operator is told. If the same payment is mined again, it pays for them again."""
+        operator is told. If the same payment is mined again, it pays for them again.
+
+        Orders bought from credit above `ancestor` had no payment of their own: their
+        price is charged again to what credit the payer has left once the orphaned
+        payments are gone (see `_recharge_credit_orders`)."""
         now = _now()
         async with self.engine.begin() as conn:
             await self._lock(conn)
@@ -317,6 +322,7 @@ class Ledger:
                 OrderRecord.chain_id == self.chain_id,
                 OrderRecord.block_number > above,
                 OrderRecord.reorged.is_(False),
+                OrderRecord.tx_hash.is_not(None),
             )
             # Delete only what holds nothing, with the state in the statement itself: on
             # PostgreSQL a worker may mark an order launching concurrently, and the row is
@@ -356,10 +362,6 @@ class Ledger:
                 await self._reopen_drafts(
                     conn, ids, now, "the payment that placed it was undone by a reorg"
                 )
-            if self.events:
-                removed = [(self.chain_id, o.order_id, o.payer) for o in removable]
-                await events.append_removed(conn, removed, now)
-                await events.append_current(conn, [o.order_id for o in flagged], now)
             delta: dict[str, int] = defaultdict(int)
             for payer, amount in orphaned:
                 delta[payer] -= amount
@@ -370,6 +372,13 @@ class Ledger:
             for order in flagged:
                 # Unfunded now: its price is no longer spent out of this payer's payments.
                 delta[order.payer] += order.amount
+            undone, unfunded = await self._recharge_credit_orders(conn, above, delta, now)
+            removable = [*removable, *undone]
+            flagged = [*flagged, *unfunded]
+            if self.events:
+                removed = [(self.chain_id, o.order_id, o.payer) for o in removable]
+                await events.append_removed(conn, removed, now)
+                await events.append_current(conn, [o.order_id for o in flagged], now)
             await conn.execute(
                 delete(PaymentRecord).where(
                     PaymentRecord.chain_id == self.chain_id, PaymentRecord.block_number > above
@@ -481,6 +490,125 @@ class Ledger:
 
     # --- internals ---
 
+    async def _fund_flagged_credit_orders(
+        self,
+        conn: AsyncConnection,
+        rows: Sequence[Any],
+        payments: Sequence[Payment],
+        balances: dict[ChecksumAddress, int],
+        now: datetime,
+    ) -> None:
+        """Orders bought from credit that a reorg left unfunded (`_recharge_credit_orders`;
+        `rows`, oldest first) are funded again from their payers' new credit when it
+        covers them: no payment of theirs will be mined again to do it. `balances` is
+        updated."""
+        funded: list[str] = []
+        for row in rows:
+            if balances.get(row.payer, 0) >= row.amount:
+                balances[row.payer] -= row.amount
+                block = max(p.block_number for p in payments if p.payer == row.payer)
+                await conn.execute(
+                    update(OrderRecord)
+                    .where(OrderRecord.order_id == row.order_id)
+                    .values(reorged=False, block_number=block, updated_at=now)
+                )
+                funded.append(row.order_id)
+        if self.events and funded:
+            await events.append_current(conn, funded, now)
+
+    async def _recharge_credit_orders(
+        self, conn: AsyncConnection, above: int, delta: dict[str, int], now: datetime
+    ) -> tuple[list[Any], list[Any]]:
+        """A reorg down to `above` took payments; orders bought from credit after it had
+        their price from credit those payments may have made. Each payer's credit left
+        (their balance plus `delta`, the rewind's change so far) pays for them again: if
+        it covers them all, they stay, now anchored at `above` (a deeper reorg looks at
+        them again). Otherwise they are undone until it does, those that hold nothing
+        first (queued: deleted, the draft open again), then started ones (flagged unfunded
+        for the operator, and funded again from credit by a later payment that covers
+        them, `_refund_credit_orders`). Updates `delta`; returns (deleted, flagged) rows
+        as the rewind reports them. Never a debt, never a price charged twice."""
+        rows = (
+            await conn.execute(
+                select(
+                    OrderRecord.order_id,
+                    OrderRecord.payer,
+                    OrderRecord.amount,
+                    OrderRecord.state,
+                )
+                .where(
+                    OrderRecord.chain_id == self.chain_id,
+                    OrderRecord.block_number > above,
+                    OrderRecord.reorged.is_(False),
+                    OrderRecord.tx_hash.is_(None),
+                    OrderRecord.state != OrderState.FAILED.value,  # its price is credit again
+                )
+                .order_by(OrderRecord.created_at.desc())
+            )
+        ).all()
+        if not rows:
+            return [], []
+        payers = list(dict.fromkeys(r.payer for r in rows))
+        balances = await accounts_balances(conn, self.chain_id, payers)
+        short = {p: balances.get(p, 0) + delta.get(p, 0) for p in payers}
+        deleted: list[Any] = []
+        flagged: list[Any] = []
+        # Holding nothing first; within each, the newest purchase first.
+        for row in sorted(rows, key=lambda r: r.state != OrderState.QUEUED.value):
+            if short[row.payer] >= 0:
+                continue
+            gone = None
+            if row.state == OrderState.QUEUED.value:
+                gone = (
+                    await conn.execute(
+                        delete(OrderRecord)
+                        .where(
+                            OrderRecord.order_id == row.order_id,
+                            OrderRecord.state == OrderState.QUEUED.value,
+                        )
+                        .returning(
+                            OrderRecord.order_id,
+                            OrderRecord.payer,
+                            OrderRecord.amount,
+                            OrderRecord.state,
+                        )
+                    )
+                ).first()
+            if gone is not None:
+                deleted.append(gone)
+                await self._reopen_drafts(
+                    conn,
+                    [row.order_id],
+                    now,
+                    "a reorg took the payments the credit that bought it came from: the "
+                    "credit is back as far as the chain still holds it",
+                )
+            else:  # started (or started meanwhile): it holds a resource; keep and flag it
+                marked = (
+                    await conn.execute(
+                        update(OrderRecord)
+                        .where(OrderRecord.order_id == row.order_id)
+                        .values(reorged=True, updated_at=now)
+                        .returning(
+                            OrderRecord.order_id,
+                            OrderRecord.payer,
+                            OrderRecord.amount,
+                            OrderRecord.state,
+                        )
+                    )
+                ).one()
+                flagged.append(marked)
+            short[row.payer] += row.amount
+            delta[row.payer] += row.amount
+        kept = [
+            r.order_id for r in rows if r.order_id not in {o.order_id for o in deleted + flagged}
+        ]
+        for ids in _chunks(kept):
+            await conn.execute(
+                update(OrderRecord).where(OrderRecord.order_id.in_(ids)).values(block_number=above)
+            )
+        return deleted, flagged
+
     def _reader(self) -> AsyncConnection:
         # Reads take no write lock on SQLite (see database.on_begin).
         return self._read_engine.connect()
@@ -563,7 +691,7 @@ class Ledger:
     ) -> list[NewOrder]:
         payers = list(dict.fromkeys(p.payer for p in payments))
         stored = await accounts_balances(conn, self.chain_id, payers)
-        unfunded = await self._unfunded_orders(conn, payments)
+        unfunded, unfunded_from_credit = await self._unfunded_orders(conn, payments)
         kept, replaced = match_unfunded(payments, unfunded)
         # Failed unfunded orders of these payments hold nothing: they are bought afresh
         # (a drafted one is open again, for its payment to place it anew).
@@ -586,6 +714,10 @@ class Ledger:
             vending=self.vending,
         )
         await self._settle_drafts(conn, mine, decisions, pricing.orders)
+        if unfunded_from_credit:
+            await self._fund_flagged_credit_orders(
+                conn, unfunded_from_credit, payments, pricing.balances, now
+            )
         await accounts_set(
             conn,
             self.chain_id,
@@ -708,9 +840,10 @@ class Ledger:
 
     async def _unfunded_orders(
         self, conn: AsyncConnection, payments: Sequence[Payment]
-    ) -> list[UnfundedOrder]:
-        """Orders a reorg left unfunded (few, usually none) from these payments'
-        transactions (indexed: chain id, reorged)."""
+    ) -> tuple[list[UnfundedOrder], list[Any]]:
+        """Orders a reorg left unfunded (few, usually none; indexed: chain id, reorged):
+        those these payments' transactions had bought, and those these payments' payers
+        had bought from credit (rows, oldest first)."""
         rows = (
             await conn.execute(
                 select(
@@ -721,12 +854,20 @@ class Ledger:
                     OrderRecord.payer,
                     OrderRecord.amount,
                     OrderRecord.state,
-                ).where(OrderRecord.chain_id == self.chain_id, OrderRecord.reorged.is_(True))
+                )
+                .where(OrderRecord.chain_id == self.chain_id, OrderRecord.reorged.is_(True))
+                .order_by(OrderRecord.created_at)
             )
         ).all()
         if not rows:
-            return []
+            return [], []
         txs = {p.tx_hash.lower() for p in payments}
+        payers = {p.payer for p in payments}
+        from_credit = [
+            r
+            for r in rows
+            if r.tx_hash is None and r.payer in payers and r.state != OrderState.FAILED.value
+        ]
         return [
             UnfundedOrder(
                 r.order_id,
@@ -740,7 +881,7 @@ class Ledger:
             for r in rows
             # An order bought from credit has no payment to be mined again.
             if r.tx_hash is not None and r.tx_hash.lower() in txs
-        ]
+        ], from_credit
 
     async def _insert_orders(
         self,
