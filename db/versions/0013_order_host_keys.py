@@ -23,5 +23,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("orders", schema=None) as batch_op:
-        batch_op.drop_column("host_keys")
+    if op.get_bind().dialect.name == "sqlite":
+        # SQLite (3.35+) drops a column in place. Alembic's batch mode would copy the table,
+        # and dropping the old `orders` deletes its jobs through ON DELETE CASCADE.
+        op.execute("ALTER TABLE orders DROP COLUMN host_keys")
+        return
+    op.drop_column("orders", "host_keys")

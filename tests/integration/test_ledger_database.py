@@ -87,6 +87,22 @@ async def test_orders_from_credit_migration_keeps_jobs_and_the_queued_index(
     where = queued.get("dialect_options", {})
     assert any("queued" in str(v) for k, v in where.items() if k.endswith("_where")), queued
 
+    # And back down, over 0013 and 0012 (no order bought from credit yet): jobs stay.
+    def downgrade_to(revision: str) -> Any:
+        def run(sync: Any) -> None:
+            config = migrations.alembic_config()
+            config.attributes["connection"] = sync
+            command.downgrade(config, revision)
+
+        return run
+
+    for revision in ("0012", "0011"):
+        async with engine.begin() as conn:
+            await conn.run_sync(downgrade_to(revision))
+        async with engine.connect() as conn:
+            jobs = (await conn.execute(text("SELECT order_id, state FROM jobs"))).all()
+        assert [tuple(j) for j in jobs] == [("o1", "done")], revision
+
 
 async def test_upgrade_twice_is_a_no_op(engine: AsyncEngine) -> None:
     await migrations.upgrade(engine)
