@@ -133,8 +133,9 @@ async def test_buy_signs_in_drafts_pays_and_prints_how_to_reach_the_instance(
     assert "bought from credit" in from_credit.stderr
     assert short.returncode == 1
     assert short.stderr.strip().endswith(
-        "answered 402: your credit is 3 CTK and the order costs 10 CTK: pay it through the "
-        "checkout instead (credit is applied first there)"
+        "answered 402: your credit is 3 CTK and the order costs 10 CTK: pay the difference "
+        "through the Checkout (credit is applied first); run without --from-credit to pay the "
+        "rest"
     ), short.stderr
     bought = json.loads(buy.stdout)
     access = bought["access"]

@@ -139,7 +139,7 @@ def test_sign_in_buy_two_hours_of_a_non_default_plan_and_reach_it(
             receipt = page.locator("#receipt")
             expect(receipt.locator("[data-ssh]")).to_be_visible(timeout=60_000)
             expect(receipt).to_contain_text("Your server is running.")
-            expect(receipt).to_contain_text("t3.large · t3.large · 2 hours · “build box”")
+            expect(receipt).to_contain_text("t3.large · 2 hours · “build box”")
             expect(receipt).to_contain_text("45 CTK in")
             expect(receipt).to_contain_text("plus 5 CTK of your credit")
             ssh = receipt.locator("[data-ssh]").inner_text()

@@ -168,7 +168,7 @@ async def test_credit_buys_a_draft_with_one_request_and_shows_first_on_the_quote
         assert (two["credit_applied"], two["due"]) == (str(51 * CTK), "0")
         path = f"/api/drafts/{one['reference']}/buy-from-credit"
         assert (await anyone.post(path)).status_code == 401
-        assert (await mallory.post(path)).status_code == 404  # another wallet's: not found
+        assert (await mallory.post(path)).status_code == 403  # another wallet's, as GET says
         bought = await alice.post(path)
         assert bought.status_code == 201, bought.text
         assert (bought.json()["price_ctk"], bought.json()["credit_left_ctk"]) == ("25.5", "34.5")
@@ -189,8 +189,8 @@ async def test_credit_buys_a_draft_with_one_request_and_shows_first_on_the_quote
         short = await alice.post(f"/api/drafts/{two['reference']}/buy-from-credit")
         assert short.status_code == 402
         assert short.json()["detail"] == (
-            "your credit is 34.5 CTK and the order costs 51 CTK: pay it through the checkout "
-            "instead (credit is applied first there)"
+            "your credit is 34.5 CTK and the order costs 51 CTK: pay the difference through "
+            "the Checkout (credit is applied first)"
         )
         orders = (await anyone.get(f"/api/orders?payer={ALICE.address}")).json()
         assert [(o["order_id"], o["tx_hash"], o["state"]) for o in orders] == [

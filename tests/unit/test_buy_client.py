@@ -15,7 +15,7 @@ from aiohttp import web
 from watcher.adapters.chain.dev_accounts import dev_account
 from watcher.adapters.chain.signer import Signer
 from watcher.domain.errors import UserError
-from watcher.interfaces.buy import Api, wait_for
+from watcher.interfaces.buy import Api, buy_from_credit, wait_for
 from watcher.shared.net import free_port
 
 REF = "0x" + "ab" * 32
@@ -118,5 +118,49 @@ async def test_waiting_stops_on_a_credited_payment(http: aiohttp.ClientSession) 
     try:
         with pytest.raises(UserError, match="did not place the order: 5 CTK is short"):
             await wait_for(Api(http, base), REF, wait=20, poll=0.01)
+    finally:
+        await runner.cleanup()
+
+
+async def test_buying_from_credit_asks_again_after_no_answer(http: aiohttp.ClientSession) -> None:
+    """The first request placed the order but its answer was lost (a proxy's 502): asked
+    again, "already paid" means done. Never an answer: the error says to check first."""
+    answers = iter(
+        [
+            web.Response(status=502, text="<html>bad gateway</html>"),
+            web.json_response(
+                {"detail": f"draft {REF} is already paid: order {ORDER}"}, status=409
+            ),
+        ]
+    )
+
+    async def buy(request: web.Request) -> web.Response:
+        return next(answers)
+
+    runner, base = await serve([web.post(f"/api/drafts/{REF}/buy-from-credit", buy)])
+    try:
+        await buy_from_credit(Api(http, base), REF, only_credit=True, pause=0.01)
+    finally:
+        await runner.cleanup()
+
+    async def down(request: web.Request) -> web.Response:
+        return web.Response(status=503, text="<html>down</html>")
+
+    runner, base = await serve([web.post(f"/api/drafts/{REF}/buy-from-credit", down)])
+    try:
+        with pytest.raises(UserError, match="may have been bought from your credit: check it"):
+            await buy_from_credit(Api(http, base), REF, only_credit=True, tries=3, pause=0.01)
+    finally:
+        await runner.cleanup()
+    # A plain refusal stays one: "already paid" with no unanswered try before it.
+    refusal = web.json_response({"detail": "draft is already paid: order x"}, status=409)
+
+    async def paid(request: web.Request) -> web.Response:
+        return refusal
+
+    runner, base = await serve([web.post(f"/api/drafts/{REF}/buy-from-credit", paid)])
+    try:
+        with pytest.raises(UserError, match="answered 409"):
+            await buy_from_credit(Api(http, base), REF, only_credit=True, pause=0.01)
     finally:
         await runner.cleanup()

@@ -88,7 +88,7 @@ async def test_credit_buys_an_open_draft_once_with_no_payment(engine: AsyncEngin
     ("who", "minutes", "status", "message"),
     [
         (ALICE, 1, 402, "your credit is 20 CTK and the order costs 50 CTK"),
-        (BOB, 1, 404, "no draft"),
+        (BOB, 1, 403, "belongs to another wallet"),
         (ALICE, 31, 409, "ran out"),
     ],
 )
@@ -255,7 +255,10 @@ async def test_audit_knows_orders_bought_from_credit_are_not_on_chain(
     assert live_credit == {ALICE: 60 * CTK} and replayed_credit == {ALICE: 110 * CTK}
     found, notes = compare_orders(live, replayed, live_credit, replayed_credit)
     assert (found, notes) == ([], [])
-    # A credit the replay cannot explain still shows (as a note: the payer's orders moved).
+    # A credit the replay cannot explain is a difference (without vending, a credit
+    # purchase moves nothing else); with vending, the replay's orders differ: a note.
     off: list[OrderFacts] = live
     found, notes = compare_orders(off, replayed, {ALICE: 61 * CTK}, replayed_credit)
-    assert found == [] and notes and "credit of" in notes[0]
+    assert [d.kind.value for d in found] == ["credit_differs"] and notes == []
+    found, notes = compare_orders(off, replayed, {ALICE: 61 * CTK}, replayed_credit, True)
+    assert found == [] and "credit purchases" in notes[0]

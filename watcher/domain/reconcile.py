@@ -211,6 +211,7 @@ def compare_orders(
     replayed: Sequence[OrderFacts],
     ledger_credit: Mapping[str, int],
     replayed_credit: Mapping[str, int],
+    vending: bool = False,
 ) -> tuple[list[Difference], list[str]]:
     """The ledger's orders and credit against a fresh replay's. A refund (a failed order)
     or a reorg (an unfunded order) changes how a payer's later payments pool, so for such a
@@ -219,14 +220,15 @@ def compare_orders(
 
     Orders bought from credit are not on chain: a replay keeps their price as credit. So
     each one's price (while it is spent) is taken off the replay's credit of its payer,
-    and the orders themselves are not looked for in the replay. With vending on, that
+    and the orders themselves are not looked for in the replay. With `vending` on, that
     credit would have bought the plan on offer in a replay: their payers' differences are
-    notes too."""
+    notes too (without it, a difference for them is one)."""
     from_credit = [o for o in ledger if o.tx_hash is None]
     mine = {o.order_id: o for o in ledger if o.tx_hash is not None}
     theirs = {o.order_id: o for o in replayed}
     moved = {o.payer for o in ledger if o.state is OrderState.FAILED or o.unfunded}
-    moved |= {o.payer for o in from_credit}
+    if vending:
+        moved |= {o.payer for o in from_credit}
     spent_from_credit: dict[str, int] = defaultdict(int)
     for o in from_credit:
         if o.state is not OrderState.FAILED and not o.unfunded:
@@ -251,7 +253,10 @@ def compare_orders(
     for order_id in sorted(theirs.keys() - mine.keys()):
         o = theirs[order_id]
         if o.payer in moved:
-            notes.append(f"order {order_id} of {o.payer}: not in the ledger (refunds re-pooled)")
+            notes.append(
+                f"order {order_id} of {o.payer}: not in the ledger "
+                "(refunds or credit purchases re-pooled)"
+            )
             continue
         found.append(
             Difference(
@@ -264,7 +269,10 @@ def compare_orders(
     for order_id in sorted(mine.keys() - theirs.keys()):
         o = mine[order_id]
         if o.payer in moved:
-            notes.append(f"order {order_id} of {o.payer}: not in a replay (refunds re-pooled)")
+            notes.append(
+                f"order {order_id} of {o.payer}: not in a replay "
+                "(refunds or credit purchases re-pooled)"
+            )
             continue
         found.append(
             Difference(
@@ -280,7 +288,8 @@ def compare_orders(
         if have != want:
             if payer in moved:
                 notes.append(
-                    f"credit of {payer}: {have} in the ledger, {want} in a replay (refunds)"
+                    f"credit of {payer}: {have} in the ledger, {want} in a replay "
+                    "(refunds or credit purchases)"
                 )
                 continue
             found.append(

@@ -123,3 +123,29 @@ async def wait_for(
         f"order {reference} was not running after {wait:.0f} s "
         f"(draft {draft.get('state', 'unknown')}); see `watcher orders` or the dashboard"
     )
+
+
+async def buy_from_credit(
+    api: Api, reference: str, only_credit: bool, tries: int = 5, pause: float = 1.0
+) -> None:
+    """Place the draft with the signed-in wallet's credit. An unanswered request may have
+    placed it: it is asked again (the draft's reference makes that safe), and "already
+    paid" after an unanswered try means it did. A refusal says what to do instead."""
+    unanswered: Unreachable | None = None
+    for attempt in range(tries):
+        try:
+            await api.call("POST", f"/api/drafts/{reference}/buy-from-credit")
+            return
+        except Unreachable as exc:
+            unanswered = exc
+            await asyncio.sleep(min(pause * 2.0**attempt, 10.0))
+        except UserError as exc:
+            if unanswered is not None and "already paid" in str(exc):
+                return  # the unanswered request placed it
+            if only_credit and "answered 402" in str(exc):
+                raise UserError(f"{exc}; run without --from-credit to pay the rest") from None
+            raise
+    raise UserError(
+        f"{unanswered}; draft {reference} may have been bought from your credit: check it "
+        "(GET /api/drafts/REF, `watcher orders`) before buying again"
+    )

@@ -454,7 +454,7 @@ def buy(
 
         from watcher.adapters.chain.checkout import Checkout
         from watcher.adapters.chain.connection import connect
-        from watcher.interfaces.buy import Api, wait_for
+        from watcher.interfaces.buy import Api, buy_from_credit, wait_for
 
         if settings.checkout_address is None:
             raise ConfigError("set WATCHER_CHECKOUT_ADDRESS (or --checkout-address) to buy")
@@ -484,7 +484,7 @@ def buy(
             tx_hash: str | None = None
             if from_credit or due == 0:
                 click.echo(f"{what}; buying it from your credit...", err=True)
-                await api.call("POST", f"/api/drafts/{reference}/buy-from-credit")
+                await buy_from_credit(api, reference, from_credit)
                 paid_with = f"bought from credit with draft {reference}"
             else:
                 credit = int(draft["credit_applied"])

@@ -145,7 +145,11 @@ async def _audit_chain(settings: Settings, live: AsyncEngine, report: AuditRepor
     report.differences += check_money(live_payments, snapshot.credit, live_orders)
     report.differences += check_orders_paid(live_orders, live_payments)
     found, notes = compare_orders(
-        live_orders, order_facts(replayed_orders), snapshot.credit, replayed_credit
+        live_orders,
+        order_facts(replayed_orders),
+        snapshot.credit,
+        replayed_credit,
+        vending=settings.vends,
     )
     report.differences += found
     report.notes += notes

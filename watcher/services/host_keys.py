@@ -43,15 +43,24 @@ class HostKeys:
         self.timeout = timeout
         self.clock = clock
         self._looked: dict[str, float] = {}
+        # Error codes already logged as warnings (a missing ec2:GetConsoleOutput permission
+        # is the operator's to fix, once; then it is noise).
+        self._warned: set[str] = set()
 
     async def of(self, order: OrderAccess) -> tuple[HostKey, ...]:
         if order.host_keys:
-            return from_json(order.host_keys)
+            try:
+                return from_json(order.host_keys)
+            except (ValueError, KeyError, TypeError):
+                log.warning(fields("host_keys_unreadable", order_id=order.order_id))
+                return ()
         if order.state != "running" or order.instance_id is None or order.resource is None:
             return ()
         now = self.clock()
         if now - self._looked.get(order.order_id, -self.look_every) < self.look_every:
             return ()
+        if len(self._looked) > 10_000:  # forget looks long past: the memory stays bounded
+            self._looked = {k: t for k, t in self._looked.items() if now - t < self.look_every}
         self._looked[order.order_id] = now
         provider = self.cloud.provider(ResourceSpec.from_json(order.resource).kind)
         if provider is None:
@@ -61,10 +70,24 @@ class HostKeys:
                 provider.console_output(order.instance_id), self.timeout
             )
         except (CloudError, TimeoutError) as exc:
-            log.info(fields("host_keys_not_read", order_id=order.order_id, error=str(exc)[:200]))
+            code = exc.code if isinstance(exc, CloudError) else None
+            event = fields("host_keys_not_read", order_id=order.order_id, error=str(exc)[:200])
+            if code is not None and code not in self._warned and "NotFound" not in code:
+                self._warned.add(code)
+                log.warning(event)
+            else:
+                log.info(event)
             return ()
         keys = parse_console(output or "")
         if keys:
-            await record_host_keys(self.engine, order.order_id, order.instance_id, to_json(keys))
+            try:
+                await record_host_keys(
+                    self.engine, order.order_id, order.instance_id, to_json(keys)
+                )
+            except Exception as exc:  # the database: shown now, kept at a later look
+                log.warning(
+                    fields("host_keys_not_kept", order_id=order.order_id, error=str(exc)[:200])
+                )
+                return keys
             self._looked.pop(order.order_id, None)
         return keys

@@ -1,9 +1,12 @@
 """Credit balances: the only module that writes the `credits` table.
 
-A payer's credit is paid CTK not (yet) spent on an order. Three things move it: a payment
-(the follower prices it and sets the new balance), a reorg (orphaned payments leave,
-undone orders give their price back) and a refund (a failed order's price comes back).
-Everything else reads it. With one writer, the money invariant (`totals` below: every
+A payer's credit is paid CTK not (yet) spent on an order. These move it, all through this
+module: a payment (the follower prices it and sets the new balance, which may also fund
+an order its owner bought from credit that a reorg had left unfunded), a reorg (orphaned
+payments leave, undone orders give their price back, orders bought from credit are paid
+again from what is left), a refund (a failed order's price comes back) and a purchase
+from credit (ledger.Ledger.spend_credit: a draft's quote leaves it). Everything else
+reads it. With one writer, the money invariant (`totals` below: every
 paid base unit is in credit or in an order that holds a resource or was delivered) has
 one place to be kept and one to be checked.
 """

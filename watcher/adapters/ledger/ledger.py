@@ -424,9 +424,11 @@ class Ledger:
                     )
                 )
             ).first()
-            if draft is None or draft.owner != owner:
-                # Another wallet's draft is not found, as if it did not exist.
-                raise NotPayable(f"no draft {reference} of {owner}", 404)
+            if draft is None:
+                raise NotPayable(f"no draft {reference}", 404)
+            if draft.owner != owner:
+                # As GET /api/drafts/REF answers: the draft is another wallet's.
+                raise NotPayable("this draft belongs to another wallet", 403)
             if draft.state != DRAFT_OPEN:
                 raise NotPayable(f"draft {reference} is already paid: order {draft.order_id}", 409)
             if now >= draft.expires_at:
@@ -441,8 +443,8 @@ class Ledger:
             if cursor is None or balance < draft.price:
                 raise NotPayable(
                     f"your credit is {format_amount(max(balance, 0))} CTK and the order costs "
-                    f"{format_amount(draft.price)} CTK: pay it through the checkout instead "
-                    "(credit is applied first there)",
+                    f"{format_amount(draft.price)} CTK: pay the difference through the "
+                    "Checkout (credit is applied first)",
                     402,
                 )
             plan = Plan.from_order(draft.plan, draft.price, draft.resource)

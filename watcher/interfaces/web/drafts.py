@@ -169,15 +169,17 @@ def draft_routes(
         "/{reference}/buy-from-credit",
         response_model=BoughtOut,
         status_code=201,
-        responses={401: {}, 402: {}, 404: {}, 409: {}},
+        responses={401: {}, 402: {}, 403: {}, 404: {}, 409: {}},
     )
     async def from_credit(
         reference: str = Path(pattern=r"^0x[0-9a-fA-F]{64}$"), session: Session = session_of
     ) -> BoughtOut:
         """Place the signed-in owner's open draft with their credit, no payment: its quote
         leaves the credit. 402 when the credit does not cover it (pay through the
-        Checkout, which applies the credit first), 409 when the draft is already paid or
-        its quote ran out. A second request for the same draft is refused, never charged."""
+        Checkout, which applies the credit first), 403 for another wallet's draft, 409 when
+        the draft is already paid or its quote ran out. A second request for the same draft
+        is refused, never charged: after an unanswered request, asking again is safe (409
+        "already paid" then means the first one placed it)."""
         try:
             bought = await buy_from_credit(session.address, reference)
         except NotPayable as exc:

@@ -3,8 +3,9 @@ session, the session itself, and signing out.
 
 The session travels as an HttpOnly, SameSite=Strict cookie for the pages (no script can
 read it, no other site's page can send it) and, when asked for, as a bearer token for the
-CLI and scripts (`Authorization: Bearer <token>`). Nothing here moves funds: a session
-only shows and acts on the wallet's own orders.
+CLI and scripts (`Authorization: Bearer <token>`). No token moves: a session shows the
+wallet's own orders and access details, and spends the wallet's own credit on its own
+drafts (POST /api/drafts/{ref}/buy-from-credit), nothing else.
 """
 
 from __future__ import annotations

@@ -5,17 +5,6 @@
 // the address and the ssh command.
 "use strict";
 
-// Function selectors (keccak of the signatures; tests/unit/test_page_selectors.py checks
-// them against the contracts' ABIs).
-const SELECTOR = {
-  balanceOf: "0x70a08231", // balanceOf(address)
-  nonces: "0x7ecebe00", // nonces(address)
-  allowance: "0xdd62ed3e", // allowance(address,address)
-  eip712Domain: "0x84b0196e", // eip712Domain()
-  approve: "0x095ea7b3", // approve(address,uint256)
-  pay: "0xd0ee4de0", // pay(bytes32,uint256)
-  payWithPermit: "0x16f107bf", // payWithPermit(bytes32,uint256,uint256,uint8,bytes32,bytes32)
-};
 const UNSUPPORTED = new Set([4200, -32601, -32004]); // the wallet does not know the method
 const MAX_PERIODS = 100;
 const KEY_TYPES = /^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) /;
@@ -34,8 +23,6 @@ const state = {
   following: false,
 };
 
-const word = (hex) => hex.replace(/^0x/, "").toLowerCase().padStart(64, "0");
-const uint = (value) => word(BigInt(value).toString(16));
 const $ = (id) => document.getElementById(id);
 
 function plural(n, one, many) {
@@ -122,8 +109,11 @@ function renderPay() {
   const button = $("pay");
   const amount = total();
   const applied = amount !== null && state.account ? (state.credit < amount ? state.credit : amount) : 0n;
-  button.disabled = state.paying || !state.plan;
+  // One purchase at a time: while one is followed, its credit and its payment are not
+  // settled yet, and a second would be quoted against the same credit.
+  button.disabled = state.paying || state.following || !state.plan;
   if (state.paying) button.textContent = "Waiting for your wallet…";
+  else if (state.following) button.textContent = "Your order is being followed below…";
   else if (!state.account) button.textContent = "Sign in to pay";
   else if (amount !== null && applied === amount) button.textContent = `Buy with ${formatCtk(amount)} CTK of credit`;
   else button.textContent = amount === null ? "Pay with CTK" : `Pay ${formatCtk(amount - applied)} CTK`;
@@ -270,13 +260,8 @@ async function payOnce() {
   }
   const due = BigInt(draft.due);
   if (due === 0n) {
-    try {
-      await apiSend("POST", `/api/drafts/${draft.reference}/buy-from-credit`);
-    } catch (error) {
-      show("error", `Buying from credit failed: ${error.message}. Nothing was taken.`);
-      return;
-    }
-    startPurchase({ draft, via: "credit", tx: null, status: "placed", applied: BigInt(draft.price) });
+    const outcome = await buyFromCredit(draft);
+    if (outcome !== "refused") startPurchase({ draft, via: "credit", tx: null, status: outcome, applied: BigInt(draft.price) });
     return;
   }
   await refreshWallet();
@@ -288,13 +273,37 @@ async function payOnce() {
   if (hash) startPurchase({ draft, via: "checkout", tx: hash, status: "pending", amount: due, applied: BigInt(draft.credit_applied) });
 }
 
+// One request, asked again when it got no answer (it may have placed the order: the
+// draft's reference makes asking again safe, and "already paid" then means it did).
+// "placed", "refused" (said why, nothing taken) or "unconfirmed" (the receipt keeps
+// checking the draft).
+async function buyFromCredit(draft) {
+  for (let attempt = 0; attempt < 4; attempt++) {
+    try {
+      await apiSend("POST", `/api/drafts/${draft.reference}/buy-from-credit`);
+      return "placed";
+    } catch (error) {
+      if (error.status && error.status < 500) {
+        if (attempt > 0 && error.status === 409 && /already paid/.test(error.message)) return "placed";
+        show("error", `Buying from credit was refused: ${error.message}. Nothing was taken.`);
+        return "refused";
+      }
+      await sleep(1000 * 2 ** attempt);
+    }
+  }
+  show("error", "The watcher did not answer, so it is not known yet whether the order was bought from your credit. The receipt below keeps checking: do not buy again until it says.");
+  return "unconfirmed";
+}
+
 // Checkout.payWithPermit with an EIP-2612 permit (one transaction); where the wallet does
 // not sign typed data, an approval, then Checkout.pay. Returns the payment's hash, or null
 // after saying why nothing was paid.
 async function sendPayment(provider, draft, due) {
   const checkout = state.info.checkout_address;
   const token = state.info.token_address;
-  const rejected = "You rejected the payment in your wallet. Nothing was sent.";
+  let approved = false;
+  const rejected = () =>
+    approved ? "You rejected the payment in your wallet. The approval was sent (no CTK moved); nothing was paid." : "You rejected the payment in your wallet. Nothing was sent.";
   let data;
   try {
     const allowance = BigInt(await call(provider, token, SELECTOR.allowance + word(state.account) + word(checkout)));
@@ -311,19 +320,32 @@ async function sendPayment(provider, draft, due) {
           SELECTOR.payWithPermit + word(draft.reference) + uint(due) + uint(deadline) + uint(v < 27 ? v + 27 : v) + sig.slice(0, 64) + sig.slice(64, 128);
       } else {
         show("info", `Your wallet cannot sign a permit: approve ${formatCtk(due)} CTK for the Checkout first (no CTK moves), then confirm the payment.`);
-        await provider.request({ method: "eth_sendTransaction", params: [{ from: state.account, to: token, data: SELECTOR.approve + word(checkout) + uint(due) }] });
+        const approval = await provider.request({ method: "eth_sendTransaction", params: [{ from: state.account, to: token, data: SELECTOR.approve + word(checkout) + uint(due) }] });
+        approved = true;
+        show("info", "Approval sent. Waiting for it to be mined before asking for the payment…");
+        const mined = await waitForReceipt(provider, approval);
+        if (!mined || mined.status === "0x0") {
+          show("error", `The approval ${mined ? "failed on chain" : "was not mined within 5 minutes"}: nothing was paid. Try again.`);
+          return null;
+        }
         data = SELECTOR.pay + word(draft.reference) + uint(due);
       }
     }
   } catch (error) {
-    show("error", error.code === REJECTED ? rejected : `The payment was not sent: ${error.message}`);
+    show("error", error.code === REJECTED ? rejected() : `The payment was not sent: ${error.message}`);
     return null;
   }
   show("info", `Confirm the payment of ${formatCtk(due)} CTK in your wallet. Nothing is sent until you confirm there.`);
   try {
     return await provider.request({ method: "eth_sendTransaction", params: [{ from: state.account, to: checkout, data }] });
   } catch (error) {
-    show("error", error.code === REJECTED ? rejected : `The payment failed: ${error.message}`);
+    // Anything but a refusal may come after the wallet broadcast it: never "nothing sent".
+    show(
+      "error",
+      error.code === REJECTED
+        ? rejected()
+        : `Your wallet reported an error (${error.message}). The payment may still have been sent: check your wallet's activity and “My orders” before paying again.`,
+    );
     return null;
   }
 }
@@ -372,6 +394,7 @@ function abiString(hex, slot) {
 // --- following the purchase to its receipt ---
 
 function startPurchase(purchase) {
+  purchase.checks = 0;
   state.purchase = purchase;
   // Kept for a reload while it is followed (the orders list comes from the API anyway).
   sessionStorage.setItem(
@@ -394,6 +417,14 @@ function receiptStatus(p) {
   const d = p.draft;
   if (p.status === "reverted") return ["bad", "The payment failed on chain.", "It was reverted: no CTK left your wallet and nothing was bought. Check your balance and pay again."];
   if (p.note) return ["bad", "Your payment became credit instead.", `${p.note}. Nothing is lost: the credit is applied first to your next order.`];
+  if (d.state === "open" && /reorg/.test(d.note || "")) {
+    return p.via === "credit"
+      ? ["warn", "Undone by a chain reorganisation.", "The payments your credit came from were taken by a reorganisation of the chain; your credit is back as far as the chain still holds it. Buy again when you are ready."]
+      : ["warn", "Your payment was undone by a chain reorganisation.", "It is usually mined again within a few blocks; this page keeps following and the order is placed again when it is."];
+  }
+  if (p.status === "not-bought") return ["bad", "It was not bought.", "The watcher has no order for it, and nothing was taken from your credit. You can buy again."];
+  if (p.status === "unconfirmed" && !d.order_id) return ["warn", "Not confirmed yet.", "The watcher did not answer the purchase; this page keeps checking whether it went through. Do not buy again until it says."];
+  if (p.late && !d.order_id) return ["bad", "Your payment was mined after the quote ran out.", "It becomes credit, applied first to your next order: nothing is lost. Draft the order again for a fresh quote."];
   if (p.access) {
     const a = p.access;
     if (a.state === "running") return ["ok", "Your server is running.", a.ssh_command ? "Log in with the ssh command below and the key you gave." : a.next_step];
@@ -420,7 +451,7 @@ function renderReceipt() {
     <div class="kv">
       <div class="k">Order</div><div class="mono">${esc(d.order_id || (p.access && p.access.order_id) || "placed once paid")}</div>
       <div class="k">Reference</div><div class="mono" title="${esc(d.reference)}">${esc(short(d.reference, 10))}</div>
-      <div class="k">What</div><div>${esc(d.plan)} · ${esc(d.summary)} · ${plural(d.periods, "hour", "hours")}${d.name ? ` · “${esc(d.name)}”` : ""}</div>
+      <div class="k">What</div><div>${esc(d.plan)}${d.summary !== d.plan ? ` · ${esc(d.summary)}` : ""} · ${plural(d.periods, "hour", "hours")}${d.name ? ` · “${esc(d.name)}”` : ""}</div>
       <div class="k">Price</div><div>${formatCtk(d.price)} CTK</div>
       <div class="k">Paid</div><div>${paid}</div>
       <div class="k">Your key</div><div class="mono">${esc(d.ssh_fingerprint)}</div>
@@ -430,10 +461,29 @@ function renderReceipt() {
 async function follow() {
   if (state.following) return; // one loop follows the page's purchase
   state.following = true;
+  renderPay();
   try {
-    while (!(await followStep())) await new Promise((resolve) => setTimeout(resolve, 1000));
+    while (!(await followStep())) await sleep(1000);
   } finally {
     state.following = false;
+    renderPay();
+  }
+  hostKeysLater();
+}
+
+// The host keys come minutes after the address (from the instance's console): ask for
+// them now and then for a while after the order runs, without holding the page.
+async function hostKeysLater() {
+  const p = state.purchase;
+  for (let i = 0; i < 60 && p && p.access && p.access.state === "running" && !(p.access.host_keys || []).length; i++) {
+    await sleep(10000);
+    if (state.purchase !== p) return;
+    try {
+      p.access = await api(`/api/orders/${p.access.order_id}/access`);
+      renderReceipt();
+    } catch (error) {
+      return;
+    }
   }
 }
 
@@ -444,9 +494,17 @@ async function followStep() {
   try {
     if (p.tx && p.status === "pending" && provider) {
       const receipt = await provider.request({ method: "eth_getTransactionReceipt", params: [p.tx] }).catch(() => null);
-      if (receipt) p.status = receipt.status === "0x0" ? "reverted" : "mined";
+      if (receipt) {
+        p.status = receipt.status === "0x0" ? "reverted" : "mined";
+        const block = await provider.request({ method: "eth_getBlockByNumber", params: [receipt.blockNumber, false] }).catch(() => null);
+        p.late = Boolean(block) && parseInt(block.timestamp, 16) * 1000 >= new Date(p.draft.expires_at).getTime();
+      }
     }
     p.draft = await api(`/api/drafts/${p.draft.reference}`);
+    if (p.draft.order_id && p.status === "unconfirmed") p.status = "placed";
+    // Still no order long after an unanswered purchase: it did not go through.
+    if (p.status === "unconfirmed" && !p.draft.order_id && ++p.checks > 30) p.status = "not-bought";
+    if (!p.draft.order_id) p.access = null; // undone by a reorg: no order any more
     const note = p.draft.note || "";
     p.note = p.draft.state !== "placed" && note.endsWith("credited to the payer") ? note.replace(/: credited to the payer$/, "") : null;
     if (p.draft.order_id) p.access = await api(`/api/orders/${p.draft.order_id}/access`);
@@ -459,7 +517,9 @@ async function followStep() {
     return false;
   }
   renderReceipt();
-  const done = p.status === "reverted" || p.note || (p.access && ["running", "failed", "terminated"].includes(p.access.state));
+  const undoneCredit = p.via === "credit" && p.draft.state === "open" && /reorg/.test(p.draft.note || "");
+  const ended = p.access && ["running", "failed", "terminated"].includes(p.access.state);
+  const done = p.status === "reverted" || p.status === "not-bought" || p.note || undoneCredit || ended;
   if (done) {
     sessionStorage.removeItem("purchase");
     await refreshWallet().catch(() => null);

@@ -2,8 +2,6 @@
 // transfer to the burn address from the user's own wallet, follow the order.
 "use strict";
 
-const BALANCE_OF = "0x70a08231"; // balanceOf(address)
-const TRANSFER = "0xa9059cbb"; // transfer(address,uint256)
 
 // `paying` is set from the first click until the wallet has answered (sent or refused):
 // a click meanwhile starts nothing, whatever the button's disabled attribute says.
@@ -11,7 +9,6 @@ const TRANSFER = "0xa9059cbb"; // transfer(address,uint256)
 const state = { info: null, plans: [], plan: null, account: null, balance: null, paying: false, payments: [], following: false };
 const PAY_LABEL = "Pay with CTK";
 
-const word = (hex) => hex.replace(/^0x/, "").toLowerCase().padStart(64, "0");
 
 function total() {
   const quantity = BigInt(Math.max(1, Math.min(100, Number(document.getElementById("quantity").value) || 1)));
@@ -58,7 +55,7 @@ async function onRightNetwork(provider) {
 }
 
 async function readBalance(provider) {
-  const data = BALANCE_OF + word(state.account);
+  const data = SELECTOR.balanceOf + word(state.account);
   const result = await provider.request({ method: "eth_call", params: [{ to: state.info.token_address, data }, "latest"] });
   state.balance = BigInt(result);
   document.getElementById("balance").textContent = `${formatCtk(state.balance)} CTK`;
@@ -125,7 +122,7 @@ async function payOnce() {
     show("error", `Not enough CTK: your wallet holds ${formatCtk(state.balance)} CTK and this costs ${formatCtk(amount)} CTK. Nothing was sent.`);
     return;
   }
-  const data = TRANSFER + word(state.info.burn_address) + word(amount.toString(16));
+  const data = SELECTOR.transfer + word(state.info.burn_address) + uint(amount);
   show("info", `Confirm the payment of ${formatCtk(amount)} CTK in your wallet. Nothing is sent until you confirm there.`);
   let hash;
   try {

@@ -4,6 +4,35 @@
 const DECIMALS = 18n;
 const UNIT = 10n ** DECIMALS;
 
+// Function selectors of the token and the Checkout, called by hand (no JS library on the
+// pages): tests/unit/test_page_selectors.py checks each is the keccak of the signature
+// beside it and in the compiled contracts' ABIs.
+const SELECTOR = {
+  balanceOf: "0x70a08231", // balanceOf(address)
+  transfer: "0xa9059cbb", // transfer(address,uint256)
+  nonces: "0x7ecebe00", // nonces(address)
+  allowance: "0xdd62ed3e", // allowance(address,address)
+  eip712Domain: "0x84b0196e", // eip712Domain()
+  approve: "0x095ea7b3", // approve(address,uint256)
+  pay: "0xd0ee4de0", // pay(bytes32,uint256)
+  payWithPermit: "0x16f107bf", // payWithPermit(bytes32,uint256,uint256,uint8,bytes32,bytes32)
+};
+
+// ABI words: an address or bytes32 (hex), and an unsigned integer.
+const word = (hex) => hex.replace(/^0x/, "").toLowerCase().padStart(64, "0");
+const uint = (value) => word(BigInt(value).toString(16));
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// The receipt of a sent transaction, once mined (null if not within `seconds`).
+async function waitForReceipt(provider, hash, seconds = 300) {
+  for (let i = 0; i < seconds; i++) {
+    const receipt = await provider.request({ method: "eth_getTransactionReceipt", params: [hash] }).catch(() => null);
+    if (receipt) return receipt;
+    await sleep(1000);
+  }
+  return null;
+}
+
 async function api(path) {
   return apiSend("GET", path);
 }
@@ -88,7 +117,7 @@ function sameAddress(a, b) {
 }
 
 // How to reach a running order, for its signed-in owner (/api/orders/{id}/access).
-function accessBlock(a, explorer) {
+function accessBlock(a) {
   if (!a) return "";
   const spec = [a.summary, a.vcpus ? `${a.vcpus} vCPU` : "", a.memory_gib ? `${a.memory_gib} GiB memory` : ""].filter(Boolean).join(" · ");
   const rows = [
@@ -181,6 +210,12 @@ function waited(iso) {
 // What is going on with an order and what happens next, in plain words: every state a
 // payer can meet, including a launch that keeps failing and an order that is stuck.
 function orderNote(o) {
+  if (o.reorged && !o.tx_hash) {
+    return {
+      kind: "bad",
+      text: "A chain reorganisation took the payments your credit for this order came from. The order is held until your credit covers it again (your next payment does that by itself); the operator has been alerted.",
+    };
+  }
   if (o.reorged) {
     return {
       kind: "bad",
@@ -236,7 +271,7 @@ function orderRows(orders) {
         <td data-label="State">${badge(o)}</td>
         <td class="mono" data-label="Instance">${esc(o.instance_id || "—")}</td>
         <td data-label="Launched">${o.launched_at ? new Date(o.launched_at).toLocaleString() : "—"}</td>
-        <td class="mono" data-label="Payment" title="${esc(o.tx_hash)}">${esc(short(o.tx_hash, 8))}</td>
+        <td class="mono" data-label="Payment" title="${esc(o.tx_hash || "bought from credit")}">${o.tx_hash ? esc(short(o.tx_hash, 8)) : "credit"}</td>
       </tr>${note ? `<tr class="note ${note.kind}" data-note="${esc(o.order_id)}"><td colspan="6">${esc(note.text)}</td></tr>` : ""}`;
     })
     .join("");

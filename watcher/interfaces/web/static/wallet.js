@@ -3,7 +3,10 @@
 "use strict";
 
 const address = decodeURIComponent(location.pathname.split("/").pop());
-const view = { session: null, access: new Map(), shownFor: undefined, problem: false };
+const view = { session: null, access: new Map(), asked: new Map(), shownFor: undefined, problem: false };
+// An order's access details are asked again (for its host keys, which come minutes after
+// the address) at most this often; the server reads the console less often still.
+const ACCESS_EVERY = 20000;
 
 // Whether the owner is signed in; the sign-in prompt or the sign-out button, drawn again
 // only when that changes (not at every refresh, which would swallow a click).
@@ -55,8 +58,10 @@ async function loadAccess(orders) {
   const running = orders.filter((o) => o.state === "running");
   for (const o of running) {
     const known = view.access.get(o.order_id);
+    const due = Date.now() - (view.asked.get(o.order_id) || 0) >= ACCESS_EVERY;
     // Asked again until it has everything: the host keys come minutes after the address.
-    if (!known || !known.ssh_command || !(known.host_keys || []).length) {
+    if (!known || (due && (!known.ssh_command || !(known.host_keys || []).length))) {
+      view.asked.set(o.order_id, Date.now());
       try {
         view.access.set(o.order_id, await api(`/api/orders/${o.order_id}/access`));
       } catch (error) {
