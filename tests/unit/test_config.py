@@ -1,9 +1,11 @@
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from watcher.domain.errors import ConfigError
 from watcher.domain.kinds.ec2_instance import Ec2Instance
+from watcher.domain.leases import LeaseTerms, Refund
 from watcher.runtime.config import SETTINGS, Secret, Settings, load_settings
 
 ADDRESS = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -127,6 +129,20 @@ def test_plan_catalog_from_the_config_file(tmp_path: Path) -> None:
     # The thesis's AMI by default.
     assert catalog.plans["t3.micro"].spec.get("ami") == "ami-09278528675a8d54e"
     assert big.spec.kind == "ec2_instance"  # the default kind
+    # Lease terms: an hour, a day of grace, warnings a day and an hour ahead, by default.
+    assert big.lease == LeaseTerms()
+    (tmp_path / "watcher.toml").write_text(
+        '[plans.quick]\nprice = "1"\nperiod = "10s"\ngrace = "5s"\nwarn = ["8s", "2s"]\n'
+        'refund = "none"\nmax_prepaid = 3\n'
+    )
+    quick = load_settings({}, {}).catalog.plans["quick"].lease
+    assert quick == LeaseTerms(
+        timedelta(seconds=10),
+        timedelta(seconds=5),
+        (timedelta(seconds=8), timedelta(seconds=2)),
+        Refund.NONE,
+        3,
+    )
 
 
 @pytest.mark.parametrize(
@@ -137,6 +153,11 @@ def test_plan_catalog_from_the_config_file(tmp_path: Path) -> None:
         ('[plans.a]\nprice = "1"\nami = "ubuntu"\n', "must look like ami-"),
         ('[plans.a]\nprice = "1"\nsecurity_group_ids = "sg-1"\n', "must be a list"),
         ('[plans.a]\nprice = "1"\nsize = 3\n', "unknown key 'size'"),
+        ('[plans.a]\nprice = "1"\nperiod = "1.5h"\n', "plans.a.period must be a whole number"),
+        ('[plans.a]\nprice = "1"\nperiod = "0s"\n', "plans.a: a lease period must be longer"),
+        ('[plans.a]\nprice = "1"\nwarn = "1h"\n', "plans.a.warn must be a list"),
+        ('[plans.a]\nprice = "1"\nrefund = "all"\n', 'refund must be "unused-periods" or "none"'),
+        ('[plans.a]\nprice = "1"\nmax_prepaid = 0\n', "max_prepaid must be a whole number"),
         (
             '[plans.a]\nprice = "1"\nkind = "rds"\n',
             "plans.a.kind must be one of ec2_instance, not 'rds'",

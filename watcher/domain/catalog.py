@@ -5,6 +5,11 @@ default_plan = "t3.micro"
 [plans."t3.micro"]
 price = "10"              # CTK, as a string or an integer: never a float
 instance_type = "t3.micro"
+period = "1h"             # what the price buys (s, m, h, d)
+grace = "24h"             # stopped, disk kept, after paid time ends; then terminated
+warn = ["24h", "1h"]      # warnings before the end (at most half the period)
+refund = "unused-periods" # on cancel: whole periods not begun come back ("none": nothing)
+max_prepaid = 24          # auto-renew never pays more periods ahead than this
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from watcher.domain.amounts import parse_amount
 from watcher.domain.errors import InvalidInput
 from watcher.domain.kinds import KINDS, ec2_instance
 from watcher.domain.kinds.ec2_instance import THESIS_AMI, ec2_plan
+from watcher.domain.leases import LeaseTerms, Refund, parse_duration
 from watcher.domain.pricing import Plan
 
 # The thesis's plan: a t3.micro from its AMI (eu-north-1) for 10 CTK.
@@ -54,7 +60,7 @@ def parse_plans(table: Any) -> dict[str, Plan]:
         if kind is None:
             known = ", ".join(sorted(KINDS))
             raise ValueError(f"plans.{name}.kind must be one of {known}, not {kind_name!r}")
-        unknown = set(spec) - {"price", "kind"} - kind.keys
+        unknown = set(spec) - {"price", "kind"} - LEASE_KEYS - kind.keys
         if unknown:
             raise ValueError(f"plans.{name}: unknown key {sorted(unknown)[0]!r}")
         price = spec.get("price")
@@ -69,6 +75,36 @@ def parse_plans(table: Any) -> dict[str, Plan]:
             units = parse_amount(str(price))
         except InvalidInput as exc:
             raise ValueError(f"plans.{name}.price: {exc}") from None
-        params = {k: v for k, v in spec.items() if k not in ("price", "kind")}
-        plans[name] = Plan(name=name, price=units, spec=kind.parse(name, params))
+        params = {k: v for k, v in spec.items() if k not in {"price", "kind", *LEASE_KEYS}}
+        plans[name] = Plan(
+            name=name,
+            price=units,
+            spec=kind.parse(name, params),
+            lease=parse_lease_terms(name, spec),
+        )
     return plans
+
+
+LEASE_KEYS = frozenset({"period", "grace", "warn", "refund", "max_prepaid"})
+
+
+def parse_lease_terms(name: str, spec: Mapping[str, Any]) -> LeaseTerms:
+    """A plan's lease keys (defaults: LeaseTerms'); ValueError names the plan and key."""
+    default = LeaseTerms()
+    period = parse_duration(spec.get("period", "1h"), f"plans.{name}.period")
+    grace = parse_duration(spec.get("grace", "24h"), f"plans.{name}.grace")
+    warn = spec.get("warn", ["24h", "1h"])
+    if not isinstance(warn, list):
+        raise ValueError(f'plans.{name}.warn must be a list like ["24h", "1h"]')
+    warnings = tuple(parse_duration(w, f"plans.{name}.warn") for w in warn)
+    refund = spec.get("refund", default.refund.value)
+    if refund not in {r.value for r in Refund}:
+        choices = " or ".join(f'"{r.value}"' for r in Refund)
+        raise ValueError(f"plans.{name}.refund must be {choices}, not {refund!r}")
+    max_prepaid = spec.get("max_prepaid", default.max_prepaid)
+    if isinstance(max_prepaid, bool) or not isinstance(max_prepaid, int) or max_prepaid < 1:
+        raise ValueError(f"plans.{name}.max_prepaid must be a whole number of periods, 1 or more")
+    try:
+        return LeaseTerms(period, grace, warnings, Refund(refund), max_prepaid)
+    except ValueError as exc:
+        raise ValueError(f"plans.{name}: {exc}") from None

@@ -16,8 +16,12 @@ from dataclasses import dataclass
 
 from eth_typing import ChecksumAddress
 
+from watcher.domain.leases import LeaseTerms
 from watcher.domain.payment import Payment
 from watcher.domain.resources import ResourceSpec
+
+# An hour per price, a day of grace, warnings a day and an hour ahead (LeaseTerms').
+DEFAULT_LEASE = LeaseTerms()
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +32,8 @@ class Plan:
     name: str
     price: int
     spec: ResourceSpec
+    # How its time runs: the price buys one `lease.period` (watcher/domain/leases.py).
+    lease: LeaseTerms = DEFAULT_LEASE
 
     def __post_init__(self) -> None:
         if self.price <= 0:
