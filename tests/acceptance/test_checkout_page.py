@@ -110,7 +110,7 @@ def test_sign_in_buy_two_hours_of_a_non_default_plan_and_reach_it(
             # No silent clamping: each bad value gets its message, and nothing is sent.
             fill_order(page, "t3.large", "150", "build box")
             expect(page.locator("#periods-error")).to_have_text(
-                "At most 100 hours in one order; 150 is too many. You can extend later."
+                "At most 100 hours in one order; 150 is too many."
             )
             page.fill("#periods", "2.5")
             expect(page.locator("#periods-error")).to_have_text(

@@ -192,6 +192,8 @@ async def test_credit_buys_a_draft_with_one_request_and_shows_first_on_the_quote
             "your credit is 34.5 CTK and the order costs 51 CTK: pay the difference through "
             "the Checkout (credit is applied first)"
         )
+        # Beside a Checkout (no vending) credit buys no plan by itself: `plan` is null.
+        assert (await anyone.get(f"/api/credit/{ALICE.address}")).json()["plan"] is None
         orders = (await anyone.get(f"/api/orders?payer={ALICE.address}")).json()
         assert [(o["order_id"], o["tx_hash"], o["state"]) for o in orders] == [
             (bought.json()["order_id"], None, "queued")

@@ -62,10 +62,7 @@ def parse_periods(value: object) -> int:
         raise InvalidInput(f"periods must be a whole number from 1 to {MAX_PERIODS}, got {value!r}")
     periods = int(text)
     if not 1 <= periods <= MAX_PERIODS:
-        raise InvalidInput(
-            f"periods must be from 1 to {MAX_PERIODS}, got {periods} "
-            "(buy fewer now and extend the order later)"
-        )
+        raise InvalidInput(f"periods must be from 1 to {MAX_PERIODS}, got {periods}")
     return periods
 
 

@@ -25,7 +25,7 @@ _ACCEPTED = {
     "ecdsa-sha2-nistp521": "ECDSA",
     "ssh-rsa": "RSA",
 }
-_HINT = "paste the one line of your public key file, e.g. ~/.ssh/id_ed25519.pub"
+_HINT = "give your public key, the one line of a .pub file such as ~/.ssh/id_ed25519.pub"
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def parse_ssh_public_key(text: str) -> SshPublicKey:
     if not stripped:
         raise InvalidInput(f"no SSH public key given: {_HINT}")
     if "PRIVATE KEY" in stripped:
-        raise InvalidInput("that is a private key: never share it; " + _HINT + " (the .pub file)")
+        raise InvalidInput("that is a private key: never share it; " + _HINT)
     if "\n" in stripped or "\r" in stripped:
         raise InvalidInput(f"one SSH public key on one line, please: {_HINT}")
     if len(stripped) > 16_384:

@@ -403,9 +403,9 @@ def checkout_deploy(**options: Any) -> None:
 @click.option("--name", default=None, help="A label for the order.")
 @click.option(
     "--api-url",
-    default="http://127.0.0.1:8080",
-    show_default=True,
-    help="The watcher's web API (where `watcher run` serves it).",
+    default=None,
+    help="The watcher's web API (default: this machine, at the http_host and http_port "
+    "the settings give `watcher run`, e.g. http://127.0.0.1:8080).",
 )
 @click.option(
     "--wait",
@@ -427,7 +427,7 @@ def buy(
     periods: str,
     ssh_key: Path,
     name: str | None,
-    api_url: str,
+    api_url: str | None,
     wait: float,
     from_credit: bool,
     as_json: bool,
@@ -447,7 +447,18 @@ def buy(
         raise InvalidInput(f"cannot read the SSH key file {ssh_key}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise InvalidInput(f"{ssh_key} is not a text file: give the .pub file") from None
-    parse_periods(periods)
+    count = parse_periods(periods)
+    if api_url is None:
+        # Where `watcher run` with these settings serves its pages.
+        # Served on every interface: reach it on this machine's loopback.
+        everywhere = settings.http_host in ("0.0.0.0", "::")  # noqa: S104 - compared, not bound
+        host = "127.0.0.1" if everywhere else settings.http_host
+        api_url = f"http://{host}:{settings.http_port}"
+        if ":" in host:
+            api_url = f"http://[{host}]:{settings.http_port}"
+    base_url = api_url
+    # The private key beside the .pub file, for the ssh command (`ssh -i`), if it is there.
+    identity = ssh_key.expanduser().with_suffix("") if ssh_key.suffix == ".pub" else None
 
     async def order() -> None:
         import aiohttp
@@ -464,8 +475,20 @@ def buy(
         ):
             ctk, signer = await signing_context(settings, chain)
             pay_through = await Checkout.at(chain, settings.checkout_address, ctk)
-            api = Api(http, api_url)
+            api = Api(http, base_url)
             await api.sign_in(signer, chain.chain_id)
+            if from_credit:
+                # Refused before anything is drafted when the credit cannot cover it.
+                offered = {p["name"]: p for p in await api.call("GET", "/api/plans")}
+                owned = await api.call("GET", f"/api/credit/{signer.address}")
+                if plan in offered:
+                    cost = int(offered[plan]["price"]) * count
+                    if int(owned["balance"]) < cost:
+                        raise UserError(
+                            f"your credit is {owned['balance_ctk']} CTK and {count} period(s) "
+                            f"of {plan} cost {format_amount(cost)} CTK: run without "
+                            "--from-credit to pay the rest through the Checkout"
+                        )
             draft = await api.call(
                 "POST",
                 "/api/drafts",
@@ -477,9 +500,12 @@ def buy(
                     f"{periods} x {plan!r}: nothing was paid"
                 )
             reference, due = draft["reference"], int(draft["due"])
+            shown = draft["plan"] + (
+                f" ({draft['summary']})" if draft["summary"] != draft["plan"] else ""
+            )
             what = (
                 f"draft {reference}: {draft['price_ctk']} CTK for {draft['periods']} "
-                f"period(s) of {draft['plan']} ({draft['summary']})"
+                f"period(s) of {shown}"
             )
             tx_hash: str | None = None
             if from_credit or due == 0:
@@ -515,7 +541,10 @@ def buy(
             emit_json({"draft": placed, "tx_hash": tx_hash, "access": access})
             return
         click.echo(f"order {access['order_id']} runs: {access['summary']} at {access['public_ip']}")
-        click.echo(access["ssh_command"])
+        command = access["ssh_command"]
+        if identity is not None and identity.is_file() and command.startswith("ssh "):
+            command = f"ssh -i {identity} " + command.removeprefix("ssh ")
+        click.echo(command)
 
     run_async(order())
 

@@ -132,6 +132,7 @@ async def run_service(settings: Settings) -> None:
                             settings.aws_region,
                             settings.explorer_url,
                             HostKeys(watcher.engine, workers[0].cloud) if workers else None,
+                            settings.vends,
                         ),
                         name="http-api",
                     )
@@ -380,10 +381,16 @@ async def show_credit(
     if not rows:
         click.echo(f"no credit for {payer}" if payer else "no credit")
         return
+    # What the credit is for depends on vending (off beside a Checkout).
+    spent_on = (
+        f"the next payment buys plan {settings.catalog.default}"
+        if settings.vends
+        else "spent on an order its owner drafts: `watcher buy`, or the checkout page"
+    )
     for entry in rows:
         click.echo(
             f"{entry.payer}: {format_amount(entry.balance)} CTK credit "
-            f"(chain {entry.chain_id}; the next payment buys plan {settings.catalog.default})"
+            f"(chain {entry.chain_id}; {spent_on})"
         )
 
 

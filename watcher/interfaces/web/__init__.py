@@ -36,6 +36,7 @@ async def serve_api(
     region: str | None = None,
     explorer_url: str | None = None,
     host_keys: HostKeys | None = None,
+    vending: bool | None = None,
 ) -> None:
     """Serve the API until `stop` is set (uvicorn, on this event loop)."""
     import uvicorn
@@ -61,6 +62,7 @@ async def serve_api(
         region,
         explorer_url,
         host_keys,
+        vending,
     )
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"

@@ -57,7 +57,10 @@ class CreditOut(BaseModel):
     payer: str
     balance: str = Field(description="Paid CTK not yet spent on an order, in base units.")
     balance_ctk: str
-    plan: str = Field(description="The plan the next payment buys with this credit.")
+    plan: str | None = Field(
+        description="The plan the next payment buys with this credit (vending); null "
+        "beside a Checkout, where credit is spent on an order its owner drafts."
+    )
 
 
 class PaymentInfo(BaseModel):
@@ -133,10 +136,13 @@ def create_api(
     region: str | None = None,
     explorer_url: str | None = None,
     host_keys: HostKeys | None = None,
+    vending: bool | None = None,
 ) -> FastAPI:
     """The API and pages. `buy_from_credit` places a draft with its owner's credit
     (`watcher run` passes its ledger's, which also wakes the provisioner); by default a
     ledger of its own on `engine`."""
+    if vending is None:  # as the settings decide it: on unless a Checkout is followed
+        vending = checkout_address is None
     app = FastAPI(
         title="watcher",
         version=__version__,
@@ -300,7 +306,8 @@ def create_api(
     ) -> dict[str, Any]:
         owner = address(payer, "payer")
         found = await queries.credits(engine, chain_id, owner)
-        balance, plan = (found[0].balance if found else 0), catalog.default
+        balance = found[0].balance if found else 0
+        plan = catalog.default if vending else None
         return {
             "chain_id": chain_id,
             "payer": owner,

@@ -41,7 +41,7 @@ function periodsProblem(text) {
   }
   const n = Number(value);
   if (n < 1) return "At least 1 hour.";
-  if (n > MAX_PERIODS) return `At most ${MAX_PERIODS} hours in one order; ${value} is too many. You can extend later.`;
+  if (n > MAX_PERIODS) return `At most ${MAX_PERIODS} hours in one order; ${value} is too many.`;
   return null;
 }
 
