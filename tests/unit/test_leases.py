@@ -379,3 +379,19 @@ def test_money_is_conserved_and_nothing_moves_backwards(
         # A lease whose paid time runs is never stopped or terminated by time alone.
         if name == "tick" and lease.paid_until and at(now) < lease.paid_until:
             assert not any(isinstance(e, (Stop, Terminate)) for e in effects)
+
+
+def test_next_due_is_the_first_moment_due_does_something() -> None:
+    """Before it, `due` changes nothing; at it, something (the scheduler relies on both)."""
+    from watcher.domain.leases import next_due
+
+    for lease in (active(), active(auto_renew=True), lease_in(LeaseState.EXPIRING)):
+        moment = next_due(lease, TERMS)
+        assert moment is not None
+        assert due(lease, moment - timedelta(milliseconds=1), TERMS, credit=100) == (lease, [])
+        assert due(lease, moment, TERMS, credit=100)[1] != []
+    stopped_lease = lease_in(LeaseState.STOPPED)
+    assert next_due(stopped_lease, TERMS) == stopped_lease.grace_until
+    for state in (LeaseState.PAID, LeaseState.STOPPING, LeaseState.TERMINATED):
+        assert next_due(lease_in(state), TERMS) is None
+    assert LeaseTerms.from_json(TERMS.to_json()) == TERMS

@@ -29,6 +29,7 @@ at half the period, so a short plan is not permanently "expiring".
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -94,6 +95,30 @@ class LeaseTerms:
             raise ValueError("max_prepaid must be at least 1 period")
         if any(lead <= timedelta(0) for lead in self.warnings):
             raise ValueError("warning lead times must be longer than zero")
+
+    def to_json(self) -> str:
+        """As an order keeps them (what the catalog said when it was paid for)."""
+        return json.dumps(
+            {
+                "period_s": int(self.period.total_seconds()),
+                "grace_s": int(self.grace.total_seconds()),
+                "warn_s": [int(lead.total_seconds()) for lead in self.warnings],
+                "refund": self.refund.value,
+                "max_prepaid": self.max_prepaid,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> LeaseTerms:
+        data = json.loads(text)
+        return cls(
+            period=timedelta(seconds=data["period_s"]),
+            grace=timedelta(seconds=data["grace_s"]),
+            warnings=tuple(timedelta(seconds=s) for s in data["warn_s"]),
+            refund=Refund(data["refund"]),
+            max_prepaid=int(data["max_prepaid"]),
+        )
 
     @property
     def leads(self) -> tuple[timedelta, ...]:
@@ -294,6 +319,24 @@ def extend(
         paid_until=max(lease.paid_until, now) + more,
         warned=0,
     ), effects
+
+
+def next_due(lease: Lease, terms: LeaseTerms) -> datetime | None:
+    """The earliest moment `due` may do something to the lease (a warning, a renewal, a
+    stop, a termination); None while only an event (a confirmation, a payment) moves it.
+    The scheduler reads only leases whose moment has come, so its work per tick follows
+    the leases that are due, not all of them."""
+    if lease.state.running and lease.paid_until is not None:
+        moments = [lease.paid_until]
+        leads = terms.leads
+        if lease.warned < len(leads):
+            moments.append(lease.paid_until - leads[lease.warned])
+        if lease.auto_renew:
+            moments.append(lease.paid_until - (leads[-1] if leads else terms.period / 2))
+        return min(moments)
+    if lease.state is LeaseState.STOPPED:
+        return lease.grace_until
+    return None
 
 
 def started(lease: Lease) -> Lease:

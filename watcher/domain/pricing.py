@@ -45,9 +45,13 @@ class Plan:
         return self.spec.to_json()
 
     @classmethod
-    def from_order(cls, name: str, price: int, resource: str) -> Plan:
-        """The plan as an order recorded it (see `resource`)."""
-        return cls(name=name, price=price, spec=ResourceSpec.from_json(resource))
+    def from_order(
+        cls, name: str, price: int, resource: str, lease_terms: str | None = None
+    ) -> Plan:
+        """The plan as an order (or a draft) recorded it (see `resource`; the lease terms
+        as LeaseTerms.to_json wrote them, the default terms where none were kept)."""
+        lease = LeaseTerms.from_json(lease_terms) if lease_terms else DEFAULT_LEASE
+        return cls(name=name, price=price, spec=ResourceSpec.from_json(resource), lease=lease)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,8 @@ class Draft:
     expires_at: datetime
     # What the last payment naming it did, when it did not place it.
     note: str | None = None
+    # The plan's lease terms when drafted (LeaseTerms.to_json).
+    lease_terms: str | None = None
 
     def expired(self, now: datetime) -> bool:
         """An open draft whose quote ran out: paying it now makes credit, not an order."""
@@ -68,6 +70,7 @@ class Drafts:
             order_id=None,
             created_at=now,
             expires_at=quote.expires_at,
+            lease_terms=terms.plan.lease.to_json(),
         )
         async with self.engine.begin() as conn:
             await conn.execute(insert(DraftRecord).values(**draft.__dict__))

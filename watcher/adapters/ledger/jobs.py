@@ -22,7 +22,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from watcher.adapters.ledger import accounts, events, queries
+from watcher.adapters.ledger import accounts, events, leases, queries
 from watcher.adapters.ledger.schema import PENDING_JOB, JobRecord, OrderRecord
 from watcher.domain.job import PENDING_JOB_STATES, JobKind, JobState
 from watcher.domain.order import OrderState
@@ -377,6 +377,8 @@ class JobQueue:
         async with self.engine.begin() as conn:
             if not await self._extend(conn, order_id, now):
                 return False
+            if after is OrderState.RUNNING:
+                values = {**values, **await self._first_run(conn, order_id, now)}
             changed = await conn.execute(
                 update(OrderRecord)
                 .where(
@@ -392,6 +394,25 @@ class JobQueue:
             if self.events:
                 await events.append_current(conn, [order_id], now)
             return True
+
+    async def _first_run(
+        self, conn: AsyncConnection, order_id: str, now: datetime
+    ) -> dict[str, object]:
+        """The lease's columns when the order first runs: its paid time starts now. None
+        for an order sold before leases (no terms: no end), or one whose lease exists."""
+        row = (
+            await conn.execute(
+                select(
+                    OrderRecord.lease_terms,
+                    OrderRecord.lease_state,
+                    OrderRecord.periods,
+                    OrderRecord.amount,
+                ).where(OrderRecord.order_id == order_id)
+            )
+        ).first()
+        if row is None or row.lease_terms is None or row.lease_state is not None:
+            return {}
+        return leases.first_run(row.lease_terms, row.periods, row.amount, now)
 
     async def _extend(self, conn: AsyncConnection, order_id: str, now: datetime) -> bool:
         """Renew our claim inside the caller's transaction; False if it is not ours."""

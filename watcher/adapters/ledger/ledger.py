@@ -80,6 +80,7 @@ _ORDER_COLUMNS = (
     "created_at",
     "updated_at",
     "paid_at",
+    "lease_terms",
     "reference",
     "periods",
     "ssh_key",
@@ -447,7 +448,7 @@ class Ledger:
                     "Checkout (credit is applied first)",
                     402,
                 )
-            plan = Plan.from_order(draft.plan, draft.price, draft.resource)
+            plan = Plan.from_order(draft.plan, draft.price, draft.resource, draft.lease_terms)
             new_id = credit_order_id(self.chain_id, draft.reference)
             db = DbValues(conn)
             at = db.time(now)
@@ -473,6 +474,7 @@ class Ledger:
                         at,
                         at,
                         at,
+                        plan.lease.to_json(),
                         draft.reference,
                         draft.periods,
                         draft.ssh_key,
@@ -774,7 +776,7 @@ class Ledger:
             ).all()
         drafts = {
             r.reference: Placement(
-                plan=Plan.from_order(r.plan, r.price, r.resource),
+                plan=Plan.from_order(r.plan, r.price, r.resource, r.lease_terms),
                 terms=OrderTerms(r.reference, r.periods, r.ssh_key, r.name),
                 expires_at=r.expires_at,
                 open=r.state == DRAFT_OPEN,
@@ -899,13 +901,19 @@ class Ledger:
         paid = {number: db.time(moment) for number, moment in block_times.items()}
         # What a plan puts in every order's row, worked out once per plan (a batch has
         # one or two plans and tens of thousands of orders).
-        plans: dict[Plan, tuple[Any, str, str, str]] = {}
+        plans: dict[Plan, tuple[Any, str, str, str, str]] = {}
         for plan in {o.plan for o in orders}:
-            plans[plan] = (db.amount(plan.price), plan.name, summary(plan.spec), plan.resource())
+            plans[plan] = (
+                db.amount(plan.price),
+                plan.name,
+                summary(plan.spec),
+                plan.resource(),
+                plan.lease.to_json(),
+            )
         rows: list[tuple[Any, ...]] = []
         for o in orders:
             p = o.payment
-            amount, name, shown, resource = plans[o.plan]
+            amount, name, shown, resource, lease_terms = plans[o.plan]
             rows.append(
                 (
                     o.order_id,
@@ -924,6 +932,7 @@ class Ledger:
                     at,
                     at,
                     paid.get(p.block_number),
+                    lease_terms,
                 )
             )
         columns = _ORDER_COLUMNS[: len(rows[0])]

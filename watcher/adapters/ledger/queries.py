@@ -181,6 +181,24 @@ class OrderView:
         default=None, metadata=shown("Periods bought (drafted orders; null: the plan's one).")
     )
     name: str | None = field(default=None, metadata=shown("The buyer's label for the order."))
+    lease_state: str | None = field(
+        default=None,
+        metadata=shown(
+            "Its lease, once it runs: active, expiring (warned), stopping, stopped (paid "
+            "time over, in grace, disk kept), starting, terminating, terminated, cancelled; "
+            "null before it runs, and for orders sold before leases (they have no end)."
+        ),
+    )
+    paid_until: datetime | None = field(
+        default=None, metadata=shown("When its paid time ends (from when it first ran).")
+    )
+    grace_until: datetime | None = field(
+        default=None,
+        metadata=shown("Stopped after its paid time: when it is terminated unless extended."),
+    )
+    auto_renew: bool | None = field(
+        default=None, metadata=shown("Renewed from its owner's credit, a period at a time.")
+    )
     # How provisioning goes, from the order's job (the defaults where the view was read
     # without it, as in the MQTT snapshots; see `orders` and _with_job).
     attempts: int | None = field(default=None, metadata=shown("Provisioning attempts so far."))
@@ -237,6 +255,9 @@ ORDER_SHAPE = shown_fields(OrderView)
 # details (`order_access`) show them, never the public views.
 INTERNAL_ORDER_COLUMNS: frozenset[str] = frozenset(
     {"ssh_key", "public_ip", "public_dns", "host_keys"}
+    # The lease's bookkeeping: its terms (the plan's, as sold), the scheduler's next
+    # moment, the warnings sent, and whether its owner ended it.
+    | {"lease_terms", "due_at", "warned", "cancelled"}
 )
 # The fields `order_view` reads from an `orders` row; the others come from the order's job.
 ORDER_ROW_FIELDS = tuple(

@@ -105,6 +105,7 @@ class CreditRecord(Base):
 
 
 _QUEUED_ORDER = text("state = 'queued'")
+_LEASE_DUE = text("due_at IS NOT NULL")
 
 
 class OrderRecord(Base):
@@ -122,6 +123,8 @@ class OrderRecord(Base):
             postgresql_where=_QUEUED_ORDER,
             sqlite_where=_QUEUED_ORDER,
         ),
+        # The lease scheduler reads the leases whose next moment has come, oldest first.
+        Index("ix_orders_due", "due_at", postgresql_where=_LEASE_DUE, sqlite_where=_LEASE_DUE),
     )
 
     order_id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -165,6 +168,18 @@ class OrderRecord(Base):
     # Its SSH host key fingerprints (JSON, watcher/domain/host_keys.py), once read from the
     # instance's console (owner-only).
     host_keys: Mapped[str | None] = mapped_column(Text)
+    # Its lease (watcher/domain/leases.py): the plan's lease terms when it was paid for
+    # (JSON; NULL for orders from before migration 0014, sold without an end), and, from
+    # when it first runs, the lease's state, paid time, grace, warnings sent, auto-renew,
+    # and `due_at`: the next moment the scheduler must look at it (partial index).
+    lease_terms: Mapped[str | None] = mapped_column(Text)
+    lease_state: Mapped[str | None] = mapped_column(String(16))
+    paid_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    grace_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    due_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    warned: Mapped[int | None] = mapped_column(Integer)
+    auto_renew: Mapped[bool | None] = mapped_column(Boolean)
+    cancelled: Mapped[bool | None] = mapped_column(Boolean)
 
 
 # At most one pending job per order and kind, enforced by the database (procrastinate's
@@ -278,3 +293,5 @@ class DraftRecord(Base):
     expires_at: Mapped[datetime] = mapped_column(Timestamp)
     # What the last payment naming it did, when it did not place it (short, late...).
     note: Mapped[str | None] = mapped_column(Text)
+    # The plan's lease terms when drafted (JSON, domain/leases.py): what the quote buys.
+    lease_terms: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,101 @@
+"""Leases in the ledger (issue 11, first part), on both databases: an order keeps its
+plan's lease terms from when it was paid for (a drafted one, from its draft); its lease
+starts when it first runs, paid for the periods bought, and the scheduler's next moment is
+indexed; a catalog change later does not touch it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.keyhelpers import new_ssh_key
+from watcher.adapters.cloud.fake import FakeProvider
+from watcher.adapters.ledger import migrations, queries
+from watcher.adapters.ledger.database import create_engine
+from watcher.adapters.ledger.drafts import Drafts
+from watcher.adapters.ledger.jobs import JobQueue
+from watcher.adapters.ledger.ledger import Ledger
+from watcher.adapters.ledger.schema import OrderRecord
+from watcher.domain.catalog import Catalog
+from watcher.domain.drafts import draft_terms, quote
+from watcher.domain.kinds.ec2_instance import ec2_plan
+from watcher.domain.leases import LeaseTerms
+from watcher.domain.payment import Payment
+from watcher.ports.cloud import Cloud
+from watcher.services.provisioner import Provisioner, ProvisionerConfig
+
+CTK = 10**18
+IMAGE = "ami-0123456789abcdef0"
+ALICE = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+QUICK = LeaseTerms(
+    period=timedelta(seconds=10),
+    grace=timedelta(seconds=5),
+    warnings=(timedelta(seconds=8), timedelta(seconds=2)),
+)
+CATALOG = Catalog(
+    {
+        "small": replace(ec2_plan("small", 10 * CTK, "t3.micro", IMAGE), lease=QUICK),
+        "large": replace(ec2_plan("large", 25 * CTK, "t3.large", IMAGE), lease=QUICK),
+    },
+    "small",
+)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine: AsyncEngine = create_engine(database_url)
+    await migrations.upgrade(engine)
+    yield engine
+    await engine.dispose()
+
+
+async def provision(engine: AsyncEngine, catalog: Catalog) -> None:
+    worker = Provisioner(
+        JobQueue(engine, "w", 30),
+        Cloud(FakeProvider(images=[IMAGE])),
+        catalog,
+        ProvisionerConfig(idle_poll=0.01),
+    )
+    assert await worker.drain(max_wait=10) == 0
+
+
+async def test_a_lease_starts_when_its_order_first_runs(engine: AsyncEngine) -> None:
+    now = datetime.now(UTC)
+    terms = draft_terms(CATALOG, "large", 3, new_ssh_key(), None)
+    draft = await Drafts(engine, 1337).create(ALICE, terms, quote(terms, now), now)
+    named = Payment(1337, "0x" + "ab" * 32, 0, 5, "0x" + "cd" * 32, ALICE, 75 * CTK)  # type: ignore[arg-type]
+    plain = Payment(1337, "0x" + "ef" * 32, 0, 5, "0x" + "cd" * 32, ALICE, 10 * CTK)  # type: ignore[arg-type]
+    await Ledger(engine, 1337, CATALOG).record(
+        [named, plain], block_times={5: now}, named={(named.tx_hash, 0): draft.reference}
+    )
+    before = {o.reference: o for o in await queries.orders(engine)}
+    assert all(o.lease_state is None and o.paid_until is None for o in before.values())
+    # The catalog changes before the orders run: what was sold stays as sold.
+    longer = Catalog(
+        {name: replace(plan, lease=LeaseTerms()) for name, plan in CATALOG.plans.items()},
+        "small",
+    )
+    started = datetime.now(UTC)
+    await provision(engine, longer)
+    done = datetime.now(UTC)
+    after = {o.reference: o for o in await queries.orders(engine)}
+    drafted, vended = after[draft.reference], after[None]
+    for order, periods in ((drafted, 3), (vended, 1)):
+        assert order.state == "running" and order.lease_state == "active"
+        assert order.paid_until is not None
+        assert started + periods * QUICK.period <= order.paid_until <= done + periods * QUICK.period
+        assert order.auto_renew is False and order.grace_until is None
+    assert drafted.amount == 75 * CTK and vended.amount == 10 * CTK
+    async with engine.connect() as conn:
+        rows = {r.order_id: r for r in (await conn.execute(select(OrderRecord))).all()}
+    # The scheduler's next moment: the first warning, 5 s before the end (8 s is capped
+    # at half the period).
+    for order in (drafted, vended):
+        row = rows[order.order_id]
+        assert row.due_at == order.paid_until - timedelta(seconds=5)
+        assert LeaseTerms.from_json(row.lease_terms) == QUICK and row.warned == 0
