@@ -98,10 +98,9 @@ async def test_a_nonce_signs_in_once_even_when_two_requests_race(
         ({"domain": "evil.example"}, "is for 'evil.example', not 'watcher.test:8080'"),
         ({"chain_id": 1}, "is for chain 1"),
         (
-            {
-                "issued_at": datetime.now(UTC) - timedelta(minutes=3),
-                "expiration_time": datetime.now(UTC) - timedelta(minutes=1),
-            },
+            # Times relative to when the test runs (not to when it was collected: a slow
+            # suite reaches it minutes later, and the message would be merely "too old").
+            {"issued_at": -timedelta(minutes=3), "expiration_time": -timedelta(minutes=1)},
             "has expired",
         ),
         ({"nonce": "notIssuedByUs1"}, "nonce is unknown"),
@@ -110,7 +109,9 @@ async def test_a_nonce_signs_in_once_even_when_two_requests_race(
 async def test_a_message_for_another_site_chain_time_or_nonce_opens_nothing(
     client: httpx.AsyncClient, changes: dict[str, object], reason: str
 ) -> None:
-    message, signature = await signed_message(client, ALICE, **changes)
+    now = datetime.now(UTC)
+    timed = {k: now + v if isinstance(v, timedelta) else v for k, v in changes.items()}
+    message, signature = await signed_message(client, ALICE, **timed)
     answer = await client.post(
         "/api/auth/sign-in", json={"message": message, "signature": signature}
     )
