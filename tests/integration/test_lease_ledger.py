@@ -99,3 +99,57 @@ async def test_a_lease_starts_when_its_order_first_runs(engine: AsyncEngine) -> 
         row = rows[order.order_id]
         assert row.due_at == order.paid_until - timedelta(seconds=5)
         assert LeaseTerms.from_json(row.lease_terms) == QUICK and row.warned == 0
+
+
+SECONDS = LeaseTerms(
+    period=timedelta(seconds=2),
+    grace=timedelta(seconds=1),
+    warnings=(timedelta(seconds=1),),
+)
+
+
+async def test_a_lease_is_warned_stopped_and_terminated_after_grace_once(
+    engine: AsyncEngine,
+) -> None:
+    """With second-long periods on the fake cloud: active, expiring (warned), stopping,
+    stopped (in grace, the instance stopped), terminating, terminated; one stop and one
+    terminate call, however often the scheduler ticks and the worker looks."""
+    import asyncio
+
+    from watcher.adapters.ledger.lease_book import LeaseBook
+    from watcher.services.leases import LeaseScheduler, LeaseWorker
+
+    quick = Catalog(
+        {"small": replace(ec2_plan("small", 10 * CTK, "t3.micro", IMAGE), lease=SECONDS)}, "small"
+    )
+    paid = Payment(1337, "0x" + "ab" * 32, 0, 5, "0x" + "cd" * 32, ALICE, 10 * CTK)  # type: ignore[arg-type]
+    await Ledger(engine, 1337, quick).record([paid])
+    fake = FakeProvider(images=[IMAGE])
+    worker = Provisioner(
+        JobQueue(engine, "w", 30), Cloud(fake), quick, ProvisionerConfig(idle_poll=0.01)
+    )
+    assert await worker.drain(max_wait=10) == 0
+    book = LeaseBook(engine, "lw", 30)
+    scheduler = LeaseScheduler(book)
+    leases = LeaseWorker(book, Cloud(fake), settle=2, look_every=0.05)
+    seen: list[str] = []
+    for _ in range(200):
+        await scheduler.tick()
+        await scheduler.tick()  # twice: nothing is done twice
+        while await leases.work_one():
+            pass
+        (order,) = await queries.orders(engine)
+        if not seen or seen[-1] != order.lease_state:
+            seen.append(str(order.lease_state))
+        if order.lease_state == "terminated":
+            break
+        await asyncio.sleep(0.05)
+    assert seen[0] == "active" and seen[-1] == "terminated", seen
+    for state in ("expiring", "stopped"):
+        assert state in seen, seen
+    assert (fake.calls["stop"], fake.calls["terminate"]) == (1, 1)
+    (instance,) = fake.instances()
+    assert instance.state == "terminated"
+    # The money stays where it was: the lease used what it was paid; nothing refunded.
+    totals = await queries.totals(engine, 1337)
+    assert totals.paid == totals.credit + totals.spent == 10 * CTK

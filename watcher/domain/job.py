@@ -18,3 +18,6 @@ PENDING_JOB_STATES = (JobState.QUEUED.value, JobState.CLAIMED.value)
 
 class JobKind(StrEnum):
     LAUNCH = "launch"  #: create the order's resource
+    STOP = "stop"  #: a lease's paid time is over: stop its resource (disk kept)
+    START = "start"  #: a lease extended in grace: start its resource again
+    TERMINATE = "terminate"  #: a lease's grace is over, or it was cancelled: end it

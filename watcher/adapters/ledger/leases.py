@@ -48,4 +48,3 @@ def lease_of(row: Any) -> tuple[Lease, LeaseTerms]:
         cancelled=bool(row.cancelled),
     )
     return lease, LeaseTerms.from_json(row.lease_terms)
-

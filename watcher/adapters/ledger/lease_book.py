@@ -1,0 +1,295 @@
+"""Leases over time, in the ledger: which leases are due, each moved on by the pure state
+machine (watcher/domain/leases.py) in one transaction with what it asks for (a stop, start
+or terminate job, an auto-renewal from credit, an event), and the stop/start/terminate
+jobs' claims and confirmations.
+
+Time is the database's on PostgreSQL (several watchers share one clock; a skewed host
+cannot expire a lease early) and the host's on SQLite (one process). A lease is moved on
+under its order row's lock (PostgreSQL: FOR UPDATE; SQLite: its single writer), so a
+renewal, an extension and the expiry see each other's result: never a price charged twice,
+never a paid lease stopped. One pending job per order and kind is the database's rule
+(uq_jobs_pending_order_kind), so a tick that runs twice queues nothing twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from watcher.adapters.ledger import accounts, events, queries
+from watcher.adapters.ledger.leases import columns, lease_of
+from watcher.adapters.ledger.schema import PENDING_JOB, JobRecord, OrderRecord
+from watcher.domain.job import JobKind, JobState
+from watcher.domain.leases import (
+    Credit,
+    Effect,
+    IllegalTransition,
+    Lease,
+    LeaseTerms,
+    Start,
+    Stop,
+    Terminate,
+    due,
+    started,
+    stopped,
+    terminated,
+)
+
+LEASE_JOBS = (JobKind.STOP.value, JobKind.START.value, JobKind.TERMINATE.value)
+_EFFECT_JOBS: dict[type, str] = {
+    Stop: JobKind.STOP.value,
+    Start: JobKind.START.value,
+    Terminate: JobKind.TERMINATE.value,
+}
+
+
+@dataclass(frozen=True)
+class LeaseJob:
+    """A claimed stop, start or terminate job and what it acts on."""
+
+    job_id: int
+    order_id: str
+    kind: JobKind
+    attempts: int
+    instance_id: str | None
+    resource: str | None
+
+
+async def clock(conn: AsyncConnection) -> datetime:
+    """Now, by the database's clock where several watchers share it."""
+    if conn.dialect.name == "postgresql":
+        found = (await conn.execute(text("SELECT now()"))).scalar_one()
+        assert isinstance(found, datetime)
+        return found.astimezone(UTC)
+    return datetime.now(UTC)
+
+
+class LeaseBook:
+    def __init__(
+        self, engine: AsyncEngine, worker_id: str, claim_seconds: float, events: bool = False
+    ) -> None:
+        self.engine = engine
+        self.worker_id = worker_id
+        self.claim_for = timedelta(seconds=claim_seconds)
+        self.events = events
+
+    # --- the scheduler's side ---
+
+    async def due_orders(self, limit: int = 500) -> list[str]:
+        """The orders whose lease's next moment has come, oldest first (the partial index
+        ix_orders_due: the work follows the leases that are due, not all leases)."""
+        async with self.engine.connect() as conn:
+            now = await clock(conn)
+            rows = await conn.execute(
+                select(OrderRecord.order_id)
+                .where(OrderRecord.due_at.is_not(None), OrderRecord.due_at <= now)
+                .order_by(OrderRecord.due_at)
+                .limit(limit)
+            )
+            return [r[0] for r in rows.all()]
+
+    async def advance(self, order_id: str) -> list[Effect]:
+        """Move the lease on to now (`due`), with its effects, in one transaction. Nothing
+        when it is not due any more (another watcher, or an extension, got there first)."""
+        async with self.engine.begin() as conn:
+            row = await self._locked(conn, order_id)
+            if row is None or row.lease_state is None:
+                return []
+            now = await clock(conn)
+            lease, terms = lease_of(row)
+            credit = 0
+            if lease.auto_renew:
+                # Credit is the chain's to write: take its lock before reading it.
+                await queries.lock_chain(conn, row.chain_id)
+                found = await accounts.balances(conn, row.chain_id, [row.payer])
+                credit = found.get(row.payer, 0)
+            after, effects = due(lease, now, terms, credit)
+            await self._write(conn, row, after, terms, effects, now)
+            return effects
+
+    # --- the jobs' side ---
+
+    async def claim(self) -> LeaseJob | None:
+        """The oldest stop, start or terminate job that is due (or whose worker's claim
+        ran out)."""
+        async with self.engine.begin() as conn:
+            now = await clock(conn)
+            query = (
+                select(JobRecord.id, JobRecord.order_id, JobRecord.kind, JobRecord.attempts)
+                .where(
+                    JobRecord.kind.in_(LEASE_JOBS),
+                    or_(
+                        and_(
+                            JobRecord.state == JobState.QUEUED.value,
+                            JobRecord.available_at <= now,
+                        ),
+                        and_(
+                            JobRecord.state == JobState.CLAIMED.value,
+                            JobRecord.claim_expires_at < now,
+                        ),
+                    ),
+                )
+                .order_by(JobRecord.available_at)
+                .limit(1)
+            )
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            job = (await conn.execute(query)).first()
+            if job is None:
+                return None
+            await conn.execute(
+                update(JobRecord)
+                .where(JobRecord.id == job.id)
+                .values(
+                    state=JobState.CLAIMED.value,
+                    attempts=job.attempts + 1,
+                    claimed_by=self.worker_id,
+                    claim_expires_at=now + self.claim_for,
+                )
+            )
+            order = (
+                await conn.execute(
+                    select(OrderRecord.instance_id, OrderRecord.resource).where(
+                        OrderRecord.order_id == job.order_id
+                    )
+                )
+            ).one()
+        return LeaseJob(
+            job.id,
+            job.order_id,
+            JobKind(job.kind),
+            job.attempts + 1,
+            order.instance_id,
+            order.resource,
+        )
+
+    async def confirm(self, job: LeaseJob) -> list[Effect]:
+        """The cloud confirmed the job's outcome: the lease moves on (stopped, started,
+        terminated) and the job is done, in one transaction, if the claim is still ours."""
+        async with self.engine.begin() as conn:
+            if not await self._still_ours(conn, job):
+                return []
+            row = await self._locked(conn, job.order_id)
+            if row is None or row.lease_state is None:  # deleted by a reorg meanwhile
+                await self._finish(conn, job, JobState.DONE.value, "the order has no lease")
+                return []
+            now = await clock(conn)
+            lease, terms = lease_of(row)
+            try:
+                if job.kind is JobKind.STOP:
+                    after, effects = stopped(lease, terms)
+                elif job.kind is JobKind.START:
+                    after, effects = started(lease), []
+                else:
+                    after, effects = terminated(lease), []
+            except IllegalTransition:
+                # The lease moved on meanwhile (cancelled while stopping...): the cloud's
+                # state is what the job made it; the lease's own next step takes over.
+                after, effects = lease, []
+            await self._finish(conn, job, JobState.DONE.value, None)
+            await self._write(conn, row, after, terms, effects, now)
+            return effects
+
+    async def release(self, job: LeaseJob, delay: float, error: str | None) -> None:
+        """Back in the queue, due again after `delay` seconds (retried: never given up on
+        an unknown answer)."""
+        async with self.engine.begin() as conn:
+            if not await self._still_ours(conn, job):
+                return
+            now = await clock(conn)
+            await conn.execute(
+                update(JobRecord)
+                .where(JobRecord.id == job.job_id)
+                .values(
+                    state=JobState.QUEUED.value,
+                    available_at=now + timedelta(seconds=delay),
+                    claimed_by=None,
+                    claim_expires_at=None,
+                    last_error=error,
+                )
+            )
+
+    async def heartbeat(self, job: LeaseJob) -> bool:
+        async with self.engine.begin() as conn:
+            return await self._still_ours(conn, job)
+
+    # --- inside ---
+
+    async def _locked(self, conn: AsyncConnection, order_id: str) -> Any:
+        query = select(OrderRecord).where(OrderRecord.order_id == order_id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        return (await conn.execute(query)).first()
+
+    async def _still_ours(self, conn: AsyncConnection, job: LeaseJob) -> bool:
+        now = await clock(conn)
+        renewed = await conn.execute(
+            update(JobRecord)
+            .where(
+                JobRecord.id == job.job_id,
+                JobRecord.claimed_by == self.worker_id,
+                JobRecord.state == JobState.CLAIMED.value,
+            )
+            .values(claim_expires_at=now + self.claim_for)
+        )
+        return renewed.rowcount == 1
+
+    async def _finish(
+        self, conn: AsyncConnection, job: LeaseJob, state: str, error: str | None
+    ) -> None:
+        await conn.execute(
+            update(JobRecord)
+            .where(JobRecord.id == job.job_id)
+            .values(state=state, claimed_by=None, claim_expires_at=None, last_error=error)
+        )
+
+    async def _write(
+        self,
+        conn: AsyncConnection,
+        row: Any,
+        lease: Lease,
+        terms: LeaseTerms,
+        effects: list[Effect],
+        now: datetime,
+    ) -> None:
+        """The lease's new columns and its effects: jobs queued (one pending per kind,
+        by the database), credit taken or given back (through accounts, the one writer),
+        the order's event."""
+        values = columns(lease, terms)
+        await conn.execute(
+            update(OrderRecord)
+            .where(OrderRecord.order_id == row.order_id)
+            .values(**values, updated_at=now)
+        )
+        credit = sum(e.amount for e in effects if isinstance(e, Credit))
+        if credit:
+            await queries.lock_chain(conn, row.chain_id)
+            await accounts.apply(conn, row.chain_id, {row.payer: credit}, now)
+        for effect in effects:
+            kind = _EFFECT_JOBS.get(type(effect))
+            if kind is not None:
+                await self._queue(conn, row.order_id, kind, now)
+        if self.events and (values["lease_state"] != row.lease_state or effects):
+            await events.append_current(conn, [row.order_id], now)
+
+    async def _queue(self, conn: AsyncConnection, order_id: str, kind: str, now: datetime) -> None:
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        await conn.execute(
+            dialect.insert(JobRecord)
+            .values(
+                order_id=order_id,
+                kind=kind,
+                state=JobState.QUEUED.value,
+                attempts=0,
+                available_at=now,
+                created_at=now,
+            )
+            .on_conflict_do_nothing(
+                index_elements=[JobRecord.order_id, JobRecord.kind], index_where=PENDING_JOB
+            )
+        )
