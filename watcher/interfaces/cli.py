@@ -69,6 +69,7 @@ RUN = (
     "ws_url",
     "poll_interval",
     *PROVISION[1:],
+    "leases",
     "mqtt_url",
     "http_host",
     "http_port",

@@ -26,7 +26,12 @@ from watcher.domain.amounts import format_amount
 from watcher.domain.errors import ConfigError, InvalidInput, UserError
 from watcher.interfaces.web import serve_api
 from watcher.runtime.config import Settings
-from watcher.runtime.service import open_database, open_provisioners, open_watcher
+from watcher.runtime.service import (
+    lease_keepers,
+    open_database,
+    open_provisioners,
+    open_watcher,
+)
 from watcher.services.host_keys import HostKeys
 from watcher.services.monitoring import keep_ledger_gauges, serve_metrics
 from watcher.services.notify import OrderEventPublisher, parse_mqtt_url
@@ -63,12 +68,21 @@ async def run_service(settings: Settings) -> None:
         follower = watcher.follower
         follower.order_listeners.extend(worker.wake for worker in workers)
         stopping = asyncio.Event()
+        # Leases run out where resources are provisioned: stops, starts, terminations.
+        keepers = (
+            lease_keepers(settings, watcher.engine, workers[0].cloud)
+            if workers and settings.leases
+            else None
+        )
 
         def stop() -> None:
             stopping.set()
             follower.stop.set()
             for worker in workers:
                 worker.stop.set()
+            if keepers is not None:
+                for keeper in keepers:
+                    keeper.stop.set()
 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -102,6 +116,10 @@ async def run_service(settings: Settings) -> None:
                     tasks.create_task(worker.run(), name=f"provisioner-{n}")
                     for n, worker in enumerate(workers)
                 ]
+                if keepers is not None:
+                    scheduler, lease_worker = keepers
+                    tasks.create_task(scheduler.run(), name="lease-scheduler")
+                    running.append(tasks.create_task(lease_worker.run(), name="lease-worker"))
                 if workers and settings.reconcile_interval:
                     from watcher.runtime.audit import CloudSweep
 
@@ -133,6 +151,7 @@ async def run_service(settings: Settings) -> None:
                             settings.explorer_url,
                             HostKeys(watcher.engine, workers[0].cloud) if workers else None,
                             settings.vends,
+                            settings.leases,
                         ),
                         name="http-api",
                     )

@@ -82,6 +82,10 @@ class Settings:
     # (a payment whose OrderPaid a node failed to return then stays credit, never buys a
     # plan its payer did not choose).
     vending: bool | None = None
+    # Whether leases run out (stop at the end of paid time, terminate after grace). Off
+    # until buyers can extend and are warned on the pages (issue 11 in progress): leases
+    # are recorded either way.
+    leases: bool = False
 
     @property
     def vends(self) -> bool:
@@ -336,6 +340,14 @@ SETTINGS: dict[str, SettingSpec] = {
             _boolean,
             "Whether every full price of a payer's credit buys the plan on offer, as in the "
             "thesis (true/false; default: true without a Checkout, false with one).",
+            metavar="BOOL",
+        ),
+        SettingSpec(
+            "leases",
+            _boolean,
+            "Whether leases run out: a resource is stopped at the end of its paid time and "
+            "terminated after the plan's grace (true/false; default false while extending "
+            "is not there yet; leases are recorded either way).",
             metavar="BOOL",
         ),
         SettingSpec(

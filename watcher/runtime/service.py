@@ -21,12 +21,14 @@ from watcher.adapters.cloud.ec2 import open_ec2
 from watcher.adapters.ledger import migrations
 from watcher.adapters.ledger.database import create_engine, describe, is_sqlite
 from watcher.adapters.ledger.jobs import JobQueue
+from watcher.adapters.ledger.lease_book import LeaseBook
 from watcher.adapters.ledger.ledger import Ledger
 from watcher.domain.addresses import BURN_ADDRESS
 from watcher.domain.errors import ChainError, ConfigError, UserError
 from watcher.ports.cloud import Cloud, CloudError
 from watcher.runtime.config import Settings
 from watcher.services.follower import ChainFollower, FollowerConfig
+from watcher.services.leases import LeaseScheduler, LeaseWorker
 from watcher.services.provisioner import Provisioner, ProvisionerConfig
 from watcher.shared.logs import fields
 
@@ -251,3 +253,14 @@ async def open_provisioners(
             )
             for n in range(count)
         ]
+
+
+def lease_keepers(
+    settings: Settings, engine: AsyncEngine, cloud: Cloud
+) -> tuple[LeaseScheduler, LeaseWorker]:
+    """The lease scheduler and the worker that stops, starts and terminates resources
+    when leases run out, sharing a wake-up (a tick that queued a job wakes the worker)."""
+    owner = f"{socket.gethostname()}-{os.getpid()}-leases"
+    book = LeaseBook(engine, owner, settings.claim_seconds, events=settings.mqtt_url is not None)
+    scheduler = LeaseScheduler(book)
+    return scheduler, LeaseWorker(book, cloud, wake=scheduler.wake)

@@ -560,6 +560,9 @@ class OrderAccess:
     public_dns: str | None
     ssh_key: str | None
     host_keys: str | None  # JSON, once read from the console
+    lease_state: str | None = None
+    paid_until: datetime | None = None
+    grace_until: datetime | None = None
 
 
 async def order_access(engine: AsyncEngine, chain_id: int, order_id: str) -> OrderAccess | None:
@@ -577,6 +580,9 @@ async def order_access(engine: AsyncEngine, chain_id: int, order_id: str) -> Ord
         OrderRecord.public_dns,
         OrderRecord.ssh_key,
         OrderRecord.host_keys,
+        OrderRecord.lease_state,
+        OrderRecord.paid_until,
+        OrderRecord.grace_until,
     ).where(OrderRecord.chain_id == chain_id, OrderRecord.order_id == order_id)
     async with _reader(engine) as conn:
         row = (await conn.execute(query)).first()

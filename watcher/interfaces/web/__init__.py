@@ -37,6 +37,7 @@ async def serve_api(
     explorer_url: str | None = None,
     host_keys: HostKeys | None = None,
     vending: bool | None = None,
+    leases: bool = False,
 ) -> None:
     """Serve the API until `stop` is set (uvicorn, on this event loop)."""
     import uvicorn
@@ -63,6 +64,7 @@ async def serve_api(
         explorer_url,
         host_keys,
         vending,
+        leases,
     )
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"

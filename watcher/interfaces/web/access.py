@@ -5,6 +5,8 @@ sees what the chain shows, through /api/orders."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -49,10 +51,30 @@ class AccessOut(BaseModel):
         "cloud-init prints them a few minutes after boot): compare with what ssh shows on "
         "the first login. Empty until the cloud shows them.",
     )
+    lease_state: str | None = Field(
+        default=None, description="Its lease (see /api/orders); null: sold without an end."
+    )
+    paid_until: datetime | None = Field(default=None, description="When its paid time ends.")
+    grace_until: datetime | None = Field(
+        default=None, description="Stopped after its paid time: when it is removed."
+    )
     next_step: str = Field(description="What happens next, in words.")
 
 
-def _next_step(state: str, reachable: bool) -> str:
+_LEASE_STEPS = {
+    "stopping": "Its paid time is over: it is being stopped; its disk is kept for a while.",
+    "stopped": "Stopped: its paid time is over. Its disk is kept until the end of the grace "
+    "period, then it is removed.",
+    "starting": "Extended: it is being started again.",
+    "terminating": "It is being removed.",
+    "terminated": "Its lease has ended and it has been removed.",
+    "cancelled": "Cancelled and removed.",
+}
+
+
+def _next_step(state: str, reachable: bool, lease_state: str | None = None) -> str:
+    if state == "running" and lease_state in _LEASE_STEPS:
+        return _LEASE_STEPS[lease_state]
     if state == "running" and reachable:
         return "It runs: log in with the ssh command and the key you gave."
     if state in ("queued", "launching", "launched"):
@@ -102,7 +124,8 @@ def access_routes(
                 fingerprint = parse_ssh_public_key(found.ssh_key).fingerprint
             except InvalidInput:
                 fingerprint = None  # checked when drafted; an edited row shows none
-        running = found.state == "running"
+        # Running, and within its paid time (or sold without an end).
+        running = found.state == "running" and found.lease_state in (None, "active", "expiring")
         known = size(spec) if spec is not None else None
         keys = await host_keys.of(found) if host_keys is not None and running else ()
         return AccessOut(
@@ -124,7 +147,10 @@ def access_routes(
             host_keys=[
                 HostKeyOut(type=k.type, fingerprint=k.fingerprint, bits=k.bits) for k in keys
             ],
-            next_step=_next_step(found.state, running and host is not None),
+            next_step=_next_step(found.state, running and host is not None, found.lease_state),
+            lease_state=found.lease_state,
+            paid_until=found.paid_until,
+            grace_until=found.grace_until,
         )
 
     return router

@@ -78,6 +78,10 @@ class PaymentInfo(BaseModel):
         description="A block explorer: a transaction is at <explorer_url>/tx/<hash>."
     )
     period: str = Field(description="What one period of a plan is (its price buys one).")
+    leases_enforced: bool = Field(
+        description="Whether resources are stopped when their paid time ends (and "
+        "terminated after the plan's grace)."
+    )
 
 
 class BalanceOut(BaseModel):
@@ -137,6 +141,7 @@ def create_api(
     explorer_url: str | None = None,
     host_keys: HostKeys | None = None,
     vending: bool | None = None,
+    leases: bool = False,
 ) -> FastAPI:
     """The API and pages. `buy_from_credit` places a draft with its owner's credit
     (`watcher run` passes its ledger's, which also wakes the provisioner); by default a
@@ -273,6 +278,7 @@ def create_api(
             "checkout_address": checkout_address,
             "explorer_url": explorer_url.rstrip("/") if explorer_url else None,
             "period": PERIOD,
+            "leases_enforced": leases,
         }
 
     @app.get("/api/plans", response_model=list[PlanOut], tags=["paying"])

@@ -569,6 +569,9 @@ async function main() {
   [state.info, state.plans] = await Promise.all([api("/api/payment-info"), api("/api/plans")]);
   state.plan = state.plans.find((p) => p.default) || state.plans[0];
   $("checkout-address").textContent = state.info.checkout_address;
+  $("hours-help").textContent = state.info.leases_enforced
+    ? "Paid up front, by the hour. When the hours run out your server is stopped (its disk kept for a grace period), then removed; you are warned before."
+    : "Paid up front, by the hour. (Servers are not stopped when the hours run out yet.)";
   $("chain").textContent = state.info.chain_id;
   renderPlans();
   renderSummary();

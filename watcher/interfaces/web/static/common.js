@@ -222,6 +222,19 @@ function orderNote(o) {
       text: "The chain undid the payment for this order after its launch had started. An operator has been alerted and will settle it; you do not need to do anything.",
     };
   }
+  if (o.state === "running" && o.lease_state && o.lease_state !== "active") {
+    const at = (iso) => (iso ? new Date(iso).toLocaleString() : "");
+    const text = {
+      expiring: `Its paid time ends at ${at(o.paid_until)}; then it is stopped.`,
+      stopping: "Its paid time is over: it is being stopped (its disk is kept).",
+      stopped: `Stopped: its paid time is over. Its disk is kept until ${at(o.grace_until)}, then it is removed.`,
+      starting: "Extended: it is being started again.",
+      terminating: "It is being removed.",
+      terminated: "Its lease has ended and it has been removed.",
+      cancelled: "Cancelled by its owner and removed; unused whole hours went back to credit.",
+    }[o.lease_state];
+    return text ? { kind: o.lease_state === "expiring" ? "warn" : "info", text } : null;
+  }
   if (o.state === "running") return null;
   if (o.state === "terminated") {
     return {
@@ -253,7 +266,27 @@ function orderNote(o) {
   return { kind: o.overdue ? "bad" : o.last_error ? "warn" : "info", text: parts.join(" ") };
 }
 
+// Running and within its paid time (or sold without an end).
+function isRunning(o) {
+  return o.state === "running" && (!o.lease_state || o.lease_state === "active" || o.lease_state === "expiring");
+}
+
+// A lease past "active" says more than the order's "running".
+const LEASE_BADGES = {
+  expiring: ["retrying", "running · ends soon"],
+  stopping: ["launching", "stopping"],
+  stopped: ["stuck", "stopped · in grace"],
+  starting: ["launching", "starting"],
+  terminating: ["terminated", "ending"],
+  terminated: ["terminated", "ended"],
+  cancelled: ["terminated", "cancelled"],
+};
+
 function badge(o) {
+  if (o.state === "running" && LEASE_BADGES[o.lease_state]) {
+    const [kind, text] = LEASE_BADGES[o.lease_state];
+    return `<span class="badge ${kind}">${esc(text)}</span>`;
+  }
   if (o.reorged) return `<span class="badge failed">${esc(o.state)} (reorged)</span>`;
   if (o.overdue) return `<span class="badge stuck">${esc(o.state)} · stuck</span>`;
   if (o.last_error && o.state !== "failed") return `<span class="badge retrying">${esc(o.state)} · retrying</span>`;

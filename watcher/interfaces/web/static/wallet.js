@@ -55,7 +55,7 @@ async function signInHere() {
 }
 
 async function loadAccess(orders) {
-  const running = orders.filter((o) => o.state === "running");
+  const running = orders.filter(isRunning);
   for (const o of running) {
     const known = view.access.get(o.order_id);
     const due = Date.now() - (view.asked.get(o.order_id) || 0) >= ACCESS_EVERY;
@@ -85,7 +85,7 @@ async function refresh(again = true) {
     ]);
     document.getElementById("balance").textContent = balance.error ? "unavailable" : `${formatCtk(balance.balance)} CTK`;
     document.getElementById("credit").textContent = `${formatCtk(credit.balance)} CTK`;
-    const running = orders.filter((o) => o.state === "running").length;
+    const running = orders.filter(isRunning).length;
     document.getElementById("count").textContent = running;
     document.getElementById("count-detail").textContent = `running, of ${orders.length} ordered`;
     document.getElementById("orders").innerHTML = orderRows(orders);

@@ -1,0 +1,106 @@
+"""Leases running out in `watcher run` (issue 11), on the Hardhat node and moto's server
+over HTTP, with second-long periods: a payment buys a plan, its instance runs, its lease
+is warned, stopped at the end of paid time (moto says stopped) and terminated after the
+grace; with WATCHER_LEASES off (the default for now) nothing is stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from web3 import Web3
+
+from tests.chainhelpers import CTK, DevChainDriver
+from tests.cloudhelpers import AWS_ENV, ec2_client
+from watcher.adapters.chain.dev_accounts import dev_account
+from watcher.dev.devchain import DevChain
+from watcher.shared.net import free_port
+
+WATCHER = str(Path(sys.executable).parent / "watcher")
+BUYER = dev_account(12)
+
+
+def orders(url: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"{url}/api/orders?payer={BUYER.address}", timeout=10) as got:
+        found: list[dict[str, Any]] = json.load(got)
+    return found
+
+
+@pytest.mark.parametrize("enforced", [True, False])
+def test_a_lease_is_stopped_at_its_end_and_terminated_after_grace(
+    devchain: DevChain, w3: Web3, moto: Any, moto_ami: str, tmp_path: Path, enforced: bool
+) -> None:
+    moto.reset()
+    driver = DevChainDriver(w3)
+    ctk = driver.token()
+    driver.fund(ctk, BUYER, 100)
+    (tmp_path / "watcher.toml").write_text(
+        f'[plans."quick"]\nprice = "10"\ninstance_type = "t3.micro"\nami = "{moto_ami}"\n'
+        'period = "4s"\ngrace = "3s"\nwarn = ["2s"]\n'
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        **AWS_ENV,
+        "WATCHER_RPC_URL": devchain.url,
+        "WATCHER_TOKEN_ADDRESS": ctk.address,
+        "WATCHER_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "WATCHER_CONFIRMATIONS": "0",
+        "WATCHER_START_BLOCK": str(driver.head),
+        "WATCHER_POLL_INTERVAL": "0.2",
+        "WATCHER_AWS_ENDPOINT_URL": moto.url,
+        "WATCHER_AWS_REGION": "us-east-1",
+        "WATCHER_HTTP_PORT": str(port),
+        "WATCHER_METRICS_PORT": "0",
+        "WATCHER_LEASES": "true" if enforced else "false",
+    }
+    url = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "run.log").open("w")
+    run = subprocess.Popen(
+        [WATCHER, "run"], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log
+    )
+    seen: list[str | None] = []
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                orders(url)
+                break
+            except OSError:
+                assert run.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        driver.pay(ctk, BUYER, 10 * CTK)
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            found = orders(url)
+            state = found[0]["lease_state"] if found else None
+            if state is not None and (not seen or seen[-1] != state):
+                seen.append(state)
+            if state == "terminated" or (not enforced and time.monotonic() > deadline - 28):
+                break
+            time.sleep(0.1)
+        (order,) = orders(url)
+    finally:
+        run.send_signal(signal.SIGTERM)
+        code = run.wait(30)
+        log.close()
+    assert code == 0, (tmp_path / "run.log").read_text()[-2000:]
+    (reservation,) = ec2_client(moto.url).describe_instances()["Reservations"]
+    (instance,) = reservation["Instances"]
+    if not enforced:
+        # Recorded, not enforced: the lease's paid time passed, the instance runs on.
+        assert seen == ["active"] and instance["State"]["Name"] == "running"
+        return
+    assert seen[0] == "active" and seen[-1] == "terminated", seen
+    assert "expiring" in seen and "stopped" in seen, seen
+    assert instance["State"]["Name"] == "terminated"
+    assert order["state"] == "running"  # delivered: the order itself is not refunded
+    assert order["paid_until"] is not None and order["grace_until"] is not None
