@@ -104,3 +104,100 @@ def test_a_lease_is_stopped_at_its_end_and_terminated_after_grace(
     assert instance["State"]["Name"] == "terminated"
     assert order["state"] == "running"  # delivered: the order itself is not refunded
     assert order["paid_until"] is not None and order["grace_until"] is not None
+
+
+def test_extending_in_grace_starts_the_instance_again(
+    devchain: DevChain, w3: Web3, moto: Any, moto_ami: str, tmp_path: Path
+) -> None:
+    """`watcher buy` through the Checkout, a plain payment for credit; the lease runs out
+    and the instance is stopped; `watcher extend ORDER --periods 1` from credit starts it
+    again (moto: running), and when that period runs out it is stopped again."""
+    from tests.keyhelpers import new_ssh_key
+
+    moto.reset()
+    driver = DevChainDriver(w3)
+    ctk = driver.token()
+    checkout = driver.deploy("Checkout", ctk.address)
+    driver.fund(ctk, BUYER, 100)
+    (tmp_path / "watcher.toml").write_text(
+        f'[plans."quick"]\nprice = "10"\ninstance_type = "t3.micro"\nami = "{moto_ami}"\n'
+        'period = "4s"\ngrace = "60s"\nwarn = ["2s"]\n'
+    )
+    (tmp_path / "id.pub").write_text(new_ssh_key() + "\n")
+    port = free_port()
+    env = {
+        **os.environ,
+        **AWS_ENV,
+        "WATCHER_RPC_URL": devchain.url,
+        "WATCHER_TOKEN_ADDRESS": ctk.address,
+        "WATCHER_CHECKOUT_ADDRESS": checkout.address,
+        "WATCHER_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "WATCHER_CONFIRMATIONS": "0",
+        "WATCHER_START_BLOCK": str(driver.head),
+        "WATCHER_POLL_INTERVAL": "0.2",
+        "WATCHER_AWS_ENDPOINT_URL": moto.url,
+        "WATCHER_AWS_REGION": "us-east-1",
+        "WATCHER_HTTP_PORT": str(port),
+        "WATCHER_METRICS_PORT": "0",
+        "WATCHER_LEASES": "true",
+    }
+    url = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "run.log").open("w")
+    run = subprocess.Popen(
+        [WATCHER, "run"], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log
+    )
+
+    def watcher(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [WATCHER, *args, "--dev-account", "12"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def lease_state_becomes(state: str, within: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            found = orders(url)
+            if found and found[0]["lease_state"] == state:
+                return found[0]
+            time.sleep(0.1)
+        raise AssertionError(f"not {state}: {orders(url)}")
+
+    def instance_state() -> str:
+        (reservation,) = ec2_client(moto.url).describe_instances()["Reservations"]
+        return str(reservation["Instances"][0]["State"]["Name"])
+
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                orders(url)
+                break
+            except OSError:
+                assert run.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        bought = watcher("buy", "quick", "--ssh-key", str(tmp_path / "id.pub"), "--json")
+        assert bought.returncode == 0, bought.stderr
+        order_id = json.loads(bought.stdout)["access"]["order_id"]
+        driver.pay(ctk, BUYER, 10 * CTK)  # credit, for the extension
+        stopped = lease_state_becomes("stopped")
+        assert instance_state() == "stopped" and stopped["grace_until"] is not None
+        extended = watcher("extend", order_id, "--periods", "1", "--json")
+        assert extended.returncode == 0, extended.stderr
+        assert json.loads(extended.stdout)["charged"] == str(10 * CTK)
+        lease_state_becomes("active")
+        assert instance_state() == "running"
+        lease_state_becomes("stopped")  # the extension ran out too
+        assert instance_state() == "stopped"
+        refused = watcher("extend", order_id, "--periods", "1")
+        assert refused.returncode == 1 and "your credit is 0 CTK" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+    finally:
+        run.send_signal(signal.SIGTERM)
+        code = run.wait(30)
+        log.close()
+    assert code == 0, (tmp_path / "run.log").read_text()[-2000:]

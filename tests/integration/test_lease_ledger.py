@@ -153,3 +153,82 @@ async def test_a_lease_is_warned_stopped_and_terminated_after_grace_once(
     # The money stays where it was: the lease used what it was paid; nothing refunded.
     totals = await queries.totals(engine, 1337)
     assert totals.paid == totals.credit + totals.spent == 10 * CTK
+
+
+async def test_the_owner_extends_turns_auto_renew_on_and_cancels_over_the_api(
+    engine: AsyncEngine,
+) -> None:
+    """One signed-in request each, for the wallet that paid only; extending takes credit,
+    cancelling gives back whole periods not begun (shown first); money balanced after each."""
+    import httpx
+
+    from tests.signinhelpers import sign_in
+    from watcher.adapters.chain.dev_accounts import dev_account
+    from watcher.adapters.ledger.lease_book import LeaseBook
+    from watcher.interfaces.web.api import create_api
+
+    owner, other = dev_account(1), dev_account(2)
+    hour = replace(ec2_plan("hourly", 10 * CTK, "t3.micro", IMAGE), lease=LeaseTerms())
+    catalog = Catalog({"hourly": hour}, "hourly")
+    ledger = Ledger(engine, 1337, catalog)
+    first = Payment(1337, "0x" + "ab" * 32, 0, 5, "0x" + "cd" * 32, owner.address, 10 * CTK)  # type: ignore[arg-type]
+    await ledger.record([first])
+    await provision(engine, catalog)
+    # 35 CTK more, as credit (no vending: the Checkout is there).
+    more = Payment(1337, "0x" + "ef" * 32, 0, 6, "0x" + "ce" * 32, owner.address, 35 * CTK)  # type: ignore[arg-type]
+    await Ledger(engine, 1337, catalog, vending=False).record([more])
+    (order,) = await queries.orders(engine)
+    url = f"/api/orders/{order.order_id}"
+
+    def client(book: LeaseBook | None) -> httpx.AsyncClient:
+        app = create_api(
+            engine, 1337, "0x" + "11" * 20, catalog, public_url="http://t.test", lease_book=book
+        )
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t.test")
+
+    async def balanced() -> None:
+        totals = await queries.totals(engine, 1337)
+        assert totals.paid == totals.credit + totals.spent == 45 * CTK
+
+    book = LeaseBook(engine, "api", 30)
+    async with client(book) as mine, client(book) as theirs, client(None) as off:
+        await sign_in(mine, owner)
+        await sign_in(theirs, other)
+        await sign_in(off, owner)
+        assert (await off.post(f"{url}/extend", json={"periods": 1})).status_code == 503
+        assert (await theirs.post(f"{url}/extend", json={"periods": 1})).status_code == 403
+        too_many = await mine.post(f"{url}/extend", json={"periods": 4})
+        assert too_many.status_code == 402 and "your credit is 35 CTK" in too_many.json()["detail"]
+        assert (await mine.post(f"{url}/extend", json={"periods": 2.5})).status_code == 422
+        extended = await mine.post(f"{url}/extend", json={"periods": 3})
+        assert extended.status_code == 200, extended.text
+        body = extended.json()
+        assert (body["periods"], body["charged"], body["lease_state"]) == (
+            4,
+            str(30 * CTK),
+            "active",
+        )
+        assert datetime.fromisoformat(body["paid_until"]) - order.paid_until == timedelta(hours=3)  # type: ignore[operator]
+        await balanced()
+        renew = await mine.post(f"{url}/auto-renew", json={"on": True})
+        assert renew.status_code == 200 and renew.json()["auto_renew"] is True
+        quote_now = (await mine.get(f"{url}/cancel")).json()
+        # 4 hours paid from about now: 3 whole hours not begun (the first has begun).
+        assert (quote_now["unused_periods"], quote_now["refund_ctk"], quote_now["rule"]) == (
+            3,
+            "30",
+            "unused-periods",
+        )
+        assert (await theirs.post(f"{url}/cancel")).status_code == 403
+        cancelled = (await mine.post(f"{url}/cancel")).json()
+        assert (cancelled["lease_state"], cancelled["refunded_ctk"]) == ("terminating", "30")
+        await balanced()
+        again = await mine.post(f"{url}/cancel")
+        assert again.status_code == 409 and "terminating" in again.json()["detail"]
+    (after,) = await queries.orders(engine)
+    assert after.amount == 10 * CTK  # what it used: the hour begun
+    credits = await queries.credits(engine, 1337, owner.address)
+    assert credits[0].balance == 35 * CTK
+    # The termination is a job for the lease worker.
+    job = await book.claim()
+    assert job is not None and (job.order_id, job.kind.value) == (order.order_id, "terminate")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -449,15 +450,7 @@ def buy(
     except UnicodeDecodeError:
         raise InvalidInput(f"{ssh_key} is not a text file: give the .pub file") from None
     count = parse_periods(periods)
-    if api_url is None:
-        # Where `watcher run` with these settings serves its pages.
-        # Served on every interface: reach it on this machine's loopback.
-        everywhere = settings.http_host in ("0.0.0.0", "::")  # noqa: S104 - compared, not bound
-        host = "127.0.0.1" if everywhere else settings.http_host
-        api_url = f"http://{host}:{settings.http_port}"
-        if ":" in host:
-            api_url = f"http://[{host}]:{settings.http_port}"
-    base_url = api_url
+    base_url = _api_url(settings, api_url)
     # The private key beside the .pub file, for the ssh command (`ssh -i`), if it is there.
     identity = ssh_key.expanduser().with_suffix("") if ssh_key.suffix == ".pub" else None
 
@@ -548,6 +541,137 @@ def buy(
         click.echo(command)
 
     run_async(order())
+
+
+def _api_url(settings: Settings, given: str | None) -> str:
+    """`given`, or where `watcher run` with these settings serves its pages."""
+    if given is not None:
+        return given
+    # Served on every interface: reach it on this machine's loopback.
+    everywhere = settings.http_host in ("0.0.0.0", "::")  # noqa: S104 - compared, not bound
+    host = "127.0.0.1" if everywhere else settings.http_host
+    return (
+        f"http://[{host}]:{settings.http_port}"
+        if ":" in host
+        else f"http://{host}:{settings.http_port}"
+    )
+
+
+API_URL = click.option(
+    "--api-url",
+    default=None,
+    help="The watcher's web API (default: this machine, at the http_host and http_port "
+    "the settings give `watcher run`).",
+)
+ORDER_ID = click.argument("order_id", metavar="ORDER_ID")
+
+
+def _order_id(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{32}", text):
+        raise InvalidInput(
+            "ORDER_ID must be an order's 32 hexadecimal digits (see `watcher orders`), "
+            f"got {text!r}"
+        )
+    return text
+
+
+async def _signed_in_api(settings: Settings, api_url: str | None, http: Any) -> Any:
+    """The API, signed in with the signer's key (as `watcher buy` does)."""
+    from watcher.adapters.chain.connection import connect
+    from watcher.interfaces.buy import Api
+
+    async with connect(settings.rpc_url, settings.rpc_timeout) as chain:
+        _, signer = await signing_context(settings, chain)
+        api = Api(http, _api_url(settings, api_url))
+        await api.sign_in(signer, chain.chain_id)
+    return api
+
+
+@cli.command(context_settings=CONTEXT)
+@ORDER_ID
+@click.option("--periods", default=None, help="Whole periods to add, paid from your credit.")
+@click.option(
+    "--auto-renew",
+    type=click.Choice(["on", "off"]),
+    default=None,
+    help="Renew from your credit a period at a time near the end (within the plan's cap).",
+)
+@API_URL
+@click.option("--json", "as_json", is_flag=True, help="Print the lease as JSON.")
+@setting_options(*SIGNING, "token_address")
+def extend(
+    order_id: str,
+    periods: str | None,
+    auto_renew: str | None,
+    api_url: str | None,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """Extend your order's lease by --periods, paid from your credit (in grace, it starts
+    again), and/or turn --auto-renew on or off."""
+    settings = settings_from(options)
+    from watcher.domain.drafts import parse_periods
+
+    order_id = _order_id(order_id)
+    count = parse_periods(periods) if periods is not None else None
+    if count is None and auto_renew is None:
+        raise InvalidInput("give --periods N, --auto-renew on|off, or both")
+
+    async def change() -> None:
+        import aiohttp
+
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            api = await _signed_in_api(settings, api_url, http)
+            lease: dict[str, Any] = {}
+            if count is not None:
+                lease = await api.call("POST", f"/api/orders/{order_id}/extend", {"periods": count})
+            if auto_renew is not None:
+                body = {"on": auto_renew == "on"}
+                lease = await api.call("POST", f"/api/orders/{order_id}/auto-renew", body)
+        if as_json:
+            emit_json(lease)
+            return
+        charged = int(lease.get("charged", "0"))
+        paid = f"; {format_amount(charged)} CTK from your credit" if charged else ""
+        click.echo(
+            f"order {order_id}: {lease['lease_state']}, paid until {lease['paid_until']}"
+            f"{paid}; auto-renew {'on' if lease['auto_renew'] else 'off'}"
+        )
+
+    run_async(change())
+
+
+@cli.command(context_settings=CONTEXT)
+@ORDER_ID
+@click.option("--yes", is_flag=True, help="Do not ask: cancel at once.")
+@API_URL
+@setting_options(*SIGNING, "token_address")
+def cancel(order_id: str, yes: bool, api_url: str | None, **options: Any) -> None:
+    """End your order's lease now: its resource is terminated and the whole periods not
+    begun go back to your credit (shown before you confirm)."""
+    settings = settings_from(options)
+    order_id = _order_id(order_id)
+
+    async def end() -> None:
+        import aiohttp
+
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            api = await _signed_in_api(settings, api_url, http)
+            quote = await api.call("GET", f"/api/orders/{order_id}/cancel")
+            click.echo(
+                f"cancelling order {order_id} terminates its resource and gives back "
+                f"{quote['refund_ctk']} CTK ({quote['unused_periods']} unused period(s), "
+                f"rule {quote['rule']})",
+                err=True,
+            )
+            if not yes and not click.confirm("cancel it?", err=True):
+                raise UserError("not cancelled: nothing changed")
+            done = await api.call("POST", f"/api/orders/{order_id}/cancel")
+        click.echo(
+            f"order {order_id}: {done['lease_state']}; {done['refunded_ctk']} CTK back to credit"
+        )
+
+    run_async(end())
 
 
 @cli.command(context_settings=AMOUNT_CONTEXT)

@@ -152,6 +152,7 @@ async def run_service(settings: Settings) -> None:
                             HostKeys(watcher.engine, workers[0].cloud) if workers else None,
                             settings.vends,
                             settings.leases,
+                            keepers[0].book if keepers is not None else None,
                         ),
                         name="http-api",
                     )

@@ -13,28 +13,33 @@ never a paid lease stopped. One pending job per order and kind is the database's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from watcher.adapters.ledger import accounts, events, queries
 from watcher.adapters.ledger.leases import columns, lease_of
 from watcher.adapters.ledger.schema import PENDING_JOB, JobRecord, OrderRecord
+from watcher.domain.amounts import format_amount
+from watcher.domain.errors import UserError
 from watcher.domain.job import JobKind, JobState
 from watcher.domain.leases import (
     Credit,
     Effect,
     IllegalTransition,
     Lease,
+    LeaseState,
     LeaseTerms,
     Start,
     Stop,
     Terminate,
+    cancel,
     due,
+    extend,
     started,
     stopped,
     terminated,
@@ -48,6 +53,23 @@ _EFFECT_JOBS: dict[type, str] = {
 }
 
 
+class LeaseRefused(UserError):
+    """An owner's request the lease does not allow now; `status` is the HTTP answer."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class LeaseChange:
+    """A lease after its owner's request: what it took from credit and gave back."""
+
+    lease: Lease
+    charged: int
+    refunded: int
+
+
 @dataclass(frozen=True)
 class LeaseJob:
     """A claimed stop, start or terminate job and what it acts on."""
@@ -58,15 +80,6 @@ class LeaseJob:
     attempts: int
     instance_id: str | None
     resource: str | None
-
-
-async def clock(conn: AsyncConnection) -> datetime:
-    """Now, by the database's clock where several watchers share it."""
-    if conn.dialect.name == "postgresql":
-        found = (await conn.execute(text("SELECT now()"))).scalar_one()
-        assert isinstance(found, datetime)
-        return found.astimezone(UTC)
-    return datetime.now(UTC)
 
 
 class LeaseBook:
@@ -84,7 +97,7 @@ class LeaseBook:
         """The orders whose lease's next moment has come, oldest first (the partial index
         ix_orders_due: the work follows the leases that are due, not all leases)."""
         async with self.engine.connect() as conn:
-            now = await clock(conn)
+            now = await queries.clock(conn)
             rows = await conn.execute(
                 select(OrderRecord.order_id)
                 .where(OrderRecord.due_at.is_not(None), OrderRecord.due_at <= now)
@@ -100,7 +113,7 @@ class LeaseBook:
             row = await self._locked(conn, order_id)
             if row is None or row.lease_state is None:
                 return []
-            now = await clock(conn)
+            now = await queries.clock(conn)
             lease, terms = lease_of(row)
             credit = 0
             if lease.auto_renew:
@@ -112,13 +125,80 @@ class LeaseBook:
             await self._write(conn, row, after, terms, effects, now)
             return effects
 
+    # --- the owner's side ---
+
+    async def extend(self, order_id: str, owner: str, periods: int) -> LeaseChange:
+        """More periods of the owner's lease, paid from their credit (one request; the
+        caller checked who asks). In grace, the resource starts again."""
+        return await self._owner_change(order_id, owner, "extend", periods)
+
+    async def cancel(self, order_id: str, owner: str) -> LeaseChange:
+        """End the owner's lease now: whole periods not begun back to credit (the plan's
+        rule), the resource terminated."""
+        return await self._owner_change(order_id, owner, "cancel", 0)
+
+    async def set_auto_renew(self, order_id: str, owner: str, on: bool) -> LeaseChange:
+        """Renew from credit a period at a time, within the plan's cap, or stop doing so."""
+        return await self._owner_change(order_id, owner, "auto_renew" if on else "manual", 0)
+
+    async def _owner_change(
+        self, order_id: str, owner: str, what: str, periods: int
+    ) -> LeaseChange:
+        async with self.engine.begin() as conn:
+            row = await self._locked(conn, order_id)
+            if row is None:
+                raise LeaseRefused(f"no order {order_id}", 404)
+            if row.payer != owner:
+                raise LeaseRefused("this order belongs to another wallet", 403)
+            if row.reorged:
+                raise LeaseRefused(
+                    "a chain reorganisation left this order unfunded: the operator settles it", 409
+                )
+            if row.lease_terms is None:
+                raise LeaseRefused("this order was sold without an end: it has no lease", 409)
+            if row.lease_state is None:
+                raise LeaseRefused(
+                    "its lease starts when it first runs: try again once it runs", 409
+                )
+            # Credit is the chain's to write: its lock before reading or moving it.
+            await queries.lock_chain(conn, row.chain_id)
+            now = await queries.clock(conn)
+            lease, terms = lease_of(row)
+            try:
+                if what == "extend":
+                    cost = lease.period_price * periods
+                    credit = (await accounts.balances(conn, row.chain_id, [owner])).get(owner, 0)
+                    if credit < cost:
+                        raise LeaseRefused(
+                            f"your credit is {format_amount(max(credit, 0))} CTK and {periods} "
+                            f"period(s) cost {format_amount(cost)} CTK: pay some CTK first "
+                            "(a plain transfer is credit)",
+                            402,
+                        )
+                    after, effects = extend(lease, periods, now, terms)
+                    effects = [*effects, Credit(-cost, f"extended by {periods} period(s)")]
+                elif what == "cancel":
+                    after, effects = cancel(lease, now, terms)
+                else:
+                    if lease.state.ended or lease.state is LeaseState.TERMINATING:
+                        raise IllegalTransition(
+                            f"cannot change it: the lease is {lease.state.value}"
+                        )
+                    after, effects = replace(lease, auto_renew=what == "auto_renew"), []
+            except IllegalTransition as exc:
+                raise LeaseRefused(str(exc), 409) from None
+            await self._write(conn, row, after, terms, effects, now)
+            refunded = sum(e.amount for e in effects if isinstance(e, Credit) and e.amount > 0)
+            charged = -sum(e.amount for e in effects if isinstance(e, Credit) and e.amount < 0)
+            return LeaseChange(after, charged, refunded)
+
     # --- the jobs' side ---
 
     async def claim(self) -> LeaseJob | None:
         """The oldest stop, start or terminate job that is due (or whose worker's claim
         ran out)."""
         async with self.engine.begin() as conn:
-            now = await clock(conn)
+            now = await queries.clock(conn)
             query = (
                 select(JobRecord.id, JobRecord.order_id, JobRecord.kind, JobRecord.attempts)
                 .where(
@@ -178,7 +258,7 @@ class LeaseBook:
             if row is None or row.lease_state is None:  # deleted by a reorg meanwhile
                 await self._finish(conn, job, JobState.DONE.value, "the order has no lease")
                 return []
-            now = await clock(conn)
+            now = await queries.clock(conn)
             lease, terms = lease_of(row)
             try:
                 if job.kind is JobKind.STOP:
@@ -201,7 +281,7 @@ class LeaseBook:
         async with self.engine.begin() as conn:
             if not await self._still_ours(conn, job):
                 return
-            now = await clock(conn)
+            now = await queries.clock(conn)
             await conn.execute(
                 update(JobRecord)
                 .where(JobRecord.id == job.job_id)
@@ -227,7 +307,7 @@ class LeaseBook:
         return (await conn.execute(query)).first()
 
     async def _still_ours(self, conn: AsyncConnection, job: LeaseJob) -> bool:
-        now = await clock(conn)
+        now = await queries.clock(conn)
         renewed = await conn.execute(
             update(JobRecord)
             .where(

@@ -587,3 +587,28 @@ async def order_access(engine: AsyncEngine, chain_id: int, order_id: str) -> Ord
     async with _reader(engine) as conn:
         row = (await conn.execute(query)).first()
     return OrderAccess(**row._asdict()) if row is not None else None
+
+
+async def clock(conn: AsyncConnection) -> datetime:
+    """Now, by the database's clock where several watchers share one (PostgreSQL: a host
+    with a skewed clock cannot expire a lease early); the host's on SQLite (one process)."""
+    if conn.dialect.name == "postgresql":
+        found = (await conn.execute(text("SELECT now()"))).scalar_one()
+        assert isinstance(found, datetime)
+        return found.astimezone(UTC)
+    return datetime.now(UTC)
+
+
+async def database_now(engine: AsyncEngine) -> datetime:
+    async with _reader(engine) as conn:
+        return await clock(conn)
+
+
+async def lease_row(engine: AsyncEngine, chain_id: int, order_id: str) -> Any:
+    """The order's row as a lease reads it (adapters/ledger/leases.py lease_of), None if
+    there is no such order."""
+    query = select(OrderRecord).where(
+        OrderRecord.chain_id == chain_id, OrderRecord.order_id == order_id
+    )
+    async with _reader(engine) as conn:
+        return (await conn.execute(query)).first()

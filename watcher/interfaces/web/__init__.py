@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from watcher.domain.catalog import Catalog
 
 if TYPE_CHECKING:  # FastAPI is imported when the API is served, not before
+    from watcher.adapters.ledger.lease_book import LeaseBook
     from watcher.interfaces.web.drafts import BuyFromCredit
     from watcher.services.host_keys import HostKeys
 
@@ -38,6 +39,7 @@ async def serve_api(
     host_keys: HostKeys | None = None,
     vending: bool | None = None,
     leases: bool = False,
+    lease_book: LeaseBook | None = None,
 ) -> None:
     """Serve the API until `stop` is set (uvicorn, on this event loop)."""
     import uvicorn
@@ -65,6 +67,7 @@ async def serve_api(
         host_keys,
         vending,
         leases,
+        lease_book,
     )
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"

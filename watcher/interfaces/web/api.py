@@ -18,6 +18,7 @@ from watcher import __version__
 from watcher.adapters.chain.rpc import RpcError, RpcUnavailable
 from watcher.adapters.ledger import queries
 from watcher.adapters.ledger.drafts import Drafts
+from watcher.adapters.ledger.lease_book import LeaseBook
 from watcher.adapters.ledger.ledger import Ledger
 from watcher.adapters.ledger.signin import SignIns
 from watcher.domain.addresses import BURN_ADDRESS, parse_address
@@ -29,6 +30,7 @@ from watcher.domain.kinds import size, summary
 from watcher.domain.payment import MalformedChainData
 from watcher.interfaces.web.access import access_routes
 from watcher.interfaces.web.drafts import BuyFromCredit, draft_routes
+from watcher.interfaces.web.leases import lease_routes
 from watcher.interfaces.web.signin import sign_in_routes
 from watcher.services.host_keys import HostKeys
 
@@ -142,6 +144,7 @@ def create_api(
     host_keys: HostKeys | None = None,
     vending: bool | None = None,
     leases: bool = False,
+    lease_book: LeaseBook | None = None,
 ) -> FastAPI:
     """The API and pages. `buy_from_credit` places a draft with its owner's credit
     (`watcher run` passes its ledger's, which also wakes the provisioner); by default a
@@ -171,6 +174,7 @@ def create_api(
         )
     )
     app.include_router(access_routes(engine, chain_id, signed_in, region, host_keys))
+    app.include_router(lease_routes(engine, chain_id, signed_in, lease_book))
 
     def address(value: str, what: str = "address") -> str:
         try:
