@@ -232,3 +232,56 @@ async def test_the_owner_extends_turns_auto_renew_on_and_cancels_over_the_api(
     # The termination is a job for the lease worker.
     job = await book.claim()
     assert job is not None and (job.order_id, job.kind.value) == (order.order_id, "terminate")
+
+
+@pytest.mark.parametrize("first", ["expiry", "renewal"])
+async def test_a_renewal_racing_the_expiry_charges_once_and_never_stops_a_paid_lease(
+    engine: AsyncEngine, first: str
+) -> None:
+    """The lease's paid time has just run out as its owner extends it. Whichever the
+    database serialises first, one period is charged once; the lease ends up paid and
+    running (extended) or starting again (the stop came first and is undone by a start)."""
+    import asyncio
+
+    from sqlalchemy import update
+
+    from watcher.adapters.ledger.lease_book import LeaseBook
+
+    catalog = Catalog(
+        {"small": replace(ec2_plan("small", 10 * CTK, "t3.micro", IMAGE), lease=SECONDS)}, "small"
+    )
+    paid = Payment(1337, "0x" + "ab" * 32, 0, 5, "0x" + "cd" * 32, ALICE, 10 * CTK)  # type: ignore[arg-type]
+    await Ledger(engine, 1337, catalog).record([paid])
+    await provision(engine, catalog)
+    extra = Payment(1337, "0x" + "ef" * 32, 0, 6, "0x" + "ce" * 32, ALICE, 10 * CTK)  # type: ignore[arg-type]
+    await Ledger(engine, 1337, catalog, vending=False).record([extra])
+    (order,) = await queries.orders(engine)
+    ended = datetime.now(UTC) - timedelta(milliseconds=10)
+    async with engine.begin() as conn:  # its paid time ran out just now
+        await conn.execute(
+            update(OrderRecord)
+            .where(OrderRecord.order_id == order.order_id)
+            .values(paid_until=ended, due_at=ended, warned=1, lease_state="expiring")
+        )
+    book = LeaseBook(engine, "race", 30)
+    if first == "expiry":
+        await book.advance(order.order_id)
+        await book.extend(order.order_id, ALICE, 1)
+    else:
+        await asyncio.gather(book.extend(order.order_id, ALICE, 1), book.advance(order.order_id))
+    (after,) = await queries.orders(engine)
+    assert after.amount == 20 * CTK and after.lease_state in ("active", "starting"), after
+    assert after.paid_until is not None and after.paid_until > datetime.now(UTC)
+    assert await queries.credits(engine, 1337, ALICE) == [] or (
+        (await queries.credits(engine, 1337, ALICE))[0].balance == 0
+    )
+    totals = await queries.totals(engine, 1337)
+    assert totals.paid == totals.credit + totals.spent == 20 * CTK
+    if after.lease_state == "starting":
+        # The stop was queued first: its confirmation brings the start.
+        job = await book.claim()
+        assert job is not None and job.kind.value == "stop"
+        effects = await book.confirm(job)
+        assert [type(e).__name__ for e in effects] == ["Start"]
+        start = await book.claim()
+        assert start is not None and start.kind.value == "start"
