@@ -301,3 +301,69 @@ def test_credit_that_covers_the_order_buys_it_without_a_transaction(
         finally:
             browser.close()
     assert w3.eth.get_transaction_count(BUYER.address) == nonce
+
+
+@pytest.fixture
+def lease_shop(
+    devchain: DevChain, w3: Web3, moto: Any, moto_ami: str, tmp_path: Path
+) -> Iterator[tuple[str, Any]]:
+    moto.reset()
+    with running_shop(
+        devchain, w3, moto.url, moto_ami, tmp_path, {"WATCHER_LEASES": "true"}, checkout=True
+    ) as shop:
+        yield shop
+
+
+def test_the_owner_extends_renews_and_cancels_a_lease_on_the_dashboard(
+    chromium: str, lease_shop: tuple[str, Any], w3: Web3, moto: Any
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, ctk = lease_shop
+    DevChainDriver(w3).pay(ctk, BUYER, 20 * CTK)  # credit (no vending beside a Checkout)
+    deadline = time.monotonic() + 30
+    while credit_of(url, BUYER.address) != 20 * CTK:
+        assert time.monotonic() < deadline, "the plain payment was not credited"
+        time.sleep(0.2)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
+        try:
+            page = page_with(browser, wallet(w3, BUYER.address))
+            page.on("dialog", lambda dialog: dialog.accept())
+            page.goto(url)
+            expect(page.locator("#hours-help")).to_contain_text("your server is stopped")
+            page.click("#connect")
+            fill_order(page, "t3.micro", "1")
+            page.click("#pay")  # 10 of the 20 CTK of credit
+            expect(page.locator("#receipt [data-ssh]")).to_be_visible(timeout=60_000)
+
+            page.goto(f"{url}/wallet/{BUYER.address}")
+            lease = page.locator(".lease")
+            expect(lease).to_have_count(1)
+            expect(lease).to_contain_text("min left")
+            expect(lease).to_contain_text("Your credit, 10 CTK, pays for 1 hour.")
+            lease.locator("[data-periods]").fill("2.5")
+            lease.locator("[data-extend]").click()
+            expect(lease.locator("[data-lease-error]")).to_have_text(
+                "Enter whole hours from 1 to 100, not “2.5”."
+            )
+            lease.locator("[data-periods]").fill("1")
+            lease.locator("[data-extend]").click()
+            expect(page.locator("#banner")).to_contain_text("10 CTK from your credit.")
+            expect(page.locator("#credit")).to_have_text("0 CTK")
+            page.locator(".lease [data-renew]").check()
+            expect(page.locator("#banner")).to_contain_text("Auto-renew is on")
+            expect(page.locator(".lease")).to_contain_text("Renewed from your credit")
+            screenshots(page, "dashboard-lease")
+
+            page.locator(".lease [data-cancel]").click()  # the dialog names the refund
+            expect(page.locator("#banner")).to_contain_text(
+                "Cancelled: the server is being removed; 10 CTK back to your credit."
+            )
+            expect(page.locator("#credit")).to_have_text("10 CTK")
+            expect(page.locator("#orders .badge")).to_contain_text("cancelled", timeout=30_000)
+            screenshots(page, "dashboard-cancelled")
+        finally:
+            browser.close()
+    (reservation,) = ec2_client(moto.url).describe_instances()["Reservations"]
+    assert reservation["Instances"][0]["State"]["Name"] == "terminated"

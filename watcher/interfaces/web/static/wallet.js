@@ -3,7 +3,7 @@
 "use strict";
 
 const address = decodeURIComponent(location.pathname.split("/").pop());
-const view = { session: null, access: new Map(), asked: new Map(), shownFor: undefined, problem: false };
+const view = { session: null, info: null, credit: 0n, access: new Map(), asked: new Map(), shownFor: undefined, problem: false, html: "" };
 // An order's access details are asked again (for its host keys, which come minutes after
 // the address) at most this often; the server reads the console less often still.
 const ACCESS_EVERY = 20000;
@@ -71,10 +71,102 @@ async function loadAccess(orders) {
     }
   }
   const shown = running.map((o) => view.access.get(o.order_id)).filter(Boolean);
-  document.getElementById("access").innerHTML = shown.length
-    ? shown.map((a) => accessBlock(a)).join("")
-    : '<p class="muted">No running orders yet: access details appear here when one runs.</p>';
+  // Leases the owner can still act on: running, or stopped in grace (extend to restart).
+  const leased = view.info && view.info.leases_enforced ? orders.filter((o) => o.state === "running" && LIVE_LEASES.has(o.lease_state)) : [];
+  const html =
+    (shown.length ? shown.map((a) => accessBlock(a)).join("") : '<p class="muted">No running orders yet: access details appear here when one runs.</p>') +
+    leased.map(leaseControls).join("");
+  // Drawn again only when something changed: a refresh must not wipe what is being typed.
+  if (html !== view.html) {
+    document.getElementById("access").innerHTML = html;
+    view.html = html;
+  }
+  document.querySelectorAll("[data-left]").forEach((el) => (el.textContent = timeLeft(el.dataset.left)));
 }
+
+const LIVE_LEASES = new Set(["active", "expiring", "stopping", "stopped", "starting"]);
+
+function timeLeft(iso) {
+  const seconds = Math.round((new Date(iso).getTime() - Date.now()) / 1000);
+  if (seconds <= 0) return "over";
+  if (seconds < 120) return `${seconds} s left`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min left`;
+  return `${Math.round(seconds / 3600)} h left`;
+}
+
+// Extend, auto-renew and cancel for one lease of the signed-in owner.
+function leaseControls(o) {
+  const id = esc(o.order_id);
+  const periodPrice = BigInt(o.amount) / BigInt(o.periods || 1);
+  const stopped = o.lease_state === "stopped" || o.lease_state === "stopping";
+  const lasts = periodPrice > 0n ? view.credit / periodPrice : 0n;
+  const renewal = o.auto_renew
+    ? `Renewed from your credit an hour at a time: your credit (${formatCtk(view.credit)} CTK) pays for ${lasts} more ${lasts === 1n ? "hour" : "hours"}.`
+    : `Your credit, ${formatCtk(view.credit)} CTK, pays for ${lasts} ${lasts === 1n ? "hour" : "hours"}.`;
+  const when = stopped
+    ? `Stopped: its paid time is over. Its disk is kept until ${new Date(o.grace_until).toLocaleString()}, then it is removed. Extend to start it again.`
+    : `Paid until ${new Date(o.paid_until).toLocaleString()} (<span data-left="${esc(o.paid_until)}"></span>).`;
+  return `<div class="lease" data-lease="${id}">
+    <div class="lease-head"><span class="mono">${esc(short(o.order_id, 8))}</span> · ${esc(o.plan)} · ${when}</div>
+    <div class="row">
+      <label>Hours <input type="text" inputmode="numeric" value="1" data-periods="${id}" aria-label="Hours to add"></label>
+      <button type="button" data-extend="${id}">Extend from credit</button>
+      <label class="check"><input type="checkbox" data-renew="${id}" ${o.auto_renew ? "checked" : ""}> Renew automatically</label>
+      <button type="button" class="secondary" data-cancel="${id}">Cancel…</button>
+    </div>
+    <p class="muted">${renewal} ${formatCtk(periodPrice)} CTK an hour.</p>
+    <div class="error-text" data-lease-error="${id}" role="alert"></div>
+  </div>`;
+}
+
+// The owner's lease actions: one request per click, the button held until it is answered.
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest && event.target.closest("button[data-extend], button[data-cancel]");
+  if (!button || button.disabled) return;
+  const id = button.dataset.extend || button.dataset.cancel;
+  const problem = document.querySelector(`[data-lease-error="${id}"]`);
+  problem.textContent = "";
+  button.disabled = true;
+  try {
+    if (button.dataset.extend) {
+      const text = document.querySelector(`[data-periods="${id}"]`).value.trim();
+      if (!/^[0-9]+$/.test(text) || Number(text) < 1 || Number(text) > 100) {
+        problem.textContent = `Enter whole hours from 1 to 100, not “${text}”.`;
+        return;
+      }
+      const lease = await apiSend("POST", `/api/orders/${id}/extend`, { periods: Number(text) });
+      show("success", `Extended: paid until ${new Date(lease.paid_until).toLocaleString()}; ${formatCtk(lease.charged)} CTK from your credit.${lease.lease_state === "starting" ? " It is being started again." : ""}`);
+    } else {
+      const quote = await api(`/api/orders/${id}/cancel`);
+      const back = quote.unused_periods ? `${quote.refund_ctk} CTK (${quote.unused_periods} unused ${quote.unused_periods === 1 ? "hour" : "hours"}) comes back to your credit` : "nothing comes back (no whole hour is left unused)";
+      if (!window.confirm(`Cancel this order? Its server is removed for good and ${back}.`)) return;
+      const lease = await apiSend("POST", `/api/orders/${id}/cancel`);
+      show("success", `Cancelled: the server is being removed; ${lease.refunded_ctk} CTK back to your credit.`);
+    }
+    await refresh(false);
+  } catch (error) {
+    problem.textContent = error.message;
+  } finally {
+    button.disabled = false;
+  }
+});
+
+document.addEventListener("change", async (event) => {
+  const box = event.target.closest && event.target.closest("input[data-renew]");
+  if (!box) return;
+  const id = box.dataset.renew;
+  box.disabled = true;
+  try {
+    const lease = await apiSend("POST", `/api/orders/${id}/auto-renew`, { on: box.checked });
+    show("success", lease.auto_renew ? "Auto-renew is on: an hour at a time from your credit, near the end." : "Auto-renew is off.");
+    await refresh(false);
+  } catch (error) {
+    box.checked = !box.checked;
+    document.querySelector(`[data-lease-error="${id}"]`).textContent = error.message;
+  } finally {
+    box.disabled = false;
+  }
+});
 
 async function refresh(again = true) {
   try {
@@ -85,6 +177,7 @@ async function refresh(again = true) {
     ]);
     document.getElementById("balance").textContent = balance.error ? "unavailable" : `${formatCtk(balance.balance)} CTK`;
     document.getElementById("credit").textContent = `${formatCtk(credit.balance)} CTK`;
+    view.credit = BigInt(credit.balance);
     const running = orders.filter(isRunning).length;
     document.getElementById("count").textContent = running;
     document.getElementById("count-detail").textContent = `running, of ${orders.length} ordered`;
@@ -112,6 +205,7 @@ async function refresh(again = true) {
 
 async function main() {
   document.getElementById("address").textContent = address;
+  view.info = await api("/api/payment-info").catch(() => null);
   view.session = await currentSession();
   await refresh();
 }
