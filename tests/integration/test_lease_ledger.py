@@ -153,6 +153,13 @@ async def test_a_lease_is_warned_stopped_and_terminated_after_grace_once(
     # The money stays where it was: the lease used what it was paid; nothing refunded.
     totals = await queries.totals(engine, 1337)
     assert totals.paid == totals.credit + totals.spent == 10 * CTK
+    from watcher.services.monitoring import refresh_ledger_gauges
+    from watcher.shared import metrics
+
+    await refresh_ledger_gauges(engine)
+    assert metrics.LEASES.labels(state="terminated")._value.get() == 1
+    assert metrics.LEASES.labels(state="active")._value.get() == 0
+    assert metrics.LEASE_JOBS_OVERDUE._value.get() == 0
 
 
 async def test_the_owner_extends_turns_auto_renew_on_and_cancels_over_the_api(

@@ -18,6 +18,7 @@ from watcher.adapters.ledger import accounts, queries
 from watcher.adapters.ledger.errors import DatabaseRetry
 from watcher.adapters.ledger.schema import OrderRecord
 from watcher.domain.errors import ConfigError
+from watcher.domain.leases import LeaseState
 from watcher.domain.order import OrderState
 from watcher.services.notify import outbox_backlog
 from watcher.shared import metrics
@@ -92,6 +93,12 @@ async def refresh_ledger_gauges(engine: AsyncEngine, events: bool = False) -> No
     metrics.JOBS_RETRYING.set(jobs.retrying)
     metrics.JOBS_FAILING.set(jobs.failing)
     metrics.JOBS_OVERDUE.set(jobs.overdue)
+    leases = await queries.lease_health(engine)
+    for lease_state in LeaseState:
+        count = leases.by_state.get(lease_state.value, 0)
+        metrics.LEASES.labels(state=lease_state.value).set(count)
+    metrics.LEASES_ENDING_SOON.set(leases.ending_soon)
+    metrics.LEASE_JOBS_OVERDUE.set(leases.overdue_jobs)
     if events:
         metrics.MQTT_BACKLOG.set(await outbox_backlog(engine))
 

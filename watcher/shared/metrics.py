@@ -57,6 +57,16 @@ JOBS_OVERDUE = Gauge(
     "watcher_provision_jobs_overdue",
     "Pending provisioning jobs older than 10 minutes: paid orders stuck without an instance.",
 )
+LEASES = Gauge("watcher_leases", "Leases of orders that ran, by lease state.", ["state"])
+LEASES_ENDING_SOON = Gauge(
+    "watcher_leases_ending_within_hour",
+    "Running leases whose paid time ends within the hour (auto-renew may still extend them).",
+)
+LEASE_JOBS_OVERDUE = Gauge(
+    "watcher_lease_jobs_overdue",
+    "Stop, start or terminate jobs pending for more than 10 minutes (a lease past its end "
+    "whose resource still runs, or an extended one not started).",
+)
 PROVISIONING_SECONDS = Histogram(
     "watcher_provisioning_seconds",
     "From the block that carried the payment to the order's instance running (payments "

@@ -612,3 +612,45 @@ async def lease_row(engine: AsyncEngine, chain_id: int, order_id: str) -> Any:
     )
     async with _reader(engine) as conn:
         return (await conn.execute(query)).first()
+
+
+@dataclass(frozen=True)
+class LeaseHealth:
+    """Leases at a glance, for the metrics."""
+
+    by_state: dict[str, int]
+    ending_soon: int  # running, paid time ends within the hour
+    overdue_jobs: int  # stop/start/terminate jobs pending longer than OVERDUE_AFTER
+
+
+async def lease_health(engine: AsyncEngine) -> LeaseHealth:
+    lease_kinds = (JobKind.STOP.value, JobKind.START.value, JobKind.TERMINATE.value)
+    async with _reader(engine) as conn:
+        now = await clock(conn)
+        by_state = dict(
+            (
+                await conn.execute(
+                    select(OrderRecord.lease_state, func.count())
+                    .where(OrderRecord.lease_state.is_not(None))
+                    .group_by(OrderRecord.lease_state)
+                )
+            ).all()
+        )
+        ending = (
+            await conn.execute(
+                select(func.count()).where(
+                    OrderRecord.lease_state.in_(["active", "expiring"]),
+                    OrderRecord.paid_until <= now + timedelta(hours=1),
+                )
+            )
+        ).scalar_one()
+        overdue = (
+            await conn.execute(
+                select(func.count()).where(
+                    JobRecord.kind.in_(lease_kinds),
+                    JobRecord.state.in_(_PENDING),
+                    JobRecord.created_at <= now - OVERDUE_AFTER,
+                )
+            )
+        ).scalar_one()
+    return LeaseHealth({str(k): int(v) for k, v in by_state.items()}, int(ending), int(overdue))
