@@ -292,3 +292,48 @@ async def test_a_renewal_racing_the_expiry_charges_once_and_never_stops_a_paid_l
         assert [type(e).__name__ for e in effects] == ["Start"]
         start = await book.claim()
         assert start is not None and start.kind.value == "start"
+
+
+async def test_a_resource_ended_outside_ends_its_lease_after_two_sweeps_and_refunds(
+    engine: AsyncEngine,
+) -> None:
+    """Terminated behind the watcher's back: the first sweep only notes it, the second
+    (agreeing) ends the lease and gives back the whole periods not begun; a sweep whose
+    cloud answers errors concludes nothing and changes nothing."""
+    from watcher.adapters.cloud.fake import Fault
+    from watcher.adapters.ledger.lease_book import LeaseBook
+    from watcher.runtime.audit import CloudSweep
+
+    hourly = replace(ec2_plan("hourly", 10 * CTK, "t3.micro", IMAGE), lease=LeaseTerms())
+    catalog = Catalog({"hourly": hourly}, "hourly")
+    now = datetime.now(UTC)
+    terms = draft_terms(catalog, "hourly", 3, new_ssh_key(), None)
+    draft = await Drafts(engine, 1337).create(ALICE, terms, quote(terms, now), now)
+    named = Payment(1337, "0x" + "ab" * 32, 0, 5, "0x" + "cd" * 32, ALICE, 30 * CTK)  # type: ignore[arg-type]
+    await Ledger(engine, 1337, catalog).record(
+        [named], block_times={5: now}, named={(named.tx_hash, 0): draft.reference}
+    )
+    fake = FakeProvider(images=[IMAGE])
+    worker = Provisioner(
+        JobQueue(engine, "w", 30), Cloud(fake), catalog, ProvisionerConfig(idle_poll=0.01)
+    )
+    assert await worker.drain(max_wait=10) == 0
+    (instance,) = fake.instances()
+    sweep = CloudSweep(engine, Cloud(fake), 60, LeaseBook(engine, "sweep", 30))
+    fake.fail("tagged_instances", Fault.PERMANENT, times=1)
+    await fake.terminate(instance.instance_id)  # outside the watcher
+    assert await sweep.sweep_once() is None  # an error: no conclusion
+    assert await sweep.sweep_once() == []  # seen once: noted, not acted on
+    (order,) = await queries.orders(engine)
+    assert order.lease_state == "active"
+    found = await sweep.sweep_once()  # seen again: the lease ends
+    assert found is not None and [d.kind.value for d in found] == ["resource_ended"]
+    (order,) = await queries.orders(engine)
+    assert (order.lease_state, order.state) == ("terminated", "terminated")
+    # 3 hours paid from its start, the first begun: 2 come back.
+    assert order.amount == 10 * CTK
+    (credit,) = await queries.credits(engine, 1337, ALICE)
+    assert credit.balance == 20 * CTK
+    totals = await queries.totals(engine, 1337)
+    assert totals.paid == totals.credit + totals.spent == 30 * CTK
+    assert await sweep.sweep_once() == []  # settled: nothing more to say

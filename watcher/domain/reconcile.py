@@ -87,6 +87,9 @@ class OrderFacts:
     tx_hash: str | None = ""
     log_index: int | None = -1
     block_number: int = -1
+    # Its lease, once it ran (None: not yet, or sold without an end): a lease that ended
+    # holds no resource any more, one being terminated may or may not still.
+    lease_state: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +316,8 @@ def compare_cloud(
     for o in orders:
         mine = by_order.get(o.order_id, [])
         live = [r for r in mine if r.live]
-        holds = o.state.holds_resource
+        ending = o.lease_state == "terminating"
+        holds = o.state.holds_resource and o.lease_state not in ("terminated", "cancelled")
         if len(live) > 1:
             found.append(
                 Difference(
@@ -324,7 +328,7 @@ def compare_cloud(
                     payer=o.payer,
                 )
             )
-        if holds and o.state is not OrderState.LAUNCHING and not live:
+        if holds and not ending and o.state is not OrderState.LAUNCHING and not live:
             ended = [r for r in mine if not r.live]
             if ended:
                 found.append(
@@ -361,7 +365,7 @@ def compare_cloud(
                     payer=o.payer,
                 )
             )
-        elif live and not holds:
+        elif live and not holds and not ending:
             found.append(
                 Difference(
                     DifferenceKind.RESOURCE_UNRECORDED,

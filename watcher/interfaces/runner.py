@@ -124,7 +124,10 @@ async def run_service(settings: Settings) -> None:
                     from watcher.runtime.audit import CloudSweep
 
                     sweep = CloudSweep(
-                        watcher.engine, workers[0].cloud, settings.reconcile_interval
+                        watcher.engine,
+                        workers[0].cloud,
+                        settings.reconcile_interval,
+                        keepers[0].book if keepers is not None else None,
                     )
                     tasks.create_task(sweep.run(follower.stop), name="cloud-sweep")
                 tasks.create_task(

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from watcher.adapters.ledger import queries
 from watcher.adapters.ledger.drafts import copy_unplaced
+from watcher.adapters.ledger.lease_book import LeaseBook
 from watcher.adapters.ledger.ledger import ChainMismatch
 from watcher.domain.order import OrderState
 from watcher.domain.reconcile import (
@@ -90,6 +91,7 @@ def order_facts(rows: Sequence[queries.OrderView]) -> list[OrderFacts]:
             tx_hash=o.tx_hash,
             log_index=o.log_index,
             block_number=o.block_number,
+            lease_state=o.lease_state,
         )
         for o in rows
     ]
@@ -181,10 +183,19 @@ class CloudSweep:
     counted in watcher_cloud_differences and logged once per new difference. It only
     reports: a sweep that got an error or a partial answer concludes nothing."""
 
-    def __init__(self, engine: AsyncEngine, cloud: Cloud, interval: float) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        cloud: Cloud,
+        interval: float,
+        lease_book: LeaseBook | None = None,
+    ) -> None:
         self.engine = engine
         self.cloud = cloud
         self.interval = interval
+        # With leases enforced: a resource ended outside the watcher, seen twice in a
+        # row, ends its lease and refunds the whole periods not begun.
+        self.lease_book = lease_book
         # Orders and instances are read at different moments: an order launched between
         # the two reads looks odd once. A difference counts when two sweeps in a row see it.
         self._seen: set[tuple[str, str | None, str | None]] = set()
@@ -227,4 +238,18 @@ class CloudSweep:
                     )
                 )
         self._reported = keys
+        if self.lease_book is not None:
+            for difference in found:
+                if difference.kind is DifferenceKind.RESOURCE_ENDED and difference.order_id:
+                    ended = await self.lease_book.ended_outside(
+                        difference.order_id, difference.resource or "", difference.detail
+                    )
+                    if ended:
+                        log.warning(
+                            fields(
+                                "lease_ended_outside",
+                                order_id=difference.order_id,
+                                resource=difference.resource,
+                            )
+                        )
         return found

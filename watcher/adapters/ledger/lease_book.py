@@ -39,13 +39,17 @@ from watcher.domain.leases import (
     Terminate,
     cancel,
     due,
+    ended_outside,
     extend,
     started,
     stopped,
     terminated,
 )
+from watcher.domain.order import OrderState
 
 LEASE_JOBS = (JobKind.STOP.value, JobKind.START.value, JobKind.TERMINATE.value)
+# Lease states in which the lease's resource should exist.
+_HOLDING = ("active", "expiring", "stopping", "stopped", "starting")
 _EFFECT_JOBS: dict[type, str] = {
     Stop: JobKind.STOP.value,
     Start: JobKind.START.value,
@@ -191,6 +195,41 @@ class LeaseBook:
             refunded = sum(e.amount for e in effects if isinstance(e, Credit) and e.amount > 0)
             charged = -sum(e.amount for e in effects if isinstance(e, Credit) and e.amount < 0)
             return LeaseChange(after, charged, refunded)
+
+    # --- the sweep's side ---
+
+    async def ended_outside(self, order_id: str, resource_id: str, state: str) -> list[Effect]:
+        """Its resource was ended outside the watcher (the sweep saw it twice in a row):
+        the lease ends, the whole periods not begun go back to credit, and the order is
+        terminated with the reason. Nothing if the lease is not one a resource holds, or
+        the order names another resource by now."""
+        async with self.engine.begin() as conn:
+            row = await self._locked(conn, order_id)
+            if (
+                row is None
+                or row.lease_state not in _HOLDING
+                or row.instance_id != resource_id
+                or row.state != OrderState.RUNNING.value
+            ):
+                return []
+            now = await queries.clock(conn)
+            lease, terms = lease_of(row)
+            try:
+                after, effects = ended_outside(lease, now, terms)
+            except IllegalTransition:
+                return []
+            await self._write(conn, row, after, terms, effects, now)
+            await conn.execute(
+                update(OrderRecord)
+                .where(OrderRecord.order_id == order_id)
+                .values(
+                    state=OrderState.TERMINATED.value,
+                    failure_reason=f"its instance was ended outside the watcher ({state})",
+                )
+            )
+            if self.events:
+                await events.append_current(conn, [order_id], now)
+            return effects
 
     # --- the jobs' side ---
 
