@@ -1,3 +1,4 @@
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -287,3 +288,43 @@ def test_invalid_url_settings_do_not_echo_credentials(name: str, url: str) -> No
         load_settings({}, {name: url})
     for secret in ("robert", "hunter2", "9aa3d95b3bc440fa88ea12eaa4456161"):
         assert secret not in str(info.value)
+
+
+def test_webhooks_are_read_from_the_file_and_their_secrets_from_the_environment(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "watcher.toml").write_text(
+        '[[webhooks]]\nname = "crm"\nurl = "https://crm.example.org/hooks"\n'
+        'secret_env = "CRM_SECRET"\n'
+    )
+    settings = load_settings({}, {"WATCHER_CONFIG": str(tmp_path / "watcher.toml")})
+    (crm,) = settings.webhooks
+    assert (crm.name, crm.url, crm.secret_env) == (
+        "crm",
+        "https://crm.example.org/hooks",
+        "CRM_SECRET",
+    )
+    assert settings.events_on
+    with pytest.raises(ConfigError, match=r"^set CRM_SECRET: the signing secret of webhook 'crm'"):
+        crm.secret({})
+    assert crm.secret({"CRM_SECRET": "whsec_abc"}) == "whsec_abc"
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('webhooks = "x"\n', "webhooks must be [[webhooks]] tables"),
+        ('[[webhooks]]\nname = "Crm!"\nurl = "https://a.b"\nsecret_env = "S"\n', "name must be"),
+        ('[[webhooks]]\nname = "a"\nurl = "ftp://a.b"\nsecret_env = "S"\n', "url:"),
+        (
+            '[[webhooks]]\nname = "a"\nurl = "https://a.b"\nsecret_env = "whsec_x"\n',
+            "never the secret",
+        ),
+        ('[[webhooks]]\nname = "a"\nurl = "https://a.b"\nsecret = "S"\n', "unknown key 'secret'"),
+    ],
+)
+def test_bad_webhooks_are_one_line_errors(tmp_path: Path, table: str, message: str) -> None:
+    (tmp_path / "watcher.toml").write_text(table)
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        load_settings({}, {"WATCHER_CONFIG": str(tmp_path / "watcher.toml")})
+    assert "\n" not in str(info.value)

@@ -799,6 +799,40 @@ def credit(address: str | None, chain_id: int | None, as_json: bool, **options: 
     run_async(show_credit(settings, address, chain_id, as_json))
 
 
+@cli.group(context_settings=CONTEXT)
+def webhooks() -> None:
+    """The webhook delivery log, and sending an event again."""
+
+
+@webhooks.command("log", context_settings=CONTEXT)
+@click.option("--endpoint", default=None, help="Only this endpoint (its name in watcher.toml).")
+@click.option(
+    "--limit", type=click.IntRange(min=1, max=10_000), default=50, show_default=True,
+    help="How many attempts, newest first.",
+)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@setting_options("database_url")
+def webhooks_log(endpoint: str | None, limit: int, as_json: bool, **options: Any) -> None:
+    """Every delivery attempt, newest first: endpoint, event, attempt, answer."""
+    from watcher.interfaces.runner import show_webhook_log
+
+    settings = settings_from(options)
+    run_async(show_webhook_log(settings, endpoint, limit, as_json))
+
+
+@webhooks.command("redeliver", context_settings=CONTEXT)
+@click.argument("event_id", type=click.IntRange(min=1), metavar="EVENT_ID")
+@click.option("--endpoint", required=True, help="The endpoint's name in watcher.toml.")
+@setting_options("database_url")
+def webhooks_redeliver(event_id: int, endpoint: str, **options: Any) -> None:
+    """Send event EVENT_ID (see `watcher webhooks log`) to the endpoint again, now, with
+    the same webhook-id (receivers dedupe by it); logged as a redelivery."""
+    from watcher.interfaces.runner import redeliver_webhook
+
+    settings = settings_from(options)
+    run_async(redeliver_webhook(settings, endpoint, event_id))
+
+
 @cli.command(context_settings=CONTEXT)
 @click.option("--skip-chain", is_flag=True, help="Do not compare with a replay of the chain.")
 @click.option("--skip-cloud", is_flag=True, help="Do not compare with the cloud's resources.")

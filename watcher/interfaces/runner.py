@@ -31,6 +31,7 @@ from watcher.runtime.service import (
     open_database,
     open_provisioners,
     open_watcher,
+    webhook_deliverers,
 )
 from watcher.services.host_keys import HostKeys
 from watcher.services.monitoring import keep_ledger_gauges, serve_metrics
@@ -74,6 +75,7 @@ async def run_service(settings: Settings) -> None:
             if workers and settings.leases
             else None
         )
+        deliverers = webhook_deliverers(settings, watcher.engine)
 
         def stop() -> None:
             stopping.set()
@@ -83,6 +85,8 @@ async def run_service(settings: Settings) -> None:
             if keepers is not None:
                 for keeper in keepers:
                     keeper.stop.set()
+            for deliverer in deliverers:
+                deliverer.stop.set()
 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -116,6 +120,8 @@ async def run_service(settings: Settings) -> None:
                     tasks.create_task(worker.run(), name=f"provisioner-{n}")
                     for n, worker in enumerate(workers)
                 ]
+                for deliverer in deliverers:
+                    tasks.create_task(deliverer.run(), name=f"webhook-{deliverer.endpoint.name}")
                 if keepers is not None:
                     scheduler, lease_worker = keepers
                     tasks.create_task(scheduler.run(), name="lease-scheduler")
@@ -438,3 +444,65 @@ async def run_audit(settings: Settings, *, chain: bool, cloud: bool, as_json: bo
             click.echo(f"note: {note}")
         click.echo(report.summary())
     return 0 if report.clean else 1
+
+
+async def show_webhook_log(
+    settings: Settings, endpoint: str | None, limit: int, as_json: bool
+) -> None:
+    from watcher.adapters.ledger.webhooks import WebhookLog
+
+    async with open_database(settings, migrate=False) as engine:
+        attempts = await WebhookLog(engine).attempts(endpoint, limit)
+    if as_json:
+        for a in attempts:
+            click.echo(
+                _json(
+                    {
+                        "endpoint": a.endpoint,
+                        "event_id": a.event_id,
+                        "attempt": a.attempt,
+                        "ok": a.ok,
+                        "status_code": a.status_code,
+                        "error": a.error,
+                        "redelivery": a.redelivery,
+                        "at": a.at.isoformat(),
+                    }
+                )
+            )
+        return
+    if not attempts:
+        click.echo("no webhook deliveries yet")
+        return
+    for a in attempts:
+        answer = f"HTTP {a.status_code}" if a.status_code is not None else "no answer"
+        outcome = "delivered" if a.ok else f"failed: {a.error or answer}"
+        again = " (redelivery)" if a.redelivery else ""
+        click.echo(
+            f"{a.at:%Y-%m-%d %H:%M:%S} {a.endpoint} event {a.event_id} "
+            f"attempt {a.attempt}{again}: {outcome}"
+        )
+
+
+async def redeliver_webhook(settings: Settings, name: str, event_id: int) -> None:
+    import aiohttp
+
+    from watcher.adapters.ledger.webhooks import WebhookLog
+    from watcher.runtime.service import webhook_deliverers
+
+    async with open_database(settings, migrate=False) as engine:
+        chosen = [d for d in webhook_deliverers(settings, engine) if d.endpoint.name == name]
+        if not chosen:
+            known = ", ".join(e.name for e in settings.webhooks) or "none in the settings"
+            raise InvalidInput(f"no webhook endpoint {name!r} (endpoints: {known})")
+        event = await WebhookLog(engine).event(event_id)
+        if event is None:
+            raise UserError(f"no event {event_id} in the outbox")
+        deliverer = chosen[0]
+        async with aiohttp.ClientSession() as http:
+            deliverer.http = http
+            ok = await deliverer.attempt(event, redelivery=True)
+    if not ok:
+        raise UserError(
+            f"event {event_id} was not delivered to {name}; `watcher webhooks log` says why"
+        )
+    click.echo(f"event {event_id} delivered to {name} again")

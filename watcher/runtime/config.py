@@ -126,7 +126,14 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9108
     catalog: Catalog = field(default_factory=Catalog)
+    # Endpoints that receive every order and lease event, signed (`[[webhooks]]` tables).
+    webhooks: tuple[WebhookEndpoint, ...] = ()
     config_file: Path | None = field(default=None, compare=False)
+
+    @property
+    def events_on(self) -> bool:
+        """Whether order events go to the outbox: someone drains it (MQTT, webhooks)."""
+        return self.mqtt_url is not None or bool(self.webhooks)
 
     def require_token_address(self) -> ChecksumAddress:
         if self.token_address is None:
@@ -515,7 +522,60 @@ SETTINGS: dict[str, SettingSpec] = {
     )
 }
 
-assert set(SETTINGS) == {f.name for f in fields(Settings)} - {"config_file", "catalog"}
+assert set(SETTINGS) == {f.name for f in fields(Settings)} - {"config_file", "catalog", "webhooks"}
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    """A receiver of signed events: its name (in the delivery log), URL, and the
+    environment variable holding its signing secret (never in the file, never printed)."""
+
+    name: str
+    url: str
+    secret_env: str
+
+    def secret(self, environ: Mapping[str, str] | None = None) -> str:
+        """The signing secret (`whsec_...`), or ConfigError naming the variable."""
+        value = (os.environ if environ is None else environ).get(self.secret_env, "")
+        if not value:
+            raise ConfigError(
+                f"set {self.secret_env}: the signing secret of webhook {self.name!r} "
+                "(whsec_ and base64, as Standard Webhooks secrets are)"
+            )
+        return value
+
+
+_WEBHOOK_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+
+
+def parse_webhooks(raw: Any, path: Path) -> tuple[WebhookEndpoint, ...]:
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        raise ConfigError(f"{path}: webhooks must be [[webhooks]] tables (name, url, secret_env)")
+    found: list[WebhookEndpoint] = []
+    for n, table in enumerate(raw):
+        where = f"{path}: webhooks[{n}]"
+        unknown = set(table) - {"name", "url", "secret_env"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+        name, url, env = table.get("name"), table.get("url"), table.get("secret_env")
+        if not isinstance(name, str) or not _WEBHOOK_NAME.fullmatch(name):
+            raise ConfigError(f"{where}.name must be lowercase letters, digits, - or _")
+        try:
+            url = _http_url(str(url)) if isinstance(url, str) else None
+        except ValueError as exc:
+            raise ConfigError(f"{where}.url: {exc}") from None
+        if url is None:
+            raise ConfigError(f"{where}.url is missing")
+        if not isinstance(env, str) or not _ENV_NAME.fullmatch(env):
+            raise ConfigError(
+                f"{where}.secret_env must name an environment variable (like "
+                "WATCHER_WEBHOOK_SECRET), which holds the secret: never the secret itself"
+            )
+        if name in {e.name for e in found}:
+            raise ConfigError(f"{where}: two webhooks are named {name!r}")
+        found.append(WebhookEndpoint(name, url, env))
+    return tuple(found)
 
 
 def load_settings(
@@ -529,8 +589,12 @@ def load_settings(
     path, explicit = _config_path(config_file, environ)
     values: dict[str, Any] = {}
     plans = None
+    webhooks: tuple[WebhookEndpoint, ...] = ()
     if path is not None and (explicit or path.exists()):
         for key, raw in _read_toml(path).items():
+            if key == "webhooks":
+                webhooks = parse_webhooks(raw, path)
+                continue
             if key == "plans":
                 try:
                     plans = parse_plans(raw)
@@ -559,7 +623,10 @@ def load_settings(
             values[name] = _parse(spec, raw_flag, spec.flag)
     catalog = _catalog(plans, values.get("default_plan"), path)
     return Settings(
-        **values, catalog=catalog, config_file=path if path is not None and path.exists() else None
+        **values,
+        catalog=catalog,
+        webhooks=webhooks,
+        config_file=path if path is not None and path.exists() else None,
     )
 
 

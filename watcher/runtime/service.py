@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from standardwebhooks.webhooks import Webhook
 
 from watcher.adapters.chain.rpc import RpcError, RpcUnavailable, open_transport
 from watcher.adapters.chain.source import RpcChainSource
@@ -23,6 +24,7 @@ from watcher.adapters.ledger.database import create_engine, describe, is_sqlite
 from watcher.adapters.ledger.jobs import JobQueue
 from watcher.adapters.ledger.lease_book import LeaseBook
 from watcher.adapters.ledger.ledger import Ledger
+from watcher.adapters.ledger.webhooks import WebhookLog
 from watcher.domain.addresses import BURN_ADDRESS
 from watcher.domain.errors import ChainError, ConfigError, UserError
 from watcher.ports.cloud import Cloud, CloudError
@@ -30,6 +32,7 @@ from watcher.runtime.config import Settings
 from watcher.services.follower import ChainFollower, FollowerConfig
 from watcher.services.leases import LeaseScheduler, LeaseWorker
 from watcher.services.provisioner import Provisioner, ProvisionerConfig
+from watcher.services.webhooks import Endpoint, WebhookDeliverer
 from watcher.shared.logs import fields
 
 log = logging.getLogger("watcher.runtime.service")
@@ -163,7 +166,7 @@ async def open_watcher(settings: Settings, *, max_attempts: int | None) -> Async
                 settings.catalog,
                 settings.reorg_history,
                 settings.max_orders_per_payment,
-                events=settings.mqtt_url is not None,
+                events=settings.events_on,
                 vending=settings.vends,
             )
             # The chain is checked before the token: after a dev chain restart the token is
@@ -245,7 +248,7 @@ async def open_provisioners(
                     engine,
                     f"{owner}-{n}",
                     settings.claim_seconds,
-                    events=settings.mqtt_url is not None,
+                    events=settings.events_on,
                 ),
                 cloud,
                 settings.catalog,
@@ -261,6 +264,24 @@ def lease_keepers(
     """The lease scheduler and the worker that stops, starts and terminates resources
     when leases run out, sharing a wake-up (a tick that queued a job wakes the worker)."""
     owner = f"{socket.gethostname()}-{os.getpid()}-leases"
-    book = LeaseBook(engine, owner, settings.claim_seconds, events=settings.mqtt_url is not None)
+    book = LeaseBook(engine, owner, settings.claim_seconds, events=settings.events_on)
     scheduler = LeaseScheduler(book)
     return scheduler, LeaseWorker(book, cloud, wake=scheduler.wake)
+
+
+def webhook_deliverers(settings: Settings, engine: AsyncEngine) -> list[WebhookDeliverer]:
+    """One deliverer per configured endpoint, its signing secret read from the
+    environment; ConfigError (one line, never the secret) when it is missing or malformed."""
+    found = []
+    for endpoint in settings.webhooks:
+        secret = endpoint.secret()
+        try:
+            signer = Webhook(secret)
+        except Exception:  # the package raises several kinds for a malformed secret
+            raise ConfigError(
+                f"{endpoint.secret_env} is not a Standard Webhooks secret (whsec_ and base64)"
+            ) from None
+        found.append(
+            WebhookDeliverer(WebhookLog(engine), Endpoint(endpoint.name, endpoint.url, signer))
+        )
+    return found

@@ -295,3 +295,31 @@ class DraftRecord(Base):
     note: Mapped[str | None] = mapped_column(Text)
     # The plan's lease terms when drafted (JSON, domain/leases.py): what the quote buys.
     lease_terms: Mapped[str | None] = mapped_column(Text)
+
+
+class WebhookCursorRecord(Base):
+    """Per webhook endpoint, the last order event (outbox id) it has received."""
+
+    __tablename__ = "webhook_cursors"
+
+    endpoint: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class WebhookAttemptRecord(Base):
+    """Every delivery attempt of an event to an endpoint, with its answer: the delivery
+    log (`watcher webhooks log`)."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (Index(None, "endpoint", "event_id"),)
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    endpoint: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[int] = mapped_column(BigInteger)
+    attempt: Mapped[int] = mapped_column(Integer)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    redelivery: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[datetime] = mapped_column(Timestamp)
