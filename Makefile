@@ -47,7 +47,10 @@ clean:
 
 # Replays 20,000 payments from a local Hardhat node into SQLite and PostgreSQL, next to a
 # bare eth_getLogs of the same range; then the time from a payment's block to its
-# RunInstances call over 100 payments, with confirmations 0 and 2 (see bench/).
+# RunInstances call over 100 payments, with confirmations 0 and 2; one lease scheduler tick
+# among 100,000 active leases and 1,000 expiries, against the same with no other leases
+# (see bench/).
 bench: deps
 	$(BIN)/python bench/replay_bench.py --payments 20000 --postgres
 	$(BIN)/python bench/latency_bench.py --payments 100 --block-time 1.0
+	$(BIN)/python bench/lease_bench.py --leases 100000 --due 1000 --postgres
