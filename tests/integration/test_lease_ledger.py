@@ -337,3 +337,71 @@ async def test_a_resource_ended_outside_ends_its_lease_after_two_sweeps_and_refu
     totals = await queries.totals(engine, 1337)
     assert totals.paid == totals.credit + totals.spent == 30 * CTK
     assert await sweep.sweep_once() == []  # settled: nothing more to say
+
+
+async def test_review_cases_unfunded_leases_stuck_renewals_and_moot_jobs(
+    engine: AsyncEngine,
+) -> None:
+    """An order a reorg left unfunded renews nothing and gets nothing back when its
+    resource ends outside; an auto-renewal credit cannot pay is looked at again in a
+    minute, not at every tick; a stop job its lease no longer needs is dropped without a
+    stop."""
+    from sqlalchemy import update
+
+    from watcher.adapters.ledger.lease_book import LeaseBook
+    from watcher.services.leases import LeaseWorker
+
+    hourly = replace(ec2_plan("hourly", 10 * CTK, "t3.micro", IMAGE), lease=LeaseTerms())
+    catalog = Catalog({"hourly": hourly}, "hourly")
+    payments = [
+        Payment(1337, "0x" + f"{n:064x}", 0, 5, "0x" + "cd" * 32, ALICE, 10 * CTK)  # type: ignore[arg-type]
+        for n in (1, 2)
+    ]
+    await Ledger(engine, 1337, catalog).record(payments)
+    fake = FakeProvider(images=[IMAGE])
+    worker = Provisioner(
+        JobQueue(engine, "w", 30), Cloud(fake), catalog, ProvisionerConfig(idle_poll=0.01)
+    )
+    assert await worker.drain(max_wait=10) == 0
+    first, second = (o.order_id for o in await queries.orders(engine))
+    extra = Payment(1337, "0x" + "ee" * 32, 0, 6, "0x" + "ce" * 32, ALICE, 5 * CTK)  # type: ignore[arg-type]
+    await Ledger(engine, 1337, catalog, vending=False).record([extra])  # 5 CTK of credit
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        # The first: unfunded by a reorg, auto-renewing, at its end. The second:
+        # auto-renewing in its renewal window, its credit (5) short of a period (10).
+        await conn.execute(
+            update(OrderRecord)
+            .where(OrderRecord.order_id == first)
+            .values(reorged=True, auto_renew=True, warned=2, paid_until=now, due_at=now)
+        )
+        await conn.execute(
+            update(OrderRecord)
+            .where(OrderRecord.order_id == second)
+            .values(auto_renew=True, warned=1, paid_until=now + timedelta(minutes=30), due_at=now)
+        )
+    book = LeaseBook(engine, "review", 30)
+    assert await book.advance(first) != []  # its stop, no renewal
+    assert await book.advance(second) == []  # nothing: credit cannot pay the renewal
+    rows = {o.order_id: o for o in await queries.orders(engine)}
+    assert (rows[first].lease_state, rows[first].amount) == ("stopping", 10 * CTK)
+    (credit,) = await queries.credits(engine, 1337, ALICE)
+    assert credit.balance == 5 * CTK
+    async with engine.connect() as conn:
+        due = (
+            await conn.execute(select(OrderRecord.due_at).where(OrderRecord.order_id == second))
+        ).scalar_one()
+    assert due >= datetime.now(UTC) + timedelta(seconds=50)  # a minute on, not now
+    # The unfunded one's instance is ended outside: its lease ends, nothing comes back.
+    (instance,) = [i for i in fake.instances() if i.tag("OrderId") == first]
+    await fake.terminate(instance.instance_id)
+    assert await book.ended_outside(first, instance.instance_id, "terminated") == []
+    rows = {o.order_id: o for o in await queries.orders(engine)}
+    assert rows[first].lease_state == "terminated" and rows[first].amount == 10 * CTK
+    assert (await queries.credits(engine, 1337, ALICE))[0].balance == 5 * CTK
+    # Its queued stop job is moot now: dropped, no stop call.
+    stops = fake.calls["stop"]
+    leases = LeaseWorker(book, Cloud(fake), settle=1, look_every=0.05)
+    assert await leases.work_one()
+    assert fake.calls["stop"] == stops
+    assert not await leases.work_one()

@@ -56,6 +56,13 @@ def active(periods: int = 2, auto_renew: bool = False) -> Lease:
     return running(provisioning(new_lease(PRICE, periods, auto_renew)), T0, TERMS)
 
 
+def warned(lease: Lease) -> Lease:
+    """The lease as the scheduler leaves it when its last warning has gone out in time
+    (a tick just before its end), so that its end stops it."""
+    assert lease.paid_until is not None
+    return due(lease, lease.paid_until - timedelta(milliseconds=1), TERMS)[0]
+
+
 S_ALL = list(LeaseState)
 
 
@@ -75,7 +82,7 @@ def lease_in(state: LeaseState) -> Lease:
         return due(lease, at(16), TERMS)[0]
     if state is LeaseState.CANCELLED:
         return terminated(cancel(lease, at(1), TERMS)[0])
-    lease = due(lease, at(20), TERMS)[0]
+    lease = due(warned(lease), at(20), TERMS)[0]
     if state is LeaseState.STOPPING:
         return lease
     if state is LeaseState.STARTING:
@@ -171,6 +178,23 @@ def test_the_timeline_paid_running_warned_stopped_in_grace_terminated() -> None:
     assert lease.state is LeaseState.TERMINATED and lease.spent == 2 * PRICE
 
 
+def test_a_lease_never_stops_without_its_last_warning() -> None:
+    """Its end came while nobody warned (the watcher was down, or enforcement was just
+    turned on): the last warning goes out now and the stop waits for its lead, free; and
+    the grace runs from the stop, not from the end of paid time."""
+    lease, effects = due(active(), at(60), TERMS)
+    assert (lease.state, effects, lease.paid_until) == (
+        LeaseState.EXPIRING,
+        [Warn(2 * S, at(62))],
+        at(62),
+    )
+    assert lease.spent == 2 * PRICE  # nothing charged for the courtesy
+    lease, effects = due(lease, at(62), TERMS)
+    assert effects == [Stop()]
+    lease, _ = stopped(lease, TERMS, at(70))  # the stop took 8 s to be confirmed
+    assert lease.grace_until == at(75)
+
+
 def test_warnings_missed_during_a_pause_go_out_once_the_latest() -> None:
     lease, effects = due(active(), at(19), TERMS)
     assert effects == [Warn(2 * S, at(20))] and lease.warned == 2
@@ -178,7 +202,7 @@ def test_warnings_missed_during_a_pause_go_out_once_the_latest() -> None:
 
 
 def test_extending_in_grace_starts_it_again_paid_from_now() -> None:
-    lease = stopped(due(active(), at(20), TERMS)[0], TERMS)[0]
+    lease = stopped(due(warned(active()), at(20), TERMS)[0], TERMS)[0]
     lease, effects = extend(lease, 1, at(22), TERMS)
     assert (lease.state, effects, lease.paid_until) == (LeaseState.STARTING, [Start()], at(32))
     assert lease.periods == 3
@@ -186,13 +210,13 @@ def test_extending_in_grace_starts_it_again_paid_from_now() -> None:
     assert (lease.state, lease.grace_until, lease.warned) == (LeaseState.ACTIVE, None, 0)
     # Nothing due until its new end comes near; then the same timeline again.
     assert due(lease, at(26), TERMS)[1] == []
-    assert due(lease, at(32), TERMS)[1] == [Stop()]
+    assert due(warned(lease), at(32), TERMS)[1] == [Stop()]
 
 
 def test_an_extension_while_the_stop_runs_starts_it_once_the_stop_is_confirmed() -> None:
     """The expiry won the race: the stop job was already on its way. The extension does
     not wait for it and is not lost: once the stop is confirmed, the start follows."""
-    lease = due(active(), at(20), TERMS)[0]
+    lease = due(warned(active()), at(20), TERMS)[0]
     lease, effects = extend(lease, 2, at(20.5), TERMS)
     assert (lease.state, effects, lease.paid_until) == (LeaseState.STARTING, [], at(40.5))
     lease, effects = stopped(lease, TERMS)
@@ -253,7 +277,8 @@ def test_a_renewal_is_charged_once_however_often_the_tick_runs() -> None:
 
 
 def test_auto_renew_without_credit_expires_as_any_lease() -> None:
-    lease, effects = due(active(periods=1, auto_renew=True), at(10), TERMS, credit=PRICE - 1)
+    lease = warned(active(periods=1, auto_renew=True))
+    lease, effects = due(lease, at(10), TERMS, credit=PRICE - 1)
     assert (lease.state, effects) == (LeaseState.STOPPING, [Stop()])
 
 
@@ -272,7 +297,7 @@ def test_cancel_gives_back_the_whole_periods_not_begun() -> None:
     strict = LeaseTerms(period=10 * S, refund=Refund.NONE)
     assert cancel(active(periods=5), at(12), strict)[1] == [Terminate()]
     # In grace, its paid time is over: nothing comes back.
-    in_grace = stopped(due(active(), at(20), TERMS)[0], TERMS)[0]
+    in_grace = stopped(due(warned(active()), at(20), TERMS)[0], TERMS)[0]
     assert cancel(in_grace, at(22), TERMS)[1] == [Terminate()]
 
 

@@ -256,6 +256,15 @@ def due(
                     state=LeaseState.ACTIVE,
                     warned=0,
                 )
+        if now >= until and leads and lease.warned < len(leads):
+            # Its end has come and its last warning never went out (the watcher was down,
+            # or enforcement was just turned on): warn now and stop after that lead, paid
+            # time added free of charge. A lease never stops without its warning.
+            lead = leads[-1]
+            lease = replace(
+                lease, state=LeaseState.EXPIRING, paid_until=now + lead, warned=len(leads)
+            )
+            return lease, [*effects, Warn(lead, now + lead)]
         if now >= until:
             return replace(lease, state=LeaseState.STOPPING), [*effects, Stop()]
         # Warnings not sent yet whose time has come; only the latest goes out (one
@@ -273,14 +282,19 @@ def due(
     return lease, []
 
 
-def stopped(lease: Lease, terms: LeaseTerms) -> tuple[Lease, list[Effect]]:
-    """The stop is confirmed (the cloud says stopped). In grace until the end of paid time
-    plus the plan's grace. Extended meanwhile (starting): the resource starts again."""
+def stopped(
+    lease: Lease, terms: LeaseTerms, now: datetime | None = None
+) -> tuple[Lease, list[Effect]]:
+    """The stop is confirmed (the cloud says stopped) at `now`. In grace for the plan's
+    grace from the stop (or from the end of paid time, if the stop came before it): a
+    watcher that was down, or a stop that took long, never shortens the grace the disk
+    is kept for. Extended meanwhile (starting): the resource starts again."""
     if lease.state is LeaseState.STARTING:
         return lease, [Start()]
     _require(lease, {LeaseState.STOPPING}, "mark it stopped")
     assert lease.paid_until is not None
-    return replace(lease, state=LeaseState.STOPPED, grace_until=lease.paid_until + terms.grace), []
+    since = max(lease.paid_until, now) if now is not None else lease.paid_until
+    return replace(lease, state=LeaseState.STOPPED, grace_until=since + terms.grace), []
 
 
 def extend(

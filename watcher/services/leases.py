@@ -26,6 +26,17 @@ from watcher.shared.waiting import pause, wait_any
 
 log = logging.getLogger("watcher.services.leases")
 
+# The lease states in which each job still has work to do.
+_NEEDED: dict[JobKind, tuple[str, ...]] = {
+    JobKind.STOP: ("stopping", "starting"),
+    JobKind.START: ("starting",),
+    JobKind.TERMINATE: ("terminating",),
+}
+# A terminate job whose instance the cloud no longer knows, and whose tag look-up finds
+# nothing live, is confirmed after this many attempts (EC2 forgets terminated instances
+# after about an hour; the attempts are spread by the retry backoff).
+GONE_AFTER_ATTEMPTS = 3
+
 # What the cloud says when a job's work is done.
 _DONE: dict[JobKind, tuple[str, ...]] = {
     JobKind.STOP: ("stopped",),
@@ -44,16 +55,18 @@ class LeaseScheduler:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def tick(self) -> int:
-        """Move every lease that is due on; how many were."""
+        """Move every lease that is due on, each once per tick; how many did something."""
         moved = 0
+        seen: set[str] = set()
         while True:
-            due = await self.book.due_orders(self.batch)
+            due = [o for o in await self.book.due_orders(self.batch) if o not in seen]
             for order_id in due:
+                seen.add(order_id)
                 effects = await self.book.advance(order_id)
                 if effects:
                     moved += 1
                     self.wake.set()
-            if len(due) < self.batch:
+            if not due:
                 return moved
 
     async def run(self) -> None:
@@ -99,6 +112,14 @@ class LeaseWorker:
         job = await self.book.claim()
         if job is None:
             return False
+        if job.lease_state not in _NEEDED[job.kind]:
+            await self.book.drop(job, f"the lease is {job.lease_state}: nothing to do")
+            return True
+        if job.kind is JobKind.STOP and job.lease_state == "starting":
+            # Extended while its stop waited: a paid lease is not stopped. The stop counts
+            # as done; its confirmation asks for the start, which sees what runs.
+            await self.book.confirm(job)
+            return True
         try:
             done = await self._carry_out(job)
         except CloudError as exc:
@@ -134,7 +155,12 @@ class LeaseWorker:
             raise CloudError(ErrorKind.RETRY, None, "no provider here makes this order's resource")
         seen = await provider.describe(job.instance_id)
         if seen is None:
-            # No answer about it: maybe not visible, maybe gone. Not "gone": look again.
+            # No answer about it: maybe not visible, maybe gone. Not "gone" on one answer:
+            # a terminate is confirmed only after repeated answers and the tag look-up
+            # agreeing that nothing of the order's is live.
+            if job.kind is JobKind.TERMINATE and job.attempts >= GONE_AFTER_ATTEMPTS:
+                tagged = await provider.find_instance(job.order_id)
+                return tagged is None or tagged.ended
             return False
         wanted = _DONE[job.kind]
         if seen.state in wanted:

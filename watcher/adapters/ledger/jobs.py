@@ -412,7 +412,8 @@ class JobQueue:
         ).first()
         if row is None or row.lease_terms is None or row.lease_state is not None:
             return {}
-        return leases.first_run(row.lease_terms, row.periods, row.amount, now)
+        # Paid time by the database's clock, which every watcher shares (the scheduler's).
+        return leases.first_run(row.lease_terms, row.periods, row.amount, await queries.clock(conn))
 
     async def _extend(self, conn: AsyncConnection, order_id: str, now: datetime) -> bool:
         """Renew our claim inside the caller's transaction; False if it is not ours."""

@@ -48,6 +48,8 @@ from watcher.domain.leases import (
 from watcher.domain.order import OrderState
 
 LEASE_JOBS = (JobKind.STOP.value, JobKind.START.value, JobKind.TERMINATE.value)
+# How soon a lease whose auto-renewal its credit could not pay is looked at again.
+RENEWAL_RETRY = timedelta(minutes=1)
 # Lease states in which the lease's resource should exist.
 _HOLDING = ("active", "expiring", "stopping", "stopped", "starting")
 _EFFECT_JOBS: dict[type, str] = {
@@ -84,6 +86,8 @@ class LeaseJob:
     attempts: int
     instance_id: str | None
     resource: str | None
+    # The lease's state when the job was claimed: a job it no longer needs is dropped.
+    lease_state: str | None = None
 
 
 class LeaseBook:
@@ -114,15 +118,15 @@ class LeaseBook:
         """Move the lease on to now (`due`), with its effects, in one transaction. Nothing
         when it is not due any more (another watcher, or an extension, got there first)."""
         async with self.engine.begin() as conn:
-            row = await self._locked(conn, order_id)
+            row = await self._locked(conn, order_id, chain_first=True)
             if row is None or row.lease_state is None:
                 return []
             now = await queries.clock(conn)
             lease, terms = lease_of(row)
             credit = 0
-            if lease.auto_renew:
-                # Credit is the chain's to write: take its lock before reading it.
-                await queries.lock_chain(conn, row.chain_id)
+            if lease.auto_renew and not row.reorged:
+                # An unfunded order (a reorg took its payment) renews nothing: its price
+                # is in no payment, a renewal would be charged again when it is mined.
                 found = await accounts.balances(conn, row.chain_id, [row.payer])
                 credit = found.get(row.payer, 0)
             after, effects = due(lease, now, terms, credit)
@@ -149,7 +153,7 @@ class LeaseBook:
         self, order_id: str, owner: str, what: str, periods: int
     ) -> LeaseChange:
         async with self.engine.begin() as conn:
-            row = await self._locked(conn, order_id)
+            row = await self._locked(conn, order_id, chain_first=True)
             if row is None:
                 raise LeaseRefused(f"no order {order_id}", 404)
             if row.payer != owner:
@@ -164,8 +168,6 @@ class LeaseBook:
                 raise LeaseRefused(
                     "its lease starts when it first runs: try again once it runs", 409
                 )
-            # Credit is the chain's to write: its lock before reading or moving it.
-            await queries.lock_chain(conn, row.chain_id)
             now = await queries.clock(conn)
             lease, terms = lease_of(row)
             try:
@@ -175,8 +177,7 @@ class LeaseBook:
                     if credit < cost:
                         raise LeaseRefused(
                             f"your credit is {format_amount(max(credit, 0))} CTK and {periods} "
-                            f"period(s) cost {format_amount(cost)} CTK: pay some CTK first "
-                            "(a plain transfer is credit)",
+                            f"period(s) cost {format_amount(cost)} CTK: add credit first",
                             402,
                         )
                     after, effects = extend(lease, periods, now, terms)
@@ -204,7 +205,7 @@ class LeaseBook:
         terminated with the reason. Nothing if the lease is not one a resource holds, or
         the order names another resource by now."""
         async with self.engine.begin() as conn:
-            row = await self._locked(conn, order_id)
+            row = await self._locked(conn, order_id, chain_first=True)
             if (
                 row is None
                 or row.lease_state not in _HOLDING
@@ -218,6 +219,10 @@ class LeaseBook:
                 after, effects = ended_outside(lease, now, terms)
             except IllegalTransition:
                 return []
+            if row.reorged:
+                # Unfunded (a reorg took its payment): its price is in no payment, nothing
+                # of it comes back; the operator settles it, as for any reorged order.
+                after, effects = replace(after, periods=lease.periods), []
             await self._write(conn, row, after, terms, effects, now)
             await conn.execute(
                 update(OrderRecord)
@@ -273,9 +278,9 @@ class LeaseBook:
             )
             order = (
                 await conn.execute(
-                    select(OrderRecord.instance_id, OrderRecord.resource).where(
-                        OrderRecord.order_id == job.order_id
-                    )
+                    select(
+                        OrderRecord.instance_id, OrderRecord.resource, OrderRecord.lease_state
+                    ).where(OrderRecord.order_id == job.order_id)
                 )
             ).one()
         return LeaseJob(
@@ -285,6 +290,7 @@ class LeaseBook:
             job.attempts + 1,
             order.instance_id,
             order.resource,
+            order.lease_state,
         )
 
     async def confirm(self, job: LeaseJob) -> list[Effect]:
@@ -301,7 +307,7 @@ class LeaseBook:
             lease, terms = lease_of(row)
             try:
                 if job.kind is JobKind.STOP:
-                    after, effects = stopped(lease, terms)
+                    after, effects = stopped(lease, terms, now)
                 elif job.kind is JobKind.START:
                     after, effects = started(lease), []
                 else:
@@ -333,13 +339,31 @@ class LeaseBook:
                 )
             )
 
+    async def drop(self, job: LeaseJob, reason: str) -> None:
+        """Done without acting: the lease no longer needs this job (cancelled while a stop
+        was queued, extended again...)."""
+        async with self.engine.begin() as conn:
+            if await self._still_ours(conn, job):
+                await self._finish(conn, job, JobState.DONE.value, reason)
+
     async def heartbeat(self, job: LeaseJob) -> bool:
         async with self.engine.begin() as conn:
             return await self._still_ours(conn, job)
 
     # --- inside ---
 
-    async def _locked(self, conn: AsyncConnection, order_id: str) -> Any:
+    async def _locked(self, conn: AsyncConnection, order_id: str, chain_first: bool = False) -> Any:
+        """The order's row, locked for this transaction. With `chain_first` (a change that
+        may move credit), the chain's writer lock is taken before the row's, in the order
+        the follower and refunds take them, so that no two wait for each other."""
+        if chain_first and conn.dialect.name == "postgresql":
+            chain = (
+                await conn.execute(
+                    select(OrderRecord.chain_id).where(OrderRecord.order_id == order_id)
+                )
+            ).scalar_one_or_none()
+            if chain is not None:
+                await queries.lock_chain(conn, chain)
         query = select(OrderRecord).where(OrderRecord.order_id == order_id)
         if conn.dialect.name == "postgresql":
             query = query.with_for_update()
@@ -380,6 +404,13 @@ class LeaseBook:
         by the database), credit taken or given back (through accounts, the one writer),
         the order's event."""
         values = columns(lease, terms)
+        if values["due_at"] is not None and values["due_at"] <= now:
+            # Due again at once but nothing moved it (an auto-renewal its credit cannot pay
+            # yet): look again in a minute, or at its end, not at every tick.
+            later = now + RENEWAL_RETRY
+            values["due_at"] = min(later, lease.paid_until) if lease.paid_until else later
+            if values["due_at"] <= now:
+                values["due_at"] = later
         await conn.execute(
             update(OrderRecord)
             .where(OrderRecord.order_id == row.order_id)

@@ -415,7 +415,9 @@ async def job_health(engine: AsyncEngine, chain_id: int | None = None) -> JobHea
             func.min(case((funded, job.created_at))),
         )
         .join(OrderRecord, OrderRecord.order_id == job.order_id)
-        .where(job.state.in_(_PENDING))
+        # Provisioning: launch jobs. Leases' stop, start and terminate jobs are counted
+        # apart (lease_health), so that an expiry never reads as a paid order stuck.
+        .where(job.state.in_(_PENDING), job.kind == JobKind.LAUNCH.value)
     )
     # Queued orders whose launch job has no row yet (see ledger/jobs.py): pending since
     # they were paid for, never tried.
