@@ -405,3 +405,50 @@ async def test_review_cases_unfunded_leases_stuck_renewals_and_moot_jobs(
     assert await leases.work_one()
     assert fake.calls["stop"] == stops
     assert not await leases.work_one()
+
+
+async def test_a_reorg_below_an_extension_charges_it_again_or_undoes_it(
+    engine: AsyncEngine,
+) -> None:
+    """The reviewer's case: the 20 CTK that paid for a 2-period extension are in a block a
+    reorg takes. The extension is undone (its paid time taken off), no debt is left, and
+    the money adds up; an extension the credit left still covers stays."""
+    from watcher.adapters.ledger.lease_book import LeaseBook
+    from watcher.adapters.ledger.ledger import Cursor
+    from watcher.domain.blocks import BlockRef
+
+    hourly = replace(ec2_plan("hourly", 10 * CTK, "t3.micro", IMAGE), lease=LeaseTerms())
+    catalog = Catalog({"hourly": hourly}, "hourly")
+    ledger = Ledger(engine, 1337, catalog)
+    first = Payment(1337, "0x" + "aa" * 32, 0, 5, "0x" + "05" * 32, ALICE, 10 * CTK)  # type: ignore[arg-type]
+    await ledger.record([first], advance_to=BlockRef(5, "0x" + "05" * 32, "0x" + "04" * 32))
+    await provision(engine, catalog)
+    (order,) = await queries.orders(engine)
+    plain = Ledger(engine, 1337, catalog, vending=False)
+    early = Payment(1337, "0x" + "bb" * 32, 0, 7, "0x" + "07" * 32, ALICE, 10 * CTK)  # type: ignore[arg-type]
+    await plain.record(
+        [early],
+        advance_from=Cursor(5, "0x" + "05" * 32),
+        advance_to=BlockRef(7, "0x" + "07" * 32, "0x" + "06" * 32),
+    )
+    book = LeaseBook(engine, "ext", 30)
+    await book.extend(order.order_id, ALICE, 1)  # from the 10 of block 7, anchored at 7
+    late = Payment(1337, "0x" + "cc" * 32, 0, 9, "0x" + "09" * 32, ALICE, 20 * CTK)  # type: ignore[arg-type]
+    await plain.record(
+        [late],
+        advance_from=Cursor(7, "0x" + "07" * 32),
+        advance_to=BlockRef(9, "0x" + "09" * 32, "0x" + "08" * 32),
+    )
+    await book.extend(order.order_id, ALICE, 2)  # from the 20 of block 9, anchored at 9
+    (extended,) = await queries.orders(engine)
+    assert (extended.periods, extended.amount) == (4, 40 * CTK)
+    await ledger.rewind(Cursor(8, "0x" + "08" * 32))  # block 9 is gone
+    (after,) = await queries.orders(engine)
+    assert (after.periods, after.amount) == (2, 20 * CTK)
+    assert extended.paid_until is not None and after.paid_until == extended.paid_until - timedelta(
+        hours=2
+    )
+    credits = await queries.credits(engine, 1337, ALICE)
+    assert credits == [] or credits[0].balance == 0  # no debt
+    totals = await queries.totals(engine, 1337)
+    assert totals.paid == totals.credit + totals.spent == 20 * CTK

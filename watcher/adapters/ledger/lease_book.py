@@ -17,13 +17,19 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from watcher.adapters.ledger import accounts, events, queries
 from watcher.adapters.ledger.leases import columns, lease_of
-from watcher.adapters.ledger.schema import PENDING_JOB, JobRecord, OrderRecord
+from watcher.adapters.ledger.schema import (
+    PENDING_JOB,
+    ChainCursor,
+    JobRecord,
+    LeaseChargeRecord,
+    OrderRecord,
+)
 from watcher.domain.amounts import format_amount
 from watcher.domain.errors import UserError
 from watcher.domain.job import JobKind, JobState
@@ -420,6 +426,26 @@ class LeaseBook:
         if credit:
             await queries.lock_chain(conn, row.chain_id)
             await accounts.apply(conn, row.chain_id, {row.payer: credit}, now)
+        charged = -sum(e.amount for e in effects if isinstance(e, Credit) and e.amount < 0)
+        if charged:
+            # Anchored at the ledger's block now: its credit came from payments at or
+            # below it, which a reorg below it may take (Ledger.rewind).
+            anchor = (
+                await conn.execute(
+                    select(ChainCursor.block_number).where(ChainCursor.chain_id == row.chain_id)
+                )
+            ).scalar_one_or_none()
+            await conn.execute(
+                insert(LeaseChargeRecord).values(
+                    order_id=row.order_id,
+                    chain_id=row.chain_id,
+                    payer=row.payer,
+                    periods=charged // lease.period_price,
+                    amount=charged,
+                    block_number=anchor if anchor is not None else -1,
+                    created_at=now,
+                )
+            )
         for effect in effects:
             kind = _EFFECT_JOBS.get(type(effect))
             if kind is not None:

@@ -29,6 +29,7 @@ from watcher.adapters.ledger.schema import (
     ChainCursor,
     ChainRecord,
     DraftRecord,
+    LeaseChargeRecord,
     OrderRecord,
     PaymentRecord,
 )
@@ -38,6 +39,7 @@ from watcher.domain.catalog import Catalog
 from watcher.domain.checkout import Decision, Placement, decide
 from watcher.domain.errors import ChainError, UserError
 from watcher.domain.kinds import summary
+from watcher.domain.leases import LeaseTerms
 from watcher.domain.order import OrderState
 from watcher.domain.payment import Payment
 from watcher.domain.pricing import (
@@ -374,6 +376,7 @@ class Ledger:
                 # Unfunded now: its price is no longer spent out of this payer's payments.
                 delta[order.payer] += order.amount
             undone, unfunded = await self._recharge_credit_orders(conn, above, delta, now)
+            await self._recharge_lease_charges(conn, above, delta, now)
             removable = [*removable, *undone]
             flagged = [*flagged, *unfunded]
             if self.events:
@@ -519,6 +522,70 @@ class Ledger:
                 funded.append(row.order_id)
         if self.events and funded:
             await events.append_current(conn, funded, now)
+
+    async def _recharge_lease_charges(
+        self, conn: AsyncConnection, above: int, delta: dict[str, int], now: datetime
+    ) -> None:
+        """Lease extensions and renewals paid from credit after the reorg's common block,
+        charged again to the credit left (after the orphaned payments and the orders bought
+        from credit): what it covers stays, anchored at `above`; the rest is undone, the
+        newest first, the lease's paid time shortened by what was undone (the scheduler
+        sees its new end at once, and warns before it). Updates `delta`."""
+        charges = (
+            await conn.execute(
+                select(LeaseChargeRecord)
+                .where(
+                    LeaseChargeRecord.chain_id == self.chain_id,
+                    LeaseChargeRecord.block_number > above,
+                )
+                .order_by(LeaseChargeRecord.id.desc())
+            )
+        ).all()
+        if not charges:
+            return
+        payers = list(dict.fromkeys(c.payer for c in charges))
+        balances = await accounts_balances(conn, self.chain_id, payers)
+        short = {p: balances.get(p, 0) + delta.get(p, 0) for p in payers}
+        for charge in charges:
+            if short[charge.payer] >= 0:
+                continue
+            order = (
+                await conn.execute(
+                    select(OrderRecord).where(OrderRecord.order_id == charge.order_id)
+                )
+            ).first()
+            undone = 0
+            if order is not None and order.lease_terms is not None:
+                period = LeaseTerms.from_json(order.lease_terms).period
+                held = order.periods or 1
+                # What the lease still holds of it: a cancellation since may have given
+                # some back already; never below the period first bought.
+                count = min(charge.periods, held - 1)
+                undone = count * (order.amount // held)
+                await conn.execute(
+                    update(OrderRecord)
+                    .where(OrderRecord.order_id == charge.order_id)
+                    .values(
+                        periods=held - count,
+                        amount=order.amount - undone,
+                        paid_until=order.paid_until - period * count
+                        if order.paid_until is not None
+                        else None,
+                        due_at=now,
+                        updated_at=now,
+                    )
+                )
+            await conn.execute(delete(LeaseChargeRecord).where(LeaseChargeRecord.id == charge.id))
+            short[charge.payer] += undone
+            delta[charge.payer] += undone
+        await conn.execute(
+            update(LeaseChargeRecord)
+            .where(
+                LeaseChargeRecord.chain_id == self.chain_id,
+                LeaseChargeRecord.block_number > above,
+            )
+            .values(block_number=above)
+        )
 
     async def _recharge_credit_orders(
         self, conn: AsyncConnection, above: int, delta: dict[str, int], now: datetime

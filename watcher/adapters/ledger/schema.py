@@ -323,3 +323,23 @@ class WebhookAttemptRecord(Base):
     error: Mapped[str | None] = mapped_column(Text)
     redelivery: Mapped[bool] = mapped_column(Boolean)
     at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class LeaseChargeRecord(Base):
+    """An extension or renewal of a lease paid from credit, with the ledger's block when
+    it was taken: a reorg below that block charges it again to the credit left, or undoes
+    it (ledger.Ledger.rewind), as for an order bought from credit."""
+
+    __tablename__ = "lease_charges"
+    __table_args__ = (Index(None, "chain_id", "block_number"),)
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("orders.order_id", ondelete="CASCADE")
+    )
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    payer: Mapped[str] = mapped_column(Address)
+    periods: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(TokenAmount)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
