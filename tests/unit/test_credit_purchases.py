@@ -262,3 +262,21 @@ async def test_audit_knows_orders_bought_from_credit_are_not_on_chain(
     assert [d.kind.value for d in found] == ["credit_differs"] and notes == []
     found, notes = compare_orders(off, replayed, {ALICE: 61 * CTK}, replayed_credit, True)
     assert found == [] and "credit purchases" in notes[0]
+
+
+def test_audit_takes_a_lease_changed_amount_for_what_it_is() -> None:
+    """An extended lease holds more than the price a replay charges, and moved credit: a
+    note, not a difference (the per-payer money check still holds for it)."""
+    from watcher.domain.order import OrderState
+
+    live = [
+        OrderFacts("o1", ALICE, 30 * CTK, "p", None, OrderState.RUNNING, "i-1", False,
+                   lease_state="active"),
+    ]  # fmt: skip
+    replayed = [OrderFacts("o1", ALICE, 10 * CTK, "p", None, OrderState.QUEUED, None, False)]
+    found, notes = compare_orders(live, replayed, {ALICE: 0}, {ALICE: 20 * CTK})
+    assert found == [] and notes and "credit of" in notes[0]
+    # Without a lease the same amount is a difference.
+    plain = [OrderFacts("o1", ALICE, 30 * CTK, "p", None, OrderState.RUNNING, "i-1", False)]
+    found, _ = compare_orders(plain, replayed, {ALICE: 0}, {ALICE: 0})
+    assert [d.kind.value for d in found] == ["order_differs"]

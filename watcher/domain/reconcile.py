@@ -230,6 +230,15 @@ def compare_orders(
     mine = {o.order_id: o for o in ledger if o.tx_hash is not None}
     theirs = {o.order_id: o for o in replayed}
     moved = {o.payer for o in ledger if o.state is OrderState.FAILED or o.unfunded}
+    # A lease extended, renewed, cancelled or ended outside holds another amount than the
+    # price a replay charges, and moved credit with it: its payer's differences are notes
+    # (check_money still holds for them).
+    replayed_price = {o.order_id: o.amount for o in replayed}
+    moved |= {
+        o.payer
+        for o in ledger
+        if o.lease_state is not None and o.amount != replayed_price.get(o.order_id, o.amount)
+    }
     if vending:
         moved |= {o.payer for o in from_credit}
     spent_from_credit: dict[str, int] = defaultdict(int)
@@ -243,6 +252,8 @@ def compare_orders(
         for name in ("payer", "amount", "plan", "resource"):
             if name == "resource" and a.resource is None:
                 continue  # recorded before orders kept their specification: unknown
+            if name == "amount" and a.lease_state is not None:
+                continue  # a lease's periods move its amount (see `moved` above)
             if getattr(a, name) != getattr(b, name):
                 hint = "" if name == "payer" else " (the replay prices with today's catalog)"
                 found.append(
