@@ -350,3 +350,26 @@ async def test_the_explorer_and_the_checkout_are_named_and_pages_chosen(
         base_url="http://watcher",
     ) as plain:
         assert "/static/checkout.js" in (await plain.get("/")).text
+
+
+async def test_each_plan_says_what_its_period_is(engine: AsyncEngine) -> None:
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from watcher.domain.leases import LeaseTerms
+
+    quarter = replace(
+        ec2_plan("quarter", 2 * CTK, "t3.micro", "ami-0123456789abcdef0"),
+        lease=LeaseTerms(period=timedelta(minutes=15)),
+    )
+    catalog = Catalog({"t3.micro": CATALOG.plans["t3.micro"], "quarter": quarter}, "t3.micro")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_api(engine, 1337, TOKEN, catalog)),
+        base_url="http://watcher",
+    ) as http:
+        plans = {p["name"]: p for p in (await http.get("/api/plans")).json()}
+    assert (plans["t3.micro"]["unit"], plans["t3.micro"]["units"]) == ("hour", "hours")
+    assert (plans["quarter"]["unit"], plans["quarter"]["units"]) == (
+        "15-minute period",
+        "15-minute periods",
+    )

@@ -420,3 +420,19 @@ def test_next_due_is_the_first_moment_due_does_something() -> None:
     for state in (LeaseState.PAID, LeaseState.STOPPING, LeaseState.TERMINATED):
         assert next_due(lease_in(state), TERMS) is None
     assert LeaseTerms.from_json(TERMS.to_json()) == TERMS
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [
+        (3600, ("hour", "hours")),
+        (86400, ("day", "days")),
+        (900, ("15-minute period", "15-minute periods")),
+        (10, ("10-second period", "10-second periods")),
+        (7200, ("2-hour period", "2-hour periods")),
+    ],
+)
+def test_how_a_buyer_reads_a_period(seconds: int, words: tuple[str, str]) -> None:
+    from watcher.domain.leases import period_words
+
+    assert period_words(timedelta(seconds=seconds)) == words

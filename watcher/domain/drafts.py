@@ -20,9 +20,6 @@ from watcher.domain.pricing import Plan
 from watcher.domain.ssh_keys import SshPublicKey, parse_ssh_public_key
 
 QUOTE_VALIDITY = timedelta(minutes=30)
-# What one period of a plan is: a plan's price buys one hour of its resource. (Leases that
-# run out when the periods bought end come with issue 11; until then an order runs on.)
-PERIOD = "hour"
 # More than this in one order is more likely a typo than a wish; leases are extended later.
 MAX_PERIODS = 100
 MAX_NAME = 64

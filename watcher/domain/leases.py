@@ -416,6 +416,19 @@ def ended_outside(lease: Lease, now: datetime, terms: LeaseTerms) -> tuple[Lease
     return replace(lease, state=LeaseState.TERMINATED, periods=lease.periods - back), effects
 
 
+def period_words(period: timedelta) -> tuple[str, str]:
+    """How a buyer reads one period and several: ("hour", "hours"), ("day", "days"),
+    ("15-minute period", "15-minute periods")."""
+    seconds = int(period.total_seconds())
+    for size, word in ((86400, "day"), (3600, "hour"), (60, "minute"), (1, "second")):
+        if seconds % size == 0:
+            count = seconds // size
+            if count == 1:
+                return word, word + "s"
+            return f"{count}-{word} period", f"{count}-{word} periods"
+    raise AssertionError("a period is whole seconds")  # pragma: no cover - LeaseTerms
+
+
 _DURATION = re.compile(r"([0-9]+)\s*(s|m|h|d)")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

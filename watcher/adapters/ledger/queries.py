@@ -565,6 +565,7 @@ class OrderAccess:
     lease_state: str | None = None
     paid_until: datetime | None = None
     grace_until: datetime | None = None
+    lease_terms: str | None = None
 
 
 async def order_access(engine: AsyncEngine, chain_id: int, order_id: str) -> OrderAccess | None:
@@ -585,6 +586,7 @@ async def order_access(engine: AsyncEngine, chain_id: int, order_id: str) -> Ord
         OrderRecord.lease_state,
         OrderRecord.paid_until,
         OrderRecord.grace_until,
+        OrderRecord.lease_terms,
     ).where(OrderRecord.chain_id == chain_id, OrderRecord.order_id == order_id)
     async with _reader(engine) as conn:
         row = (await conn.execute(query)).first()

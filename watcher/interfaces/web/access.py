@@ -15,6 +15,7 @@ from watcher.adapters.ledger import queries
 from watcher.adapters.ledger.signin import Session
 from watcher.domain.errors import InvalidInput
 from watcher.domain.kinds import ec2_instance, size, summary
+from watcher.domain.leases import LeaseTerms, period_words
 from watcher.domain.resources import ResourceSpec
 from watcher.domain.ssh_keys import parse_ssh_public_key
 from watcher.interfaces.web.signin import SignedIn
@@ -58,6 +59,8 @@ class AccessOut(BaseModel):
     grace_until: datetime | None = Field(
         default=None, description="Stopped after its paid time: when it is removed."
     )
+    unit: str = Field(default="hour", description='What one period is ("hour").')
+    units: str = Field(default="hours", description='Several periods ("hours").')
     next_step: str = Field(description="What happens next, in words.")
 
 
@@ -126,6 +129,8 @@ def access_routes(
                 fingerprint = None  # checked when drafted; an edited row shows none
         # Running, and within its paid time (or sold without an end).
         running = found.state == "running" and found.lease_state in (None, "active", "expiring")
+        terms = LeaseTerms.from_json(found.lease_terms) if found.lease_terms else LeaseTerms()
+        words = period_words(terms.period)
         known = size(spec) if spec is not None else None
         keys = await host_keys.of(found) if host_keys is not None and running else ()
         return AccessOut(
@@ -151,6 +156,8 @@ def access_routes(
             lease_state=found.lease_state,
             paid_until=found.paid_until,
             grace_until=found.grace_until,
+            unit=words[0],
+            units=words[1],
         )
 
     return router

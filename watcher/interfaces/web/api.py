@@ -24,9 +24,9 @@ from watcher.adapters.ledger.signin import SignIns
 from watcher.domain.addresses import BURN_ADDRESS, parse_address
 from watcher.domain.amounts import CTK_DECIMALS, format_amount
 from watcher.domain.catalog import Catalog
-from watcher.domain.drafts import PERIOD
 from watcher.domain.errors import InvalidInput
 from watcher.domain.kinds import size, summary
+from watcher.domain.leases import period_words
 from watcher.domain.payment import MalformedChainData
 from watcher.interfaces.web.access import access_routes
 from watcher.interfaces.web.drafts import BuyFromCredit, draft_routes
@@ -42,7 +42,8 @@ class PlanOut(BaseModel):
     instance_type: str
     vcpus: int | None = Field(description="vCPUs, where the plan's type is known here.")
     memory_gib: float | None = Field(description="Memory in GiB, where known.")
-    unit: str = Field(description="What one period is: the plan's price buys one.")
+    unit: str = Field(description='What one period is ("hour"): the plan\'s price buys one.')
+    units: str = Field(description='Several periods ("hours").')
     default: bool
 
 
@@ -79,7 +80,9 @@ class PaymentInfo(BaseModel):
     explorer_url: str | None = Field(
         description="A block explorer: a transaction is at <explorer_url>/tx/<hash>."
     )
-    period: str = Field(description="What one period of a plan is (its price buys one).")
+    period: str = Field(
+        description="What one period of the default plan is (each plan says its own)."
+    )
     leases_enforced: bool = Field(
         description="Whether resources are stopped when their paid time ends (and "
         "terminated after the plan's grace)."
@@ -281,7 +284,7 @@ def create_api(
             "default_plan": catalog.default,
             "checkout_address": checkout_address,
             "explorer_url": explorer_url.rstrip("/") if explorer_url else None,
-            "period": PERIOD,
+            "period": period_words(catalog.default_plan.lease.period)[0],
             "leases_enforced": leases,
         }
 
@@ -295,7 +298,8 @@ def create_api(
                 "instance_type": summary(plan.spec),
                 "vcpus": known[0] if (known := size(plan.spec)) else None,
                 "memory_gib": known[1] if known else None,
-                "unit": PERIOD,
+                "unit": period_words(plan.lease.period)[0],
+                "units": period_words(plan.lease.period)[1],
                 "default": plan.name == catalog.default,
             }
             for plan in catalog.plans.values()

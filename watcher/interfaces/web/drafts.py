@@ -19,6 +19,7 @@ from watcher.domain.catalog import Catalog
 from watcher.domain.drafts import MAX_PERIODS, draft_terms, quote
 from watcher.domain.errors import InvalidInput
 from watcher.domain.kinds import summary
+from watcher.domain.leases import LeaseTerms, period_words
 from watcher.domain.resources import ResourceSpec
 from watcher.interfaces.web.signin import SignedIn
 
@@ -45,6 +46,8 @@ class DraftOut(BaseModel):
     price_ctk: str = Field(description="The quote in CTK, as exact decimal text.")
     expires_at: datetime = Field(description="The quote holds for a payment mined before this.")
     state: str = Field(description="open, expired (its quote ran out) or placed.")
+    unit: str = Field(default="hour", description='What one period is ("hour").')
+    units: str = Field(default="hours", description='Several periods ("hours").')
     order_id: str | None = Field(description="The order, once placed.")
     ssh_fingerprint: str
     name: str | None
@@ -82,6 +85,8 @@ def _now() -> datetime:
 
 def _out(draft: Draft, now: datetime, credit: int = 0) -> DraftOut:
     payable = draft.state == OPEN and not draft.expired(now)
+    terms = LeaseTerms.from_json(draft.lease_terms) if draft.lease_terms else LeaseTerms()
+    unit, units = period_words(terms.period)
     applied = min(max(credit, 0), draft.price) if payable else 0
     return DraftOut(
         reference=draft.reference,
@@ -93,6 +98,8 @@ def _out(draft: Draft, now: datetime, credit: int = 0) -> DraftOut:
         price_ctk=format_amount(draft.price),
         expires_at=draft.expires_at,
         state="expired" if draft.expired(now) else draft.state,
+        unit=unit,
+        units=units,
         order_id=draft.order_id,
         ssh_fingerprint=draft.ssh_fingerprint,
         name=draft.name,

@@ -31,17 +31,21 @@ function plural(n, one, many) {
 
 // --- the form ---
 
+// The chosen plan's words for its period ("hour", "hours"; "15-minute period"...).
+const unit = () => (state.plan ? state.plan.unit : "hour");
+const units = () => (state.plan ? state.plan.units : "hours");
+
 function periodsProblem(text) {
   const value = text.trim();
-  if (value === "") return "Enter how many hours you want, from 1 to 100.";
+  if (value === "") return `Enter how many ${units()} you want, from 1 to 100.`;
   if (!/^[0-9]+$/.test(value)) {
     return /^[0-9]*[.,][0-9]+$/.test(value)
-      ? `Whole hours only: ${value} is not a whole number.`
-      : `Enter a whole number of hours from 1 to 100, not “${value}”.`;
+      ? `Whole ${units()} only: ${value} is not a whole number.`
+      : `Enter a whole number of ${units()} from 1 to 100, not “${value}”.`;
   }
   const n = Number(value);
-  if (n < 1) return "At least 1 hour.";
-  if (n > MAX_PERIODS) return `At most ${MAX_PERIODS} hours in one order; ${value} is too many.`;
+  if (n < 1) return `At least 1 ${unit()}.`;
+  if (n > MAX_PERIODS) return `At most ${MAX_PERIODS} ${units()} in one order; ${value} is too many.`;
   return null;
 }
 
@@ -83,9 +87,20 @@ function renderPlans() {
     el.addEventListener("click", () => {
       state.plan = state.plans.find((p) => p.name === el.dataset.plan);
       renderPlans();
+      renderUnits();
       renderSummary();
     }),
   );
+}
+
+// The periods field in the chosen plan's words.
+function renderUnits() {
+  $("periods-label").textContent = units().charAt(0).toUpperCase() + units().slice(1);
+  $("hours-help").textContent = state.info.leases_enforced
+    ? `Paid up front, a ${unit()} at a time. When they run out your server is stopped (its disk kept for a grace period), then removed; you are warned before.`
+    : `Paid up front, a ${unit()} at a time. (Servers are not stopped when they run out yet.)`;
+  const problem = $("periods-error").textContent ? periodsProblem($("periods").value) : null;
+  if (problem) showProblem("periods", problem);
 }
 
 function renderSummary() {
@@ -97,7 +112,7 @@ function renderSummary() {
     const applied = state.account ? (state.credit < amount ? state.credit : amount) : 0n;
     const due = amount - applied;
     box.innerHTML = [
-      `<div class="line"><span>${esc(state.plan.name)} · ${plural(periods(), "hour", "hours")} × ${esc(state.plan.price_ctk)} CTK</span><span>${formatCtk(amount)} CTK</span></div>`,
+      `<div class="line"><span>${esc(state.plan.name)} · ${plural(periods(), unit(), units())} × ${esc(state.plan.price_ctk)} CTK</span><span>${formatCtk(amount)} CTK</span></div>`,
       applied > 0n ? `<div class="line"><span>Your credit, applied first</span><span>− ${formatCtk(applied)} CTK</span></div>` : "",
       `<div class="line total"><span>To pay now</span><span class="big" id="due">${formatCtk(due)} CTK</span></div>`,
     ].join("");
@@ -184,7 +199,7 @@ async function connect() {
   }
   await refreshWallet();
   await refreshOrders();
-  show("success", "Signed in. Choose a plan and hours, paste your SSH public key, and pay.");
+  show("success", "Signed in. Choose a plan and how long, paste your SSH public key, and pay.");
   return true;
 }
 
@@ -451,7 +466,7 @@ function renderReceipt() {
     <div class="kv">
       <div class="k">Order</div><div class="mono">${esc(d.order_id || (p.access && p.access.order_id) || "placed once paid")}</div>
       <div class="k">Reference</div><div class="mono" title="${esc(d.reference)}">${esc(short(d.reference, 10))}</div>
-      <div class="k">What</div><div>${esc(d.plan)}${d.summary !== d.plan ? ` · ${esc(d.summary)}` : ""} · ${plural(d.periods, "hour", "hours")}${d.name ? ` · “${esc(d.name)}”` : ""}</div>
+      <div class="k">What</div><div>${esc(d.plan)}${d.summary !== d.plan ? ` · ${esc(d.summary)}` : ""} · ${plural(d.periods, d.unit, d.units)}${d.name ? ` · “${esc(d.name)}”` : ""}</div>
       <div class="k">Price</div><div>${formatCtk(d.price)} CTK</div>
       <div class="k">Paid</div><div>${paid}</div>
       <div class="k">Your key</div><div class="mono">${esc(d.ssh_fingerprint)}</div>
@@ -569,9 +584,7 @@ async function main() {
   [state.info, state.plans] = await Promise.all([api("/api/payment-info"), api("/api/plans")]);
   state.plan = state.plans.find((p) => p.default) || state.plans[0];
   $("checkout-address").textContent = state.info.checkout_address;
-  $("hours-help").textContent = state.info.leases_enforced
-    ? "Paid up front, by the hour. When the hours run out your server is stopped (its disk kept for a grace period), then removed; you are warned before."
-    : "Paid up front, by the hour. (Servers are not stopped when the hours run out yet.)";
+  renderUnits();
   $("chain").textContent = state.info.chain_id;
   renderPlans();
   renderSummary();

@@ -122,7 +122,7 @@ function accessBlock(a) {
   const spec = [a.summary, a.vcpus ? `${a.vcpus} vCPU` : "", a.memory_gib ? `${a.memory_gib} GiB memory` : ""].filter(Boolean).join(" · ");
   const rows = [
     ["Order", `<span class="mono">${esc(a.order_id)}</span>`],
-    ["What", `${esc(spec)}${a.periods ? ` · ${a.periods} ${a.periods === 1 ? "hour" : "hours"}` : ""}${a.name ? ` · “${esc(a.name)}”` : ""}`],
+    ["What", `${esc(spec)}${a.periods ? ` · ${a.periods} ${esc(a.periods === 1 ? a.unit || "hour" : a.units || "hours")}` : ""}${a.name ? ` · “${esc(a.name)}”` : ""}`],
     ["Region", esc(a.region || "—")],
     ["Instance", `<span class="mono">${esc(a.instance_id || "—")}</span>`],
     ["Public IP", `<span class="mono">${esc(a.public_ip || "—")}</span>`],
@@ -231,7 +231,7 @@ function orderNote(o) {
       starting: "Extended: it is being started again.",
       terminating: "It is being removed.",
       terminated: "Its lease has ended and it has been removed.",
-      cancelled: "Cancelled by its owner and removed; unused whole hours went back to credit.",
+      cancelled: "Cancelled by its owner and removed; what the plan gives back for unused time went back to credit.",
     }[o.lease_state];
     return text ? { kind: o.lease_state === "expiring" ? "warn" : "info", text } : null;
   }

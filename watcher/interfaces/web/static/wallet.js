@@ -3,7 +3,7 @@
 "use strict";
 
 const address = decodeURIComponent(location.pathname.split("/").pop());
-const view = { session: null, info: null, credit: 0n, access: new Map(), asked: new Map(), shownFor: undefined, problem: false, html: "" };
+const view = { session: null, info: null, plans: [], credit: 0n, access: new Map(), asked: new Map(), shownFor: undefined, problem: false, html: "" };
 // An order's access details are asked again (for its host keys, which come minutes after
 // the address) at most this often; the server reads the console less often still.
 const ACCESS_EVERY = 20000;
@@ -97,24 +97,26 @@ function timeLeft(iso) {
 // Extend, auto-renew and cancel for one lease of the signed-in owner.
 function leaseControls(o) {
   const id = esc(o.order_id);
+  const plan = (view.plans || []).find((p) => p.name === o.plan);
+  const [one, many] = plan ? [plan.unit, plan.units] : ["period", "periods"];
   const periodPrice = BigInt(o.amount) / BigInt(o.periods || 1);
   const stopped = o.lease_state === "stopped" || o.lease_state === "stopping";
   const lasts = periodPrice > 0n ? view.credit / periodPrice : 0n;
   const renewal = o.auto_renew
-    ? `Renewed from your credit an hour at a time: your credit (${formatCtk(view.credit)} CTK) pays for ${lasts} more ${lasts === 1n ? "hour" : "hours"}.`
-    : `Your credit, ${formatCtk(view.credit)} CTK, pays for ${lasts} ${lasts === 1n ? "hour" : "hours"}.`;
+    ? `Renewed from your credit a ${one} at a time: your credit (${formatCtk(view.credit)} CTK) pays for ${lasts} more ${lasts === 1n ? one : many}.`
+    : `Your credit, ${formatCtk(view.credit)} CTK, pays for ${lasts} ${lasts === 1n ? one : many}.`;
   const when = stopped
     ? `Stopped: its paid time is over. Its disk is kept until ${new Date(o.grace_until).toLocaleString()}, then it is removed. Extend to start it again.`
     : `Paid until ${new Date(o.paid_until).toLocaleString()} (<span data-left="${esc(o.paid_until)}"></span>).`;
   return `<div class="lease" data-lease="${id}">
     <div class="lease-head"><span class="mono">${esc(short(o.order_id, 8))}</span> · ${esc(o.plan)} · ${when}</div>
     <div class="row">
-      <label>Hours <input type="text" inputmode="numeric" value="1" data-periods="${id}" aria-label="Hours to add"></label>
+      <label>${esc(many.charAt(0).toUpperCase() + many.slice(1))} <input type="text" inputmode="numeric" value="1" data-periods="${id}" data-units="${esc(many)}" aria-label="${esc(many)} to add"></label>
       <button type="button" data-extend="${id}">Extend from credit</button>
-      <label class="check"><input type="checkbox" data-renew="${id}" ${o.auto_renew ? "checked" : ""}> Renew automatically</label>
+      ${stopped ? "" : `<label class="check"><input type="checkbox" data-renew="${id}" ${o.auto_renew ? "checked" : ""}> Renew automatically</label>`}
       <button type="button" class="secondary" data-cancel="${id}">Cancel…</button>
     </div>
-    <p class="muted">${renewal} ${formatCtk(periodPrice)} CTK an hour.</p>
+    <p class="muted">${renewal} ${formatCtk(periodPrice)} CTK a ${esc(one)}.</p>
     <div class="error-text" data-lease-error="${id}" role="alert"></div>
   </div>`;
 }
@@ -129,16 +131,21 @@ document.addEventListener("click", async (event) => {
   button.disabled = true;
   try {
     if (button.dataset.extend) {
-      const text = document.querySelector(`[data-periods="${id}"]`).value.trim();
+      const field = document.querySelector(`[data-periods="${id}"]`);
+      const text = field.value.trim();
       if (!/^[0-9]+$/.test(text) || Number(text) < 1 || Number(text) > 100) {
-        problem.textContent = `Enter whole hours from 1 to 100, not “${text}”.`;
+        problem.textContent = `Enter whole ${field.dataset.units} from 1 to 100, not “${text}”.`;
         return;
       }
       const lease = await apiSend("POST", `/api/orders/${id}/extend`, { periods: Number(text) });
       show("success", `Extended: paid until ${new Date(lease.paid_until).toLocaleString()}; ${formatCtk(lease.charged)} CTK from your credit.${lease.lease_state === "starting" ? " It is being started again." : ""}`);
     } else {
       const quote = await api(`/api/orders/${id}/cancel`);
-      const back = quote.unused_periods ? `${quote.refund_ctk} CTK (${quote.unused_periods} unused ${quote.unused_periods === 1 ? "hour" : "hours"}) comes back to your credit` : "nothing comes back (no whole hour is left unused)";
+      const back = quote.unused_periods
+        ? `${quote.refund_ctk} CTK (${quote.unused_periods} unused ${quote.unused_periods === 1 ? "period" : "periods"}) comes back to your credit`
+        : quote.rule === "none"
+          ? "nothing comes back (this plan refunds nothing)"
+          : "nothing comes back (no whole period is left unused)";
       if (!window.confirm(`Cancel this order? Its server is removed for good and ${back}.`)) return;
       const lease = await apiSend("POST", `/api/orders/${id}/cancel`);
       show("success", `Cancelled: the server is being removed; ${lease.refunded_ctk} CTK back to your credit.`);
@@ -158,7 +165,7 @@ document.addEventListener("change", async (event) => {
   box.disabled = true;
   try {
     const lease = await apiSend("POST", `/api/orders/${id}/auto-renew`, { on: box.checked });
-    show("success", lease.auto_renew ? "Auto-renew is on: an hour at a time from your credit, near the end." : "Auto-renew is off.");
+    show("success", lease.auto_renew ? "Auto-renew is on: a period at a time from your credit, near the end." : "Auto-renew is off.");
     await refresh(false);
   } catch (error) {
     box.checked = !box.checked;
@@ -205,7 +212,7 @@ async function refresh(again = true) {
 
 async function main() {
   document.getElementById("address").textContent = address;
-  view.info = await api("/api/payment-info").catch(() => null);
+  [view.info, view.plans] = await Promise.all([api("/api/payment-info").catch(() => null), api("/api/plans").catch(() => [])]);
   view.session = await currentSession();
   await refresh();
 }
