@@ -11,6 +11,7 @@ import base64
 import json
 import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -84,7 +85,9 @@ async def test_a_receiver_that_was_down_gets_every_event_once_after_it_is_back(
     receiver = Receiver()
     endpoint = Endpoint("crm", f"http://127.0.0.1:{receiver.port}/hooks", Webhook(SECRET))
     book = WebhookLog(engine)
-    deliverer = WebhookDeliverer(book, endpoint, poll=0.05, retry_base=0.05, retry_cap=0.2)
+    deliverer = WebhookDeliverer(
+        book, endpoint, poll=0.05, retry_base=0.05, retry_cap=0.2, settle=0
+    )
     running = asyncio.create_task(deliverer.run())
     try:
         for _ in range(100):  # it starts at the newest event: wait until it has a cursor
@@ -159,3 +162,46 @@ async def test_a_receiver_that_was_down_gets_every_event_once_after_it_is_back(
         assert "(redelivery): delivered" in lines[0]
         assert sum("failed: HTTP 503" in line for line in lines) == 2
         assert any("failed: ClientConnectorError" in line for line in lines)
+
+
+async def test_an_event_committed_late_with_a_lower_id_is_still_delivered(
+    engine: AsyncEngine,
+) -> None:
+    """On PostgreSQL an event's id is taken when it is written, so a lower id can become
+    visible after higher ones were delivered: the cursor waits for events to settle, and
+    the late one is found and sent; nothing is sent twice."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert
+
+    from watcher.adapters.ledger.schema import OrderEventRecord
+
+    def row(event_id: int) -> dict[str, Any]:
+        payload = json.dumps({"order_id": f"{event_id:032x}", "state": "queued"})
+        return {
+            "id": event_id, "chain_id": 1337, "order_id": f"{event_id:032x}", "payer": ALICE,
+            "state": "queued", "payload": payload, "created_at": datetime.now(UTC),
+        }  # fmt: skip
+
+    receiver = Receiver()
+    await receiver.start()
+    endpoint = Endpoint("crm", f"http://127.0.0.1:{receiver.port}/hooks", Webhook(SECRET))
+    book = WebhookLog(engine)
+    await book.start_at_newest("crm")  # nothing yet: from the start
+    deliverer = WebhookDeliverer(book, endpoint)  # events settle after 300 s
+    import aiohttp
+
+    try:
+        async with aiohttp.ClientSession() as http:
+            deliverer.http = http
+            async with engine.begin() as conn:
+                await conn.execute(insert(OrderEventRecord), [row(10), row(11)])
+            assert await deliverer.deliver_pending() == (2, False)
+            async with engine.begin() as conn:  # id 5 commits only now
+                await conn.execute(insert(OrderEventRecord), [row(5)])
+            assert await deliverer.deliver_pending() == (1, False)
+            assert await deliverer.deliver_pending() == (0, False)
+    finally:
+        await receiver.stop()
+    assert receiver.accepted == ["msg_10", "msg_11", "msg_5"]
+    assert await book.cursor("crm") == 0  # not settled yet: the cursor has not moved

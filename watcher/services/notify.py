@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import socket
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -106,8 +107,9 @@ class AdvisoryLock:
     takes over) can only re-send or interleave that one batch: delivery stays at least
     once, and each event carries its id."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, key: int = _PUBLISHER_LOCK) -> None:
         self.engine = engine
+        self.key = key
         self._conn: AsyncConnection | None = None
 
     async def acquire(self) -> bool:
@@ -121,9 +123,7 @@ class AdvisoryLock:
         conn = await self.engine.connect()
         try:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
-            taken = await conn.execute(
-                text("SELECT pg_try_advisory_lock(:key)"), {"key": _PUBLISHER_LOCK}
-            )
+            taken = await conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key})
             if not taken.scalar_one():
                 await conn.close()
                 return False  # another process publishes
@@ -140,7 +140,7 @@ class AdvisoryLock:
         if conn is None:
             return
         try:
-            await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PUBLISHER_LOCK})
+            await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
         except Exception:
             # Unlock failed: end the session instead, which frees the lock too, rather than
             # give the pool a connection that still holds it.
@@ -155,8 +155,8 @@ class FileLock:
     file, so every process sharing it shares this machine and its kernel, which drops the
     lock when the holder exits, however it exits."""
 
-    def __init__(self, ledger_path: str) -> None:
-        self.path = f"{ledger_path}-mqtt.lock"
+    def __init__(self, ledger_path: str, name: str = "mqtt") -> None:
+        self.path = f"{ledger_path}-{name}.lock"
         self._fd: int | None = None
 
     async def acquire(self) -> bool:
@@ -177,10 +177,12 @@ class FileLock:
             os.close(fd)  # closing the file releases the lock
 
 
-def publisher_lock(engine: AsyncEngine) -> PublisherLock:
+def publisher_lock(engine: AsyncEngine, name: str = "mqtt") -> PublisherLock:
+    """The lock of one publisher per database: MQTT's, or a webhook endpoint's (`name`)."""
     if engine.dialect.name == "postgresql":
-        return AdvisoryLock(engine)
-    return FileLock(str(engine.url.database))
+        key = _PUBLISHER_LOCK if name == "mqtt" else zlib.crc32(name.encode()) & 0x7FFFFFFF
+        return AdvisoryLock(engine, key)
+    return FileLock(str(engine.url.database), name)
 
 
 @dataclass

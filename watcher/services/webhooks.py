@@ -3,12 +3,17 @@ each configured endpoint, signed per the Standard Webhooks specification (the
 `standardwebhooks` package: `webhook-id`, `webhook-timestamp`, `webhook-signature`
 headers, HMAC-SHA256 over id, timestamp and body).
 
-Each endpoint has its own cursor into the outbox and gets the events in order, each with
-a stable id (`msg_<event id>`): a receiver that was down gets everything after it is back,
-and dedupes by that id (a delivery whose answer was lost is sent again). A failed attempt
-is retried with exponential backoff; every attempt goes into the delivery log (`watcher
-webhooks log`), and `watcher webhooks redeliver` sends one again. Delivery reads the
-outbox after the ledger wrote it, so a slow or dead endpoint never holds up the ledger.
+Each endpoint gets the events in id order, each with a stable id (`msg_<event id>`): a
+receiver that was down gets everything after it is back, and dedupes by that id (a
+delivery whose answer was lost is sent again). An event counts as delivered by its logged
+attempt; the endpoint's cursor only moves over events delivered and older than `settle`,
+because on PostgreSQL an event with a lower id can commit after a higher one (ids are
+taken when written, not when committed): such a late event is still found and sent. One
+process delivers to an endpoint at a time (a lock per endpoint, as MQTT's publisher has).
+A failed attempt is retried with exponential backoff; every attempt goes into the
+delivery log (`watcher webhooks log`), and `watcher webhooks redeliver` sends one again.
+Delivery reads the outbox after the ledger wrote it, so a slow or dead endpoint never
+holds up the ledger.
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 from standardwebhooks.webhooks import Webhook
 
 from watcher.adapters.ledger.webhooks import Attempt, OutboxEvent, WebhookLog
+from watcher.services.notify import publisher_lock
 from watcher.shared.logs import fields
 from watcher.shared.waiting import pause
 
@@ -94,6 +100,8 @@ class WebhookDeliverer:
     timeout: float = 10.0
     retry_base: float = 1.0
     retry_cap: float = 600.0
+    # Events older than this that are delivered move the cursor (see the module's doc).
+    settle: float = 300.0
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self) -> None:
@@ -104,38 +112,63 @@ class WebhookDeliverer:
     async def _run(self) -> None:
         if await self.log_book.cursor(self.endpoint.name) is None:
             await self.log_book.start_at_newest(self.endpoint.name)
+        lock = publisher_lock(self.log_book.engine, f"webhook-{self.endpoint.name}")
         failures = 0
-        while not self.stop.is_set():
-            try:
-                delivered, failed = await self.deliver_pending()
-            except Exception as exc:  # the database: wait, and go on where the cursor is
-                log.warning(
-                    fields(
-                        "webhook_ledger_error", endpoint=self.endpoint.name, error=str(exc)[:200]
-                    )
-                )
-                delivered, failed = 0, True
-            if failed:
-                failures += 1
-                await pause(self.stop, min(self.retry_base * 2 ** (failures - 1), self.retry_cap))
-            else:
-                failures = 0
-                if not delivered:
-                    await pause(self.stop, self.poll)
+        try:
+            while not self.stop.is_set():
+                if not await lock.acquire():  # another watcher delivers to this endpoint
+                    await pause(self.stop, max(self.poll, 5.0))
+                    continue
+                failures = await self._step(failures)
+        finally:
+            await lock.release()
+
+    async def _step(self, failures: int) -> int:
+        """One pass over what is pending; the consecutive failures so far."""
+        try:
+            delivered, failed = await self.deliver_pending()
+        except Exception as exc:  # the database: wait, and go on where the cursor is
+            log.warning(
+                fields("webhook_ledger_error", endpoint=self.endpoint.name, error=str(exc)[:200])
+            )
+            delivered, failed = 0, True
+        if failed:
+            failures += 1
+            await pause(self.stop, min(self.retry_base * 2 ** (failures - 1), self.retry_cap))
+            return failures
+        if not delivered:
+            await pause(self.stop, self.poll)
+        return 0
 
     async def deliver_pending(self) -> tuple[int, bool]:
-        """Send the events after the cursor, in order, until one fails; (how many were
-        delivered, whether one failed)."""
-        cursor = await self.log_book.cursor(self.endpoint.name) or 0
-        delivered = 0
-        for event in await self.log_book.after(cursor):
+        """Send the events after the cursor not yet delivered, in order, until one fails;
+        then move the cursor over the settled, delivered prefix. (How many were sent,
+        whether one failed.)"""
+        name = self.endpoint.name
+        cursor = await self.log_book.cursor(name) or 0
+        events = await self.log_book.after(cursor, limit=500)
+        done = await self.log_book.delivered(name, cursor)
+        sent = 0
+        failed = False
+        for event in events:
             if self.stop.is_set():
                 break
-            ok = await self.attempt(event, redelivery=False)
-            if not ok:
-                return delivered, True
-            delivered += 1
-        return delivered, False
+            if event.event_id in done:
+                continue
+            if not await self.attempt(event, redelivery=False):
+                failed = True
+                break
+            done.add(event.event_id)
+            sent += 1
+        settled = datetime.now(UTC) - timedelta(seconds=self.settle)
+        moved = cursor
+        for event in events:
+            if event.event_id not in done or event.created_at > settled:
+                break
+            moved = event.event_id
+        if moved != cursor:
+            await self.log_book.move_cursor(name, moved, datetime.now(UTC))
+        return sent, failed
 
     async def attempt(self, event: OutboxEvent, redelivery: bool) -> bool:
         tries = await self.log_book.tries(self.endpoint.name, event.event_id)
@@ -151,8 +184,7 @@ class WebhookDeliverer:
                 error=error,
                 redelivery=redelivery,
                 at=datetime.now(UTC),
-            ),
-            advance=ok and not redelivery,
+            )
         )
         if not ok:
             log.warning(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -81,21 +81,36 @@ class WebhookLog:
         found = await self.after(event_id - 1, limit=1)
         return found[0] if found and found[0].event_id == event_id else None
 
-    async def record(self, attempt: Attempt, advance: bool) -> None:
-        """Log the attempt; with `advance` (delivered, in order), move the cursor to it."""
+    async def record(self, attempt: Attempt) -> None:
+        """Log the attempt (a delivered one counts as delivered: see `delivered`)."""
         async with self.engine.begin() as conn:
             await conn.execute(insert(WebhookAttemptRecord).values(**attempt.__dict__))
-            if advance:
-                dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-                upsert = dialect.insert(WebhookCursorRecord).values(
-                    endpoint=attempt.endpoint, last_event_id=attempt.event_id, updated_at=attempt.at
+
+    async def delivered(self, endpoint: str, after: int) -> set[int]:
+        """The events after `after` already delivered to the endpoint (not counting
+        redeliveries on request)."""
+        async with read_only(self.engine).connect() as conn:
+            rows = await conn.execute(
+                select(WebhookAttemptRecord.event_id).where(
+                    WebhookAttemptRecord.endpoint == endpoint,
+                    WebhookAttemptRecord.event_id > after,
+                    WebhookAttemptRecord.ok.is_(True),
+                    WebhookAttemptRecord.redelivery.is_(False),
                 )
-                await conn.execute(
-                    upsert.on_conflict_do_update(
-                        index_elements=["endpoint"],
-                        set_={"last_event_id": attempt.event_id, "updated_at": attempt.at},
-                    )
+            )
+            return {int(r[0]) for r in rows.all()}
+
+    async def move_cursor(self, endpoint: str, event_id: int, at: datetime) -> None:
+        """Every event up to `event_id` is delivered and settled: never moves back."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(WebhookCursorRecord)
+                .where(
+                    WebhookCursorRecord.endpoint == endpoint,
+                    WebhookCursorRecord.last_event_id < event_id,
                 )
+                .values(last_event_id=event_id, updated_at=at)
+            )
 
     async def tries(self, endpoint: str, event_id: int) -> int:
         """How often the event was sent to the endpoint so far."""
