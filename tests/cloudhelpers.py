@@ -55,6 +55,12 @@ class FaultProxy:
     # Per call that looks at instances (DescribeInstances, GetConsoleOutput): a fault name
     # from _FAULTS to answer with, or None.
     describe_fault: Callable[[], str | None] = lambda: None
+    # Per StopInstances, StartInstances or TerminateInstances call (the action's name and
+    # how many of that action so far): "pass", or "hold" (forward it: it takes effect;
+    # keep the answer back, as if the caller died waiting). `acts` counts them.
+    on_action: Callable[[str, int], str] = lambda name, n: "pass"
+    acts: dict[str, int] = field(default_factory=dict)
+    acted: dict[str, asyncio.Event] = field(default_factory=dict)
     calls: int = 0
     forwarded: int = 0
     run_instances_seen: asyncio.Event = field(default_factory=asyncio.Event)
@@ -91,6 +97,11 @@ class FaultProxy:
             self.calls += 1
             action = self.on_run_instances(self.calls)
             self.run_instances_seen.set()
+        for name in ("StopInstances", "StartInstances", "TerminateInstances"):
+            if f"Action={name}".encode() in body:
+                self.acts[name] = self.acts.get(name, 0) + 1
+                action = self.on_action(name, self.acts[name])
+                self.acted.setdefault(name, asyncio.Event()).set()
         if (
             b"Action=DescribeInstances" in body
             and b"InstanceId.1=" in body

@@ -201,3 +201,94 @@ def test_extending_in_grace_starts_the_instance_again(
         code = run.wait(30)
         log.close()
     assert code == 0, (tmp_path / "run.log").read_text()[-2000:]
+
+
+async def test_sigkill_during_the_stop_and_the_terminate_acts_once_each(
+    devchain: DevChain, w3: Web3, moto: Any, moto_ami: str, tmp_path: Path
+) -> None:
+    """`watcher run` is killed (SIGKILL) while its StopInstances call is on the wire: the
+    stop reaches the cloud, its answer never comes back. Restarted, the watcher looks at
+    the cloud first, sees the instance stopped and records it without stopping again. The
+    same with TerminateInstances. One stop and one terminate for the lease, in all."""
+    import asyncio
+
+    from tests.cloudhelpers import FaultProxy
+
+    moto.reset()
+    driver = DevChainDriver(w3)
+    ctk = driver.token()
+    driver.fund(ctk, BUYER, 100)
+    (tmp_path / "watcher.toml").write_text(
+        f'[plans."quick"]\nprice = "10"\ninstance_type = "t3.micro"\nami = "{moto_ami}"\n'
+        'period = "3s"\ngrace = "3s"\nwarn = ["1s"]\n'
+    )
+    proxy = await FaultProxy(
+        moto.url, on_action=lambda name, n: "hold" if n == 1 else "pass"
+    ).start()
+    port = free_port()
+    env = {
+        **os.environ,
+        **AWS_ENV,
+        "WATCHER_RPC_URL": devchain.url,
+        "WATCHER_TOKEN_ADDRESS": ctk.address,
+        "WATCHER_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "WATCHER_CONFIRMATIONS": "0",
+        "WATCHER_START_BLOCK": str(driver.head),
+        "WATCHER_POLL_INTERVAL": "0.2",
+        "WATCHER_AWS_ENDPOINT_URL": proxy.url,
+        "WATCHER_AWS_REGION": "us-east-1",
+        "WATCHER_HTTP_PORT": str(port),
+        "WATCHER_METRICS_PORT": "0",
+        "WATCHER_LEASES": "true",
+        "WATCHER_CLAIM_SECONDS": "2",
+    }
+    url = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "run.log").open("a")
+
+    async def start() -> asyncio.subprocess.Process:
+        run = await asyncio.create_subprocess_exec(
+            WATCHER, "run", env=env, cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=log
+        )
+        for _ in range(300):
+            try:
+                await asyncio.to_thread(orders, url)
+                return run
+            except OSError:
+                assert run.returncode is None, (tmp_path / "run.log").read_text()[-2000:]
+                await asyncio.sleep(0.1)
+        raise AssertionError("watcher run did not serve its API")
+
+    async def lease_state_becomes(state: str) -> None:
+        for _ in range(600):
+            found = await asyncio.to_thread(orders, url)
+            if found and found[0]["lease_state"] == state:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"not {state}: {await asyncio.to_thread(orders, url)}")
+
+    async def killed_while(action: str, run: asyncio.subprocess.Process) -> None:
+        await asyncio.wait_for(proxy.acted.setdefault(action, asyncio.Event()).wait(), 60)
+        await asyncio.sleep(0.3)  # the call reached the cloud; its answer is held back
+        run.kill()
+        await run.wait()
+
+    try:
+        run = await start()
+        driver.pay(ctk, BUYER, 10 * CTK)
+        await killed_while("StopInstances", run)
+        run = await start()
+        await lease_state_becomes("stopped")
+        await killed_while("TerminateInstances", run)
+        run = await start()
+        await lease_state_becomes("terminated")
+        run.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(run.wait(), 30) == 0
+    finally:
+        if run.returncode is None:
+            run.kill()
+            await run.wait()
+        log.close()
+        await proxy.stop()
+    assert proxy.acts == {"StopInstances": 1, "TerminateInstances": 1}, proxy.acts
+    (reservation,) = ec2_client(moto.url).describe_instances()["Reservations"]
+    assert reservation["Instances"][0]["State"]["Name"] == "terminated"

@@ -83,8 +83,9 @@ async def run_service(settings: Settings) -> None:
             for worker in workers:
                 worker.stop.set()
             if keepers is not None:
-                for keeper in keepers:
-                    keeper.stop.set()
+                keepers[0].stop.set()
+                for lease_worker in keepers[1]:
+                    lease_worker.stop.set()
             for deliverer in deliverers:
                 deliverer.stop.set()
 
@@ -123,9 +124,12 @@ async def run_service(settings: Settings) -> None:
                 for deliverer in deliverers:
                     tasks.create_task(deliverer.run(), name=f"webhook-{deliverer.endpoint.name}")
                 if keepers is not None:
-                    scheduler, lease_worker = keepers
+                    scheduler, lease_workers = keepers
                     tasks.create_task(scheduler.run(), name="lease-scheduler")
-                    running.append(tasks.create_task(lease_worker.run(), name="lease-worker"))
+                    running += [
+                        tasks.create_task(w.run(), name=f"lease-worker-{n}")
+                        for n, w in enumerate(lease_workers)
+                    ]
                 if workers and settings.reconcile_interval:
                     from watcher.runtime.audit import CloudSweep
 

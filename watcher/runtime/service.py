@@ -260,13 +260,22 @@ async def open_provisioners(
 
 def lease_keepers(
     settings: Settings, engine: AsyncEngine, cloud: Cloud
-) -> tuple[LeaseScheduler, LeaseWorker]:
-    """The lease scheduler and the worker that stops, starts and terminates resources
-    when leases run out, sharing a wake-up (a tick that queued a job wakes the worker)."""
+) -> tuple[LeaseScheduler, list[LeaseWorker]]:
+    """The lease scheduler, and as many lease workers as provisioning workers (each with a
+    claim of its own) to stop, start and terminate resources when leases run out; a tick
+    that queued a job wakes them."""
     owner = f"{socket.gethostname()}-{os.getpid()}-leases"
     book = LeaseBook(engine, owner, settings.claim_seconds, events=settings.events_on)
     scheduler = LeaseScheduler(book)
-    return scheduler, LeaseWorker(book, cloud, wake=scheduler.wake)
+    workers = [
+        LeaseWorker(
+            LeaseBook(engine, f"{owner}-{n}", settings.claim_seconds, events=settings.events_on),
+            cloud,
+            wake=scheduler.wake,
+        )
+        for n in range(max(settings.workers, 1))
+    ]
+    return scheduler, workers
 
 
 def webhook_deliverers(settings: Settings, engine: AsyncEngine) -> list[WebhookDeliverer]:

@@ -86,10 +86,11 @@ class LeaseWorker:
     book: LeaseBook
     cloud: Cloud
     # How long to wait for the cloud to reach the wanted state after acting, looking
-    # every `look_every` seconds; then the job goes back to the queue and is looked at
-    # again (never assumed done).
-    settle: float = 60.0
-    look_every: float = 2.0
+    # every `look_every` seconds; then the job goes back to the queue, looked at again
+    # after `retry_after` (never assumed done). Short, so that a worker is not held by
+    # one slow stop while other leases wait: EC2 takes tens of seconds to stop.
+    settle: float = 3.0
+    look_every: float = 0.5
     retry_after: float = 5.0
     idle_poll: float = 1.0
     stop: asyncio.Event = field(default_factory=asyncio.Event)
