@@ -227,7 +227,11 @@ async def test_the_owner_extends_turns_auto_renew_on_and_cancels_over_the_api(
             "unused-periods",
         )
         assert (await theirs.post(f"{url}/cancel")).status_code == 403
-        cancelled = (await mine.post(f"{url}/cancel")).json()
+        stale = await mine.post(f"{url}/cancel", json={"expected_refund": str(40 * CTK)})
+        assert stale.status_code == 409 and "not the 40 CTK shown" in stale.json()["detail"]
+        cancelled = (
+            await mine.post(f"{url}/cancel", json={"expected_refund": quote_now["refund"]})
+        ).json()
         assert (cancelled["lease_state"], cancelled["refunded_ctk"]) == ("terminating", "30")
         await balanced()
         again = await mine.post(f"{url}/cancel")
@@ -452,3 +456,35 @@ async def test_a_reorg_below_an_extension_charges_it_again_or_undoes_it(
     assert credits == [] or credits[0].balance == 0  # no debt
     totals = await queries.totals(engine, 1337)
     assert totals.paid == totals.credit + totals.spent == 20 * CTK
+
+
+async def test_a_resource_the_cloud_forgot_ends_its_lease_after_two_sweeps(
+    engine: AsyncEngine,
+) -> None:
+    """EC2 forgets a terminated instance after about an hour: a lease whose resource the
+    cloud no longer lists at all, in two sweeps in a row, ends with its refund (and
+    auto-renew stops charging for nothing)."""
+    from watcher.adapters.ledger.lease_book import LeaseBook
+    from watcher.runtime.audit import CloudSweep
+
+    hourly = replace(ec2_plan("hourly", 10 * CTK, "t3.micro", IMAGE), lease=LeaseTerms())
+    catalog = Catalog({"hourly": hourly}, "hourly")
+    paid = Payment(1337, "0x" + "ab" * 32, 0, 5, "0x" + "cd" * 32, ALICE, 10 * CTK)  # type: ignore[arg-type]
+    await Ledger(engine, 1337, catalog).record([paid])
+    fake = FakeProvider(images=[IMAGE])
+    worker = Provisioner(
+        JobQueue(engine, "w", 30), Cloud(fake), catalog, ProvisionerConfig(idle_poll=0.01)
+    )
+    assert await worker.drain(max_wait=10) == 0
+    (instance,) = fake.instances()
+    fake.forget(instance.instance_id)
+    sweep = CloudSweep(engine, Cloud(fake), 60, LeaseBook(engine, "sweep", 30))
+    assert await sweep.sweep_once() == []  # once: noted only
+    (order,) = await queries.orders(engine)
+    assert order.lease_state == "active"
+    found = await sweep.sweep_once()
+    assert found is not None and [d.kind.value for d in found] == ["resource_missing"]
+    (order,) = await queries.orders(engine)
+    assert (order.lease_state, order.state) == ("terminated", "terminated")
+    totals = await queries.totals(engine, 1337)
+    assert totals.paid == totals.credit + totals.spent == 10 * CTK

@@ -666,7 +666,9 @@ def cancel(order_id: str, yes: bool, api_url: str | None, **options: Any) -> Non
             )
             if not yes and not click.confirm("cancel it?", err=True):
                 raise UserError("not cancelled: nothing changed")
-            done = await api.call("POST", f"/api/orders/{order_id}/cancel")
+            done = await api.call(
+                "POST", f"/api/orders/{order_id}/cancel", {"expected_refund": quote["refund"]}
+            )
         click.echo(
             f"order {order_id}: {done['lease_state']}; {done['refunded_ctk']} CTK back to credit"
         )

@@ -240,7 +240,10 @@ class CloudSweep:
         self._reported = keys
         if self.lease_book is not None:
             for difference in found:
-                if difference.kind is DifferenceKind.RESOURCE_ENDED and difference.order_id:
+                # Ended, or gone from the cloud's answers altogether (EC2 forgets a
+                # terminated instance after about an hour): both seen twice in a row.
+                gone = (DifferenceKind.RESOURCE_ENDED, DifferenceKind.RESOURCE_MISSING)
+                if difference.kind in gone and difference.order_id:
                     ended = await self.lease_book.ended_outside(
                         difference.order_id, difference.resource or "", difference.detail
                     )

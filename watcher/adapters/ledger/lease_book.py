@@ -146,17 +146,25 @@ class LeaseBook:
         caller checked who asks). In grace, the resource starts again."""
         return await self._owner_change(order_id, owner, "extend", periods)
 
-    async def cancel(self, order_id: str, owner: str) -> LeaseChange:
+    async def cancel(
+        self, order_id: str, owner: str, expected_refund: int | None = None
+    ) -> LeaseChange:
         """End the owner's lease now: whole periods not begun back to credit (the plan's
-        rule), the resource terminated."""
-        return await self._owner_change(order_id, owner, "cancel", 0)
+        rule), the resource terminated. With `expected_refund` (what the owner was shown),
+        refused if a period began meanwhile and the refund is another."""
+        return await self._owner_change(order_id, owner, "cancel", 0, expected_refund)
 
     async def set_auto_renew(self, order_id: str, owner: str, on: bool) -> LeaseChange:
         """Renew from credit a period at a time, within the plan's cap, or stop doing so."""
         return await self._owner_change(order_id, owner, "auto_renew" if on else "manual", 0)
 
     async def _owner_change(
-        self, order_id: str, owner: str, what: str, periods: int
+        self,
+        order_id: str,
+        owner: str,
+        what: str,
+        periods: int,
+        expected_refund: int | None = None,
     ) -> LeaseChange:
         async with self.engine.begin() as conn:
             row = await self._locked(conn, order_id, chain_first=True)
@@ -190,6 +198,14 @@ class LeaseBook:
                     effects = [*effects, Credit(-cost, f"extended by {periods} period(s)")]
                 elif what == "cancel":
                     after, effects = cancel(lease, now, terms)
+                    refund = sum(e.amount for e in effects if isinstance(e, Credit))
+                    if expected_refund is not None and refund != expected_refund:
+                        raise LeaseRefused(
+                            f"cancelling now gives back {format_amount(refund)} CTK, not the "
+                            f"{format_amount(expected_refund)} CTK shown (a period began): "
+                            "look again before cancelling",
+                            409,
+                        )
                 else:
                     if lease.state.ended or lease.state is LeaseState.TERMINATING:
                         raise IllegalTransition(
@@ -229,7 +245,7 @@ class LeaseBook:
                 # Unfunded (a reorg took its payment): its price is in no payment, nothing
                 # of it comes back; the operator settles it, as for any reorged order.
                 after, effects = replace(after, periods=lease.periods), []
-            await self._write(conn, row, after, terms, effects, now)
+            # The order's state first, so that the one event `_write` records shows both.
             await conn.execute(
                 update(OrderRecord)
                 .where(OrderRecord.order_id == order_id)
@@ -238,8 +254,7 @@ class LeaseBook:
                     failure_reason=f"its instance was ended outside the watcher ({state})",
                 )
             )
-            if self.events:
-                await events.append_current(conn, [order_id], now)
+            await self._write(conn, row, after, terms, effects, now)
             return effects
 
     # --- the jobs' side ---

@@ -45,6 +45,15 @@ class LeaseOut(BaseModel):
     refunded_ctk: str
 
 
+class CancelIn(BaseModel):
+    expected_refund: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{1,78}$",
+        description="The refund the owner was shown (base units): refused (409) if cancelling "
+        "now gives back another (a period began meanwhile).",
+    )
+
+
 class CancelQuote(BaseModel):
     refund: str = Field(description="What cancelling now gives back to credit (base units).")
     refund_ctk: str
@@ -129,11 +138,15 @@ def lease_routes(
         )
 
     @router.post("/{order_id}/cancel", response_model=LeaseOut, responses=refusals)
-    async def cancel(order_id: str = ORDER_ID, session: Session = session_of) -> LeaseOut:
+    async def cancel(
+        body: CancelIn | None = None, order_id: str = ORDER_ID, session: Session = session_of
+    ) -> LeaseOut:
         """End the signed-in owner's lease now: the resource is terminated and the whole
-        periods not begun go back to credit (GET this path first to see how much)."""
+        periods not begun go back to credit (GET this path first to see how much, and send
+        it as `expected_refund`)."""
+        expected = int(body.expected_refund) if body and body.expected_refund else None
         try:
-            change = await enforced().cancel(order_id, session.address)
+            change = await enforced().cancel(order_id, session.address, expected)
         except LeaseRefused as exc:
             raise HTTPException(status_code=exc.status, detail=str(exc)) from None
         return answer(order_id, change)

@@ -147,7 +147,7 @@ document.addEventListener("click", async (event) => {
           ? "nothing comes back (this plan refunds nothing)"
           : "nothing comes back (no whole period is left unused)";
       if (!window.confirm(`Cancel this order? Its server is removed for good and ${back}.`)) return;
-      const lease = await apiSend("POST", `/api/orders/${id}/cancel`);
+      const lease = await apiSend("POST", `/api/orders/${id}/cancel`, { expected_refund: quote.refund });
       show("success", `Cancelled: the server is being removed; ${lease.refunded_ctk} CTK back to your credit.`);
     }
     await refresh(false);
