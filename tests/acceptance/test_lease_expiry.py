@@ -292,3 +292,120 @@ async def test_sigkill_during_the_stop_and_the_terminate_acts_once_each(
     assert proxy.acts == {"StopInstances": 1, "TerminateInstances": 1}, proxy.acts
     (reservation,) = ec2_client(moto.url).describe_instances()["Reservations"]
     assert reservation["Instances"][0]["State"]["Name"] == "terminated"
+
+
+def _checkout_shop_env(
+    devchain: DevChain, w3: Web3, moto: Any, moto_ami: str, tmp_path: Path, plan: str
+) -> tuple[dict[str, str], Any, str]:
+    """A Checkout shop's settings (leases enforced, sweeps every second) with `plan`."""
+    moto.reset()
+    driver = DevChainDriver(w3)
+    ctk = driver.token()
+    checkout = driver.deploy("Checkout", ctk.address)
+    driver.fund(ctk, BUYER, 100)
+    (tmp_path / "watcher.toml").write_text(plan.format(ami=moto_ami))
+    from tests.keyhelpers import new_ssh_key
+
+    (tmp_path / "id.pub").write_text(new_ssh_key() + "\n")
+    port = free_port()
+    env = {
+        **os.environ,
+        **AWS_ENV,
+        "WATCHER_RPC_URL": devchain.url,
+        "WATCHER_TOKEN_ADDRESS": ctk.address,
+        "WATCHER_CHECKOUT_ADDRESS": checkout.address,
+        "WATCHER_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "WATCHER_CONFIRMATIONS": "0",
+        "WATCHER_START_BLOCK": str(driver.head),
+        "WATCHER_POLL_INTERVAL": "0.2",
+        "WATCHER_AWS_ENDPOINT_URL": moto.url,
+        "WATCHER_AWS_REGION": "us-east-1",
+        "WATCHER_HTTP_PORT": str(port),
+        "WATCHER_METRICS_PORT": "0",
+        "WATCHER_LEASES": "true",
+        "WATCHER_RECONCILE_INTERVAL": "1",
+    }
+    return env, ctk, f"http://127.0.0.1:{port}"
+
+
+def _money(url: str) -> tuple[int, int]:
+    """(credit, what the orders hold) of the buyer, from the API."""
+    with urllib.request.urlopen(f"{url}/api/credit/{BUYER.address}", timeout=10) as got:
+        credit = int(json.load(got)["balance"])
+    return credit, sum(int(o["amount"]) for o in orders(url) if o["state"] != "failed")
+
+
+@pytest.mark.parametrize("case", ["auto-renew", "ended-outside"])
+def test_auto_renew_while_credit_lasts_and_an_instance_ended_outside(
+    devchain: DevChain, w3: Web3, moto: Any, moto_ami: str, tmp_path: Path, case: str
+) -> None:
+    """Auto-renew: 20 CTK of credit renews two 10 CTK periods, a period at a time (never
+    more than one ahead, within the plan's cap of 2), then the lease expires. Ended outside: the instance is terminated behind the watcher's back;
+    two sweeps later the lease ends and the whole periods not begun come back. The money
+    adds up after each: what the buyer paid is credit plus what the order holds."""
+    plan = (
+        '[plans."quick"]\nprice = "10"\ninstance_type = "t3.micro"\nami = "{ami}"\n'
+        'period = "4s"\ngrace = "30s"\nwarn = ["2s"]\nmax_prepaid = 2\n'
+    )
+    env, ctk, url = _checkout_shop_env(devchain, w3, moto, moto_ami, tmp_path, plan)
+    driver = DevChainDriver(w3)
+    log = (tmp_path / "run.log").open("w")
+    run = subprocess.Popen(
+        [WATCHER, "run"], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log
+    )
+
+    def watcher(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [WATCHER, *args, "--dev-account", "12"], env=env, cwd=tmp_path,
+            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def becomes(state: str, within: float = 40) -> dict[str, Any]:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            found = orders(url)
+            if found and found[0]["lease_state"] == state:
+                return found[0]
+            time.sleep(0.1)
+        raise AssertionError(f"not {state}: {orders(url)}")
+
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                orders(url)
+                break
+            except OSError:
+                assert run.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        periods = "1" if case == "auto-renew" else "3"
+        bought = watcher(
+            "buy", "quick", "--periods", periods, "--ssh-key", str(tmp_path / "id.pub"), "--json"
+        )
+        assert bought.returncode == 0, bought.stderr
+        order_id = json.loads(bought.stdout)["access"]["order_id"]
+        if case == "auto-renew":
+            driver.pay(ctk, BUYER, 20 * CTK)  # credit for two renewals
+            deadline = time.monotonic() + 30
+            while _money(url)[0] != 20 * CTK:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            renew = watcher("extend", order_id, "--auto-renew", "on")
+            assert renew.returncode == 0, renew.stderr
+            stopped = becomes("stopped")
+            assert stopped["periods"] == 3 and stopped["amount"] == str(30 * CTK)
+            assert _money(url) == (0, 30 * CTK)  # paid 10 + 20: all in the lease
+        else:
+            (reservation,) = ec2_client(moto.url).describe_instances()["Reservations"]
+            instance_id = reservation["Instances"][0]["InstanceId"]
+            ec2_client(moto.url).terminate_instances(InstanceIds=[instance_id])
+            ended = becomes("terminated", within=20)
+            assert ended["state"] == "terminated"
+            credit, held = _money(url)
+            # 3 periods paid; at most the first begun: 2 whole periods come back.
+            assert (credit, held) == (20 * CTK, 10 * CTK)
+    finally:
+        run.send_signal(signal.SIGTERM)
+        code = run.wait(30)
+        log.close()
+    assert code == 0, (tmp_path / "run.log").read_text()[-2000:]
