@@ -1,7 +1,7 @@
 """Leases running out in `watcher run` (issue 11), on the Hardhat node and moto's server
 over HTTP, with second-long periods: a payment buys a plan, its instance runs, its lease
 is warned, stopped at the end of paid time (moto says stopped) and terminated after the
-grace; with WATCHER_LEASES off (the default for now) nothing is stopped."""
+grace; with WATCHER_LEASES off nothing is stopped."""
 
 from __future__ import annotations
 

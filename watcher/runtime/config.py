@@ -82,10 +82,10 @@ class Settings:
     # (a payment whose OrderPaid a node failed to return then stays credit, never buys a
     # plan its payer did not choose).
     vending: bool | None = None
-    # Whether leases run out (stop at the end of paid time, terminate after grace). Off
-    # until buyers can extend and are warned on the pages (issue 11 in progress): leases
-    # are recorded either way.
-    leases: bool = False
+    # Whether leases run out (stop at the end of paid time, terminate after grace); off,
+    # they are recorded but nothing is stopped (an operator's choice, e.g. while moving
+    # buyers over from orders that never ended).
+    leases: bool = True
 
     @property
     def vends(self) -> bool:
@@ -353,8 +353,8 @@ SETTINGS: dict[str, SettingSpec] = {
             "leases",
             _boolean,
             "Whether leases run out: a resource is stopped at the end of its paid time and "
-            "terminated after the plan's grace (true/false; default false while extending "
-            "is not there yet; leases are recorded either way).",
+            "terminated after the plan's grace (true/false; off, leases are recorded but "
+            "nothing is stopped).",
             metavar="BOOL",
         ),
         SettingSpec(
