@@ -28,10 +28,51 @@ WATCHER = str(Path(sys.executable).parent / "watcher")
 BUYER = dev_account(12)
 
 
+def api_up(url: str, run: subprocess.Popen[bytes]) -> None:
+    """Until `watcher run` serves its API."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            orders(url)
+            return
+        except OSError:
+            assert run.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+
+
 def orders(url: str) -> list[dict[str, Any]]:
     with urllib.request.urlopen(f"{url}/api/orders?payer={BUYER.address}", timeout=10) as got:
         found: list[dict[str, Any]] = json.load(got)
     return found
+
+
+def run_env(
+    devchain: DevChain,
+    ctk: Any,
+    start: int,
+    aws_url: str,
+    port: int,
+    tmp_path: Path,
+    **settings: str,
+) -> dict[str, str]:
+    """`watcher run`'s environment for these tests: the dev chain from block `start`, a
+    SQLite ledger in `tmp_path`, the cloud at `aws_url`, the API on `port`; `settings` add
+    or change WATCHER_* variables."""
+    return {
+        **os.environ,
+        **AWS_ENV,
+        "WATCHER_RPC_URL": devchain.url,
+        "WATCHER_TOKEN_ADDRESS": ctk.address,
+        "WATCHER_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "WATCHER_CONFIRMATIONS": "0",
+        "WATCHER_START_BLOCK": str(start),
+        "WATCHER_POLL_INTERVAL": "0.2",
+        "WATCHER_AWS_ENDPOINT_URL": aws_url,
+        "WATCHER_AWS_REGION": "us-east-1",
+        "WATCHER_HTTP_PORT": str(port),
+        "WATCHER_METRICS_PORT": "0",
+        **{f"WATCHER_{name.upper()}": value for name, value in settings.items()},
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize("enforced", [True, False])
@@ -47,21 +88,10 @@ def test_a_lease_is_stopped_at_its_end_and_terminated_after_grace(
         'period = "4s"\ngrace = "3s"\nwarn = ["2s"]\n'
     )
     port = free_port()
-    env = {
-        **os.environ,
-        **AWS_ENV,
-        "WATCHER_RPC_URL": devchain.url,
-        "WATCHER_TOKEN_ADDRESS": ctk.address,
-        "WATCHER_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
-        "WATCHER_CONFIRMATIONS": "0",
-        "WATCHER_START_BLOCK": str(driver.head),
-        "WATCHER_POLL_INTERVAL": "0.2",
-        "WATCHER_AWS_ENDPOINT_URL": moto.url,
-        "WATCHER_AWS_REGION": "us-east-1",
-        "WATCHER_HTTP_PORT": str(port),
-        "WATCHER_METRICS_PORT": "0",
-        "WATCHER_LEASES": "true" if enforced else "false",
-    }
+    env = run_env(
+        devchain, ctk, driver.head, moto.url, port, tmp_path,
+        leases="true" if enforced else "false",
+    )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     log = (tmp_path / "run.log").open("w")
     run = subprocess.Popen(
@@ -69,14 +99,7 @@ def test_a_lease_is_stopped_at_its_end_and_terminated_after_grace(
     )
     seen: list[str | None] = []
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                orders(url)
-                break
-            except OSError:
-                assert run.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
+        api_up(url, run)
         driver.pay(ctk, BUYER, 10 * CTK)
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:
@@ -125,22 +148,10 @@ def test_extending_in_grace_starts_the_instance_again(
     )
     (tmp_path / "id.pub").write_text(new_ssh_key() + "\n")
     port = free_port()
-    env = {
-        **os.environ,
-        **AWS_ENV,
-        "WATCHER_RPC_URL": devchain.url,
-        "WATCHER_TOKEN_ADDRESS": ctk.address,
-        "WATCHER_CHECKOUT_ADDRESS": checkout.address,
-        "WATCHER_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
-        "WATCHER_CONFIRMATIONS": "0",
-        "WATCHER_START_BLOCK": str(driver.head),
-        "WATCHER_POLL_INTERVAL": "0.2",
-        "WATCHER_AWS_ENDPOINT_URL": moto.url,
-        "WATCHER_AWS_REGION": "us-east-1",
-        "WATCHER_HTTP_PORT": str(port),
-        "WATCHER_METRICS_PORT": "0",
-        "WATCHER_LEASES": "true",
-    }
+    env = run_env(
+        devchain, ctk, driver.head, moto.url, port, tmp_path,
+        checkout_address=checkout.address, leases="true",
+    )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     log = (tmp_path / "run.log").open("w")
     run = subprocess.Popen(
@@ -172,14 +183,7 @@ def test_extending_in_grace_starts_the_instance_again(
         return str(reservation["Instances"][0]["State"]["Name"])
 
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                orders(url)
-                break
-            except OSError:
-                assert run.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
+        api_up(url, run)
         bought = watcher("buy", "quick", "--ssh-key", str(tmp_path / "id.pub"), "--json")
         assert bought.returncode == 0, bought.stderr
         order_id = json.loads(bought.stdout)["access"]["order_id"]
@@ -226,22 +230,10 @@ async def test_sigkill_during_the_stop_and_the_terminate_acts_once_each(
         moto.url, on_action=lambda name, n: "hold" if n == 1 else "pass"
     ).start()
     port = free_port()
-    env = {
-        **os.environ,
-        **AWS_ENV,
-        "WATCHER_RPC_URL": devchain.url,
-        "WATCHER_TOKEN_ADDRESS": ctk.address,
-        "WATCHER_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
-        "WATCHER_CONFIRMATIONS": "0",
-        "WATCHER_START_BLOCK": str(driver.head),
-        "WATCHER_POLL_INTERVAL": "0.2",
-        "WATCHER_AWS_ENDPOINT_URL": proxy.url,
-        "WATCHER_AWS_REGION": "us-east-1",
-        "WATCHER_HTTP_PORT": str(port),
-        "WATCHER_METRICS_PORT": "0",
-        "WATCHER_LEASES": "true",
-        "WATCHER_CLAIM_SECONDS": "2",
-    }
+    env = run_env(
+        devchain, ctk, driver.head, proxy.url, port, tmp_path,
+        leases="true", claim_seconds="2",
+    )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     log = (tmp_path / "run.log").open("a")
 
@@ -308,23 +300,10 @@ def _checkout_shop_env(
 
     (tmp_path / "id.pub").write_text(new_ssh_key() + "\n")
     port = free_port()
-    env = {
-        **os.environ,
-        **AWS_ENV,
-        "WATCHER_RPC_URL": devchain.url,
-        "WATCHER_TOKEN_ADDRESS": ctk.address,
-        "WATCHER_CHECKOUT_ADDRESS": checkout.address,
-        "WATCHER_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
-        "WATCHER_CONFIRMATIONS": "0",
-        "WATCHER_START_BLOCK": str(driver.head),
-        "WATCHER_POLL_INTERVAL": "0.2",
-        "WATCHER_AWS_ENDPOINT_URL": moto.url,
-        "WATCHER_AWS_REGION": "us-east-1",
-        "WATCHER_HTTP_PORT": str(port),
-        "WATCHER_METRICS_PORT": "0",
-        "WATCHER_LEASES": "true",
-        "WATCHER_RECONCILE_INTERVAL": "1",
-    }
+    env = run_env(
+        devchain, ctk, driver.head, moto.url, port, tmp_path,
+        checkout_address=checkout.address, leases="true", reconcile_interval="1",
+    )  # fmt: skip
     return env, ctk, f"http://127.0.0.1:{port}"
 
 
@@ -370,14 +349,7 @@ def test_auto_renew_while_credit_lasts_and_an_instance_ended_outside(
         raise AssertionError(f"not {state}: {orders(url)}")
 
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                orders(url)
-                break
-            except OSError:
-                assert run.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
+        api_up(url, run)
         periods = "1" if case == "auto-renew" else "3"
         bought = watcher(
             "buy", "quick", "--periods", periods, "--ssh-key", str(tmp_path / "id.pub"), "--json"
