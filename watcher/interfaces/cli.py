@@ -855,6 +855,87 @@ def audit(skip_chain: bool, skip_cloud: bool, as_json: bool, **options: Any) -> 
 
 
 @cli.group(context_settings=CONTEXT)
+def infra() -> None:
+    """The thesis's cloud as code: role, key pair, storage pool, launch template, scaling
+    group, scale-out policy and CPU alarm, with the watcher's least-privilege policy.
+
+    Declared once from [infra] in watcher.toml (names and numbers default to the
+    thesis's); `plan` shows what `apply` would change, `apply` makes it so (twice changes
+    nothing), `destroy` removes only what `apply` created (tagged ManagedBy=watcher-infra),
+    `template` prints the same declaration as a CloudFormation template.
+    """
+
+
+INFRA = ("aws_region", "aws_endpoint_url")
+
+
+def _infra(command: str, options: dict[str, Any], key_file: Path | None = None) -> int:
+    from watcher.runtime.infra import run_infra
+    from watcher.services.infra import Action
+
+    settings = settings_from(options)
+    changes = run_async(
+        run_infra(settings, command, key_file, lambda change: click.echo(change.line()))
+    )
+    counts: dict[Action, int] = {}
+    for change in changes:
+        counts[change.action] = counts.get(change.action, 0) + 1
+    summary = ", ".join(f"{n} {action.value}" for action, n in counts.items())
+    where = settings.aws_endpoint_url or f"AWS {settings.aws_region}"
+    click.echo(f"infra {command} on {where}: {summary}", err=True)
+    if command == "plan" and counts.get(Action.CONFLICT):
+        return 1
+    return 0
+
+
+@infra.command("plan", context_settings=CONTEXT)
+@setting_options(*INFRA)
+def infra_plan(**options: Any) -> int:
+    """Show what `apply` would change; changes nothing. Exit 1 when a declared name is
+    taken by a resource `watcher infra` did not create."""
+    return _infra("plan", options)
+
+
+@infra.command("apply", context_settings=CONTEXT)
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where the new key pair's private key goes (mode 0600, never over a file); "
+    "not needed with infra.public_key.",
+)
+@setting_options(*INFRA)
+def infra_apply(key_file: Path | None, **options: Any) -> int:
+    """Create or change what differs from the declaration, in order; refuses before
+    acting when a declared name is taken by a resource it did not create."""
+    return _infra("apply", options, key_file)
+
+
+@infra.command("destroy", context_settings=CONTEXT)
+@click.option("--yes", is_flag=True, help="Do not ask: remove at once.")
+@setting_options(*INFRA)
+def infra_destroy(yes: bool, **options: Any) -> int:
+    """Remove what `apply` created (the scaling group with its instances), the last
+    declared first; anything else is left as it is. A bucket holding objects is kept."""
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UserError("destroy removes the declared resources: pass --yes to confirm")
+        click.confirm("Remove the declared resources that watcher infra created?", abort=True)
+    return _infra("destroy", options)
+
+
+@infra.command("template", context_settings=CONTEXT)
+@setting_options()
+def infra_template(**options: Any) -> None:
+    """Print the declaration as a CloudFormation template (JSON)."""
+    from watcher.domain.infra import template
+    from watcher.runtime.infra import declaration
+
+    settings = settings_from(options)
+    click.echo(json.dumps(template(declaration(settings)), indent=2))
+
+
+@cli.group(context_settings=CONTEXT)
 def db() -> None:
     """The ledger database."""
 

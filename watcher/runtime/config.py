@@ -24,6 +24,7 @@ from watcher.adapters.chain.dev_accounts import DEV_ACCOUNT_COUNT
 from watcher.domain.addresses import parse_address
 from watcher.domain.catalog import Catalog, parse_plans
 from watcher.domain.errors import ConfigError, InvalidInput
+from watcher.domain.infra import InfraParams, parse_infra
 from watcher.shared.redact import redact
 
 ENV_PREFIX = "WATCHER_"
@@ -128,6 +129,8 @@ class Settings:
     catalog: Catalog = field(default_factory=Catalog)
     # Endpoints that receive every order and lease event, signed (`[[webhooks]]` tables).
     webhooks: tuple[WebhookEndpoint, ...] = ()
+    # The thesis's cloud as `watcher infra` declares it (`[infra]`).
+    infra: InfraParams = field(default_factory=InfraParams)
     config_file: Path | None = field(default=None, compare=False)
 
     @property
@@ -522,7 +525,12 @@ SETTINGS: dict[str, SettingSpec] = {
     )
 }
 
-assert set(SETTINGS) == {f.name for f in fields(Settings)} - {"config_file", "catalog", "webhooks"}
+assert set(SETTINGS) == {f.name for f in fields(Settings)} - {
+    "config_file",
+    "catalog",
+    "webhooks",
+    "infra",
+}
 
 
 @dataclass(frozen=True)
@@ -590,10 +598,17 @@ def load_settings(
     values: dict[str, Any] = {}
     plans = None
     webhooks: tuple[WebhookEndpoint, ...] = ()
+    infra = InfraParams()
     if path is not None and (explicit or path.exists()):
         for key, raw in _read_toml(path).items():
             if key == "webhooks":
                 webhooks = parse_webhooks(raw, path)
+                continue
+            if key == "infra":
+                try:
+                    infra = parse_infra(raw)
+                except ValueError as exc:
+                    raise ConfigError(f"{path}: {exc}") from None
                 continue
             if key == "plans":
                 try:
@@ -626,6 +641,7 @@ def load_settings(
         **values,
         catalog=catalog,
         webhooks=webhooks,
+        infra=infra,
         config_file=path if path is not None and path.exists() else None,
     )
 

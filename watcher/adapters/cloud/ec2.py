@@ -8,17 +8,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from watcher.domain.errors import ConfigError
+from watcher.adapters.cloud import aws
+from watcher.adapters.cloud.aws import NoCredentials
 from watcher.domain.kinds import ec2_instance
 from watcher.domain.kinds.ec2_instance import Ec2Instance
 from watcher.domain.pricing import Plan
-from watcher.domain.provisioning import ErrorKind, classify_cloud_error
+from watcher.domain.provisioning import ErrorKind
 from watcher.ports.cloud import NOT_FOUND, CloudError, Instance, LaunchRequest, Provider
-from watcher.shared.redact import redact
 
-
-class NoCredentials(ConfigError):
-    """The standard AWS credential chain found nothing."""
+__all__ = ["Ec2Cloud", "NoCredentials", "cloud_config", "open_ec2"]
 
 
 class Ec2Cloud:
@@ -203,23 +201,7 @@ class Ec2Cloud:
             raise CloudError(ErrorKind.RETRY, exc.code, exc.message) from None
 
     async def _call(self, method: Any, **arguments: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return await method(**arguments)
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = error.get("Code")
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            kind = classify_cloud_error(code, status)
-            raise CloudError(kind, code, str(error.get("Message", exc))) from None
-        except (BotoCoreError, OSError, TimeoutError) as exc:
-            # No answer (connection refused, timeout...): the call may or may not have
-            # happened; only the tag look-up before the next try can tell.
-            # botocore quotes the endpoint URL, credentials and all (EndpointConnectionError).
-            raise CloudError(
-                ErrorKind.RETRY, None, redact(f"{type(exc).__name__}: {exc}")
-            ) from None
+        return await aws.call(method, **arguments)
 
 
 def _says_missing(code: str | None) -> bool:
@@ -259,22 +241,8 @@ if TYPE_CHECKING:  # mypy checks that the adapter implements the whole port
 async def open_ec2(
     region: str, endpoint_url: str | None, timeout: float
 ) -> AsyncIterator[Ec2Cloud]:
-    """An EC2 client on the standard AWS credential chain. botocore's own retries are off:
-    a retried RunInstances is only safe after the tag look-up the worker makes first."""
-    import aioboto3
-    from botocore.config import Config
-
-    config = Config(
-        region_name=region,
-        retries={"total_max_attempts": 1, "mode": "standard"},
-        connect_timeout=timeout,
-        read_timeout=timeout,
-    )
-    session = aioboto3.Session()
-    if await session.get_credentials() is None:
-        raise NoCredentials(
-            "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE "
-            "or an instance role (against moto's server any values do)"
-        )
+    """An EC2 client on the standard AWS credential chain (botocore's own retries off)."""
+    session = await aws.session()
+    config = aws.client_config(region, timeout)
     async with session.client("ec2", endpoint_url=endpoint_url, config=config) as client:
         yield Ec2Cloud(client)
