@@ -39,6 +39,8 @@ class World:
     security_group: str
     subnet: str
     key_name: str
+    # A launch template of `image` (with the fleet tag AllocatedBy=TokenSystem).
+    template: str
     # From now on every look-up answers AuthFailure (EC2) or UnauthorizedOperation (fake).
     refuse_looks: Callable[[], None]
 
@@ -64,6 +66,7 @@ async def world(request: pytest.FixtureRequest) -> AsyncIterator[World]:
             security_groups=["sg-0fa4e0000000000a1"],
             subnets=["subnet-0fa4e0000000000a1"],
             key_pairs=["watcher-key"],
+            launch_templates={"TokenizedLaunchTemplate": "ami-0fa4e0000000000a1"},
         )
 
         def refuse_fake() -> None:
@@ -74,7 +77,7 @@ async def world(request: pytest.FixtureRequest) -> AsyncIterator[World]:
 
         yield World(
             "fake", fake, "ami-0fa4e0000000000a1", "sg-0fa4e0000000000a1",
-            "subnet-0fa4e0000000000a1", "watcher-key", refuse_fake,
+            "subnet-0fa4e0000000000a1", "watcher-key", "TokenizedLaunchTemplate", refuse_fake,
         )  # fmt: skip
         return
     monkeypatch = request.getfixturevalue("monkeypatch")
@@ -85,6 +88,19 @@ async def world(request: pytest.FixtureRequest) -> AsyncIterator[World]:
     moto.reset()
     client = ec2_client(moto.url)
     client.create_key_pair(KeyName="watcher-key")
+    client.create_launch_template(
+        LaunchTemplateName="TokenizedLaunchTemplate",
+        LaunchTemplateData={
+            "ImageId": image,
+            "InstanceType": "t3.micro",
+            "TagSpecifications": [
+                {
+                    "ResourceType": "instance",
+                    "Tags": [{"Key": "AllocatedBy", "Value": "TokenSystem"}],
+                }
+            ],
+        },
+    )
     group = client.describe_security_groups()["SecurityGroups"][0]["GroupId"]
     subnet = client.describe_subnets()["Subnets"][0]["SubnetId"]
     refuse: list[bool] = []
@@ -92,8 +108,9 @@ async def world(request: pytest.FixtureRequest) -> AsyncIterator[World]:
     try:
         async with open_ec2("us-east-1", proxy.url, 10) as cloud:
             yield World(
-                "ec2", cloud, image, group, subnet, "watcher-key", lambda: refuse.append(True)
-            )
+                "ec2", cloud, image, group, subnet, "watcher-key", "TokenizedLaunchTemplate",
+                lambda: refuse.append(True),
+            )  # fmt: skip
     finally:
         await proxy.stop()
 
@@ -121,6 +138,24 @@ async def test_a_launched_instance_is_found_by_its_order(world: World) -> None:
     assert found.launched_at is not None
     assert not found.ended
     assert await world.provider.find_instance("order-2") is None
+
+
+async def test_an_order_launches_from_the_template_with_its_own_type(world: World) -> None:
+    """The template holds the image; the order gives its type and tags (issue 12)."""
+    plan = world.plan(ami="", instance_type="t3.large", launch_template=world.template)
+    assert await world.provider.check_plan(plan) == []
+    request = world.request("order-1", plan)
+    launched = await world.provider.launch(request)
+    found = await world.provider.find_instance("order-1")
+    assert found is not None and found.instance_id == launched.instance_id
+    assert found.instance_type == "t3.large" and found.image == world.image
+    assert request.tags.items() <= dict(found.tags).items()
+
+
+async def test_check_plan_names_a_missing_launch_template(world: World) -> None:
+    plan = world.plan(ami="", launch_template="NoSuchTemplate")
+    problems = await world.provider.check_plan(plan)
+    assert len(problems) == 1 and problems[0].startswith("launch template NoSuchTemplate: ")
 
 
 async def test_find_answers_a_live_instance_before_an_ended_one(world: World) -> None:

@@ -69,9 +69,20 @@ class Ec2Cloud:
         exist" answer is a finding."""
         spec = Ec2Instance.of(plan.spec)
         problems: list[str] = []
-        checks: list[tuple[Any, dict[str, Any], str, str]] = [
-            (self._ec2.describe_images, {"ImageIds": [spec.ami]}, "Images", f"image {spec.ami}")
-        ]
+        checks: list[tuple[Any, dict[str, Any], str, str]] = []
+        if spec.ami or not spec.launch_template:  # else the template's
+            checks.append(
+                (self._ec2.describe_images, {"ImageIds": [spec.ami]}, "Images", f"image {spec.ami}")
+            )
+        if spec.launch_template:
+            checks.append(
+                (
+                    self._ec2.describe_launch_templates,
+                    {"LaunchTemplateNames": [spec.launch_template]},
+                    "LaunchTemplates",
+                    f"launch template {spec.launch_template}",
+                )
+            )
         if spec.security_group_ids:
             checks.append(
                 (
@@ -117,7 +128,6 @@ class Ec2Cloud:
     async def launch(self, request: LaunchRequest) -> Instance:
         plan = Ec2Instance.of(request.plan.spec)
         arguments: dict[str, Any] = {
-            "ImageId": plan.ami,
             "InstanceType": plan.instance_type,
             "MinCount": 1,
             "MaxCount": 1,
@@ -129,6 +139,15 @@ class Ec2Cloud:
                 }
             ],
         }
+        if plan.ami:
+            arguments["ImageId"] = plan.ami
+        if plan.launch_template:
+            # The template's image, security groups and fleet tags; what is given here
+            # (type, key, user data, the order's tags) overrides or adds to it.
+            arguments["LaunchTemplate"] = {
+                "LaunchTemplateName": plan.launch_template,
+                "Version": "$Default",
+            }
         if plan.key_name:
             arguments["KeyName"] = plan.key_name
         if request.ssh_keys:
@@ -207,7 +226,8 @@ class Ec2Cloud:
 def _says_missing(code: str | None) -> bool:
     """EC2's answers that a named resource does not exist or cannot be one."""
     return code is not None and (
-        code.endswith(".NotFound") or code.endswith(".Malformed") or code.startswith("InvalidAMIID")
+        code.endswith((".NotFound", ".NotFoundException", ".Malformed"))
+        or code.startswith("InvalidAMIID")
     )
 
 

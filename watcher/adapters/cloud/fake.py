@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -99,6 +99,7 @@ class FakeProvider:
 
     - `images`, `security_groups`, `subnets`, `key_pairs`: what exists, for check_plan
       and launch (an unknown image fails a launch as EC2 does: InvalidAMIID.NotFound);
+      `launch_templates`: templates by name, each with its image;
     - `describe_lag`: each new instance answers NotFound to its first N describes;
     - `pending_reads`: each new instance reads `pending` N times, then `running`;
     - `fail(operation, fault, times)`: injected errors per call;
@@ -115,6 +116,7 @@ class FakeProvider:
         security_groups: Iterable[str] = (),
         subnets: Iterable[str] = (),
         key_pairs: Iterable[str] = (),
+        launch_templates: Mapping[str, str] | None = None,
         describe_lag: int = 0,
         pending_reads: int = 0,
         after_launch: Callable[[FakeProvider, Instance], None] | None = None,
@@ -124,6 +126,7 @@ class FakeProvider:
         self.security_groups = set(security_groups)
         self.subnets = set(subnets)
         self.key_pairs = set(key_pairs)
+        self.launch_templates = dict(launch_templates or {})
         self.describe_lag = describe_lag
         self.pending_reads = pending_reads
         # Called with each instance right after it is launched (before the answer): a test
@@ -202,7 +205,7 @@ class FakeProvider:
             instance_type=plan.instance_type,
             launched_at=self._clock(),
             tags=tuple(sorted(request.tags.items())),
-            image=plan.ami,
+            image=plan.ami or self.launch_templates.get(plan.launch_template, ""),
         )
         self.launches.append(request)
         self._held[instance.instance_id] = _Held(
@@ -331,8 +334,15 @@ class FakeProvider:
         """check_plan's findings, worded as the EC2 adapter words them; when launching,
         the error codes EC2 answers RunInstances with."""
         problems: list[tuple[str, str]] = []
-        if plan.ami not in self.images:
+        if (plan.ami or not plan.launch_template) and plan.ami not in self.images:
             problems.append(("InvalidAMIID.NotFound", f"image {plan.ami}"))
+        if plan.launch_template and plan.launch_template not in self.launch_templates:
+            problems.append(
+                (
+                    "InvalidLaunchTemplateName.NotFoundException",
+                    f"launch template {plan.launch_template}",
+                )
+            )
         if not set(plan.security_group_ids) <= self.security_groups:
             problems.append(
                 ("InvalidGroup.NotFound", "security groups " + ", ".join(plan.security_group_ids))

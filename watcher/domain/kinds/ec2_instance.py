@@ -12,7 +12,15 @@ from watcher.domain.resources import ResourceSpec
 
 KIND = "ec2_instance"
 KEYS = frozenset(
-    {"instance_type", "ami", "key_name", "security_group_ids", "subnet_id", "ssh_user"}
+    {
+        "instance_type",
+        "ami",
+        "key_name",
+        "security_group_ids",
+        "subnet_id",
+        "ssh_user",
+        "launch_template",
+    }
 )
 # The login user of Amazon Linux images (the thesis's AMI); Ubuntu's is "ubuntu".
 DEFAULT_SSH_USER = "ec2-user"
@@ -22,12 +30,17 @@ THESIS_AMI = "ami-09278528675a8d54e"
 _AMI = re.compile(r"ami-[0-9a-f]{8,17}")
 _SECURITY_GROUP = re.compile(r"sg-[0-9a-f]{1,17}")
 _SUBNET = re.compile(r"subnet-[0-9a-f]{1,17}")
+# EC2's rule for launch template names.
+_TEMPLATE = re.compile(r"[a-zA-Z0-9().\-/_]{3,128}")
 
 
 @dataclass(frozen=True, slots=True)
 class Ec2Instance:
     """An EC2 instance of this type, launched from this image with this key pair, security
-    groups and subnet (AWS defaults where unset)."""
+    groups and subnet (AWS defaults where unset); or from a launch template (the thesis's
+    TokenizedLaunchTemplate, made by `watcher infra apply`), which then holds the image,
+    security groups and fleet tags in one place, the order giving only what is its own:
+    the type, the buyer's key and the order's tags (and whatever else the plan names)."""
 
     instance_type: str
     ami: str = ""
@@ -36,6 +49,8 @@ class Ec2Instance:
     subnet_id: str | None = None
     # Who logs in over SSH on this image (the buyer's key is authorized for this user).
     ssh_user: str = DEFAULT_SSH_USER
+    # Launched from this template's default version ("" = no template).
+    launch_template: str = ""
 
     @classmethod
     def of(cls, spec: ResourceSpec) -> Ec2Instance:
@@ -51,6 +66,7 @@ class Ec2Instance:
             security_group_ids=tuple(spec.get("security_group_ids") or ()),
             subnet_id=spec.get("subnet_id"),
             ssh_user=str(spec.get("ssh_user") or DEFAULT_SSH_USER),
+            launch_template=str(spec.get("launch_template") or ""),
         )
 
     def spec(self) -> ResourceSpec:
@@ -62,6 +78,8 @@ class Ec2Instance:
             security_group_ids=list(self.security_group_ids),
             subnet_id=self.subnet_id,
             ssh_user=self.ssh_user,
+            # Absent when unset, so that specifications kept before templates read the same.
+            **({"launch_template": self.launch_template} if self.launch_template else {}),
         )
 
 
@@ -111,8 +129,15 @@ def parse(name: str, table: Mapping[str, Any]) -> ResourceSpec:
     instance_type = table.get("instance_type", name)
     if not isinstance(instance_type, str) or not instance_type:
         raise ValueError(f"plans.{name}.instance_type must be a non-empty string")
-    ami = table.get("ami", THESIS_AMI)
-    if not isinstance(ami, str) or not _AMI.fullmatch(ami):
+    template = table.get("launch_template", "")
+    if not isinstance(template, str) or (template and not _TEMPLATE.fullmatch(template)):
+        raise ValueError(
+            f"plans.{name}.launch_template must be a launch template's name "
+            f"(3-128 letters, digits or ().-/_), not {template!r}"
+        )
+    # From a template, the image is the template's unless the plan names one.
+    ami = table.get("ami", "" if template else THESIS_AMI)
+    if not isinstance(ami, str) or ((ami or not template) and not _AMI.fullmatch(ami)):
         raise ValueError(f"plans.{name}.ami must look like ami-0123456789abcdef0, not {ami!r}")
     key_name = table.get("key_name")
     if key_name is not None and (not isinstance(key_name, str) or not key_name):
@@ -128,7 +153,9 @@ def parse(name: str, table: Mapping[str, Any]) -> ResourceSpec:
     ssh_user = table.get("ssh_user", DEFAULT_SSH_USER)
     if not isinstance(ssh_user, str) or not _SSH_USER.fullmatch(ssh_user):
         raise ValueError(f"plans.{name}.ssh_user must be a login name like ec2-user or ubuntu")
-    return Ec2Instance(instance_type, ami, key_name, tuple(groups), subnet, ssh_user).spec()
+    return Ec2Instance(
+        instance_type, ami, key_name, tuple(groups), subnet, ssh_user, template
+    ).spec()
 
 
 def ec2_plan(
@@ -139,7 +166,15 @@ def ec2_plan(
     key_name: str | None = None,
     security_group_ids: tuple[str, ...] = (),
     subnet_id: str | None = None,
+    launch_template: str = "",
 ) -> Plan:
     """A plan selling an EC2 instance (the catalog's default kind)."""
-    spec = Ec2Instance(instance_type, ami, key_name, tuple(security_group_ids), subnet_id).spec()
+    spec = Ec2Instance(
+        instance_type,
+        ami,
+        key_name,
+        tuple(security_group_ids),
+        subnet_id,
+        launch_template=launch_template,
+    ).spec()
     return Plan(name=name, price=price, spec=spec)
