@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,11 @@ class FaultProxy:
     # keep the answer back, as if the caller died waiting). `acts` counts them.
     on_action: Callable[[str, int], str] = lambda name, n: "pass"
     acts: dict[str, int] = field(default_factory=dict)
+    # Every query API action that came through, by name (EC2's `Action=` form field).
+    actions: dict[str, int] = field(default_factory=dict)
+    # Forward the caller's Host header: a request signed with SigV4 (moto's IAM checks
+    # signatures when enforcing) signs the host it was sent to.
+    keep_host: bool = False
     acted: dict[str, asyncio.Event] = field(default_factory=dict)
     calls: int = 0
     forwarded: int = 0
@@ -92,6 +98,10 @@ class FaultProxy:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        named = re.search(rb"(?:^|&)Action=([A-Za-z0-9]+)", body)
+        if named is not None:
+            name = named.group(1).decode()
+            self.actions[name] = self.actions.get(name, 0) + 1
         action = "pass"
         if b"Action=RunInstances" in body:
             self.calls += 1
@@ -117,9 +127,8 @@ class FaultProxy:
         if action == "drop":
             await asyncio.sleep(3600)
         assert self._session is not None
-        headers = {
-            k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")
-        }
+        dropped = ("content-length",) if self.keep_host else ("host", "content-length")
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in dropped}
         async with self._session.request(
             request.method, self.target + request.path_qs, data=body, headers=headers
         ) as answer:

@@ -161,7 +161,8 @@ def test_apply_creates_exactly_the_theses_resources_twice_changes_nothing_and_de
     assert "PRIVATE KEY" not in applied.stdout + applied.stderr
 
     subnet = aws.ec2.describe_subnets()["Subnets"][0]["SubnetId"]
-    # The launch template: the image, type, key pair and the fleet tag.
+    # The launch template: the image, type, key pair and the stack's tag (not AllocatedBy,
+    # which marks an order's resource).
     (template,) = aws.ec2.describe_launch_templates(
         LaunchTemplateNames=["TokenizedLaunchTemplate"]
     )["LaunchTemplates"]
@@ -171,7 +172,7 @@ def test_apply_creates_exactly_the_theses_resources_twice_changes_nothing_and_de
     assert data["InstanceType"] == "t3.micro" and data["KeyName"] == "ec2keypair"
     assert data["ImageId"].startswith("ami-")
     instance_tags = next(s for s in data["TagSpecifications"] if s["ResourceType"] == "instance")
-    assert {"Key": "AllocatedBy", "Value": "TokenSystem"} in instance_tags["Tags"]
+    assert instance_tags["Tags"] == [{"Key": "WatcherStack", "Value": "watcher"}]
     # The group: 1 / 5 / 1 on the template, in the subnet.
     (group,) = aws.asg.describe_auto_scaling_groups(
         AutoScalingGroupNames=["TokenAutoScalingGroup"]

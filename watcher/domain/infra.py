@@ -269,7 +269,10 @@ def declare(params: InfraParams) -> tuple[Declared, ...]:
     """The thesis's resources, each after what it references (the order `apply` follows;
     `destroy` goes backwards)."""
     tags = {OWNER_TAG: OWNER, STACK_TAG: params.stack}
-    instance_tags = {ALLOCATED_BY[0]: ALLOCATED_BY[1], STACK_TAG: params.stack}
+    # Not AllocatedBy: that tag says "launched by the watcher for an order" (the audit
+    # expects an order behind each), and the pool's own instances are no order's. An order
+    # launched from the template adds it with its other tags.
+    instance_tags = {STACK_TAG: params.stack}
     key_pair: dict[str, Any] = {"KeyName": params.key_name}
     if params.public_key is not None:
         key_pair["PublicKeyMaterial"] = params.public_key
