@@ -120,7 +120,7 @@ async def test_the_watcher_works_with_its_policy_alone_and_nothing_else_is_allow
         admin_key = user_with(iam, "admin", None, everything)
 
         # From here on moto checks every request's signature and policies.
-        urllib.request.urlopen(  # noqa: S310 - the test's own moto server
+        urllib.request.urlopen(
             urllib.request.Request(
                 f"{server.url}/moto-api/reset-auth",
                 data=b"0",
