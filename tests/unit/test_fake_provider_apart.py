@@ -1,34 +1,41 @@
-"""FakeProvider lives in the package for every service's tests, but nothing that runs in
-production imports it: a test double must never answer for the cloud."""
+"""The fakes (FakeProvider, FakeInfra) live in the package for every service's tests, but
+nothing that runs in production imports them: a test double must never answer for the
+cloud."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[2] / "watcher"
-FAKE = "watcher.adapters.cloud.fake"
+FAKES = {
+    "watcher.adapters.cloud.fake": PACKAGE / "adapters" / "cloud" / "fake.py",
+    "watcher.adapters.cloud.infra_fake": PACKAGE / "adapters" / "cloud" / "infra_fake.py",
+}
 
 
-def imports_the_fake(tree: ast.AST) -> bool:
+def imports_the_fake(tree: ast.AST, fake: str) -> bool:
     for node in ast.walk(tree):
-        if isinstance(node, ast.Import) and any(a.name == FAKE for a in node.names):
+        if isinstance(node, ast.Import) and any(a.name == fake for a in node.names):
             return True
         if isinstance(node, ast.ImportFrom) and node.module is not None:
             names = {node.module} | {f"{node.module}.{a.name}" for a in node.names}
-            if FAKE in names:
+            if fake in names:
                 return True
     return False
 
 
-def test_no_module_of_the_package_imports_the_fake_provider() -> None:
+@pytest.mark.parametrize("fake", sorted(FAKES))
+def test_no_module_of_the_package_imports_a_fake(fake: str) -> None:
     offenders = [
         str(path.relative_to(PACKAGE.parent))
         for path in sorted(PACKAGE.rglob("*.py"))
-        if path != PACKAGE / "adapters" / "cloud" / "fake.py"
-        and imports_the_fake(ast.parse(path.read_text(), str(path)))
+        if path not in FAKES.values() and imports_the_fake(ast.parse(path.read_text()), fake)
     ]
     assert offenders == []
     # The check itself sees an import of the fake.
-    assert imports_the_fake(ast.parse("from watcher.adapters.cloud.fake import FakeProvider"))
-    assert imports_the_fake(ast.parse("from watcher.adapters.cloud import fake"))
+    module, name = fake.rsplit(".", 1)
+    assert imports_the_fake(ast.parse(f"from {fake} import Anything"), fake)
+    assert imports_the_fake(ast.parse(f"from {module} import {name}"), fake)
