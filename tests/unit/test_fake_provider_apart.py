@@ -13,6 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "watcher"
 FAKES = {
     "watcher.adapters.cloud.fake": PACKAGE / "adapters" / "cloud" / "fake.py",
     "watcher.adapters.cloud.infra_fake": PACKAGE / "adapters" / "cloud" / "infra_fake.py",
+    "watcher.adapters.cloud.fake_kinds": PACKAGE / "adapters" / "cloud" / "fake_kinds.py",
 }
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from watcher.domain.pricing import Plan
 from watcher.domain.provisioning import ErrorKind
@@ -33,6 +33,11 @@ NOT_FOUND = "InvalidInstanceID.NotFound"
 
 @dataclass(frozen=True)
 class Instance:
+    """The handle of an order's resource, in EC2's words: an instance, or for the other
+    kinds the group or bucket that stands for the order (`instance_id` is then its name),
+    its state mapped onto EC2's (running, stopping, stopped, shutting-down...), so that
+    the provisioner, the leases and the audit read every kind alike."""
+
     instance_id: str
     state: str
     instance_type: str
@@ -161,3 +166,63 @@ class Cloud:
         for provider in self.providers:
             found += await provider.tagged_instances()
         return found
+
+
+# What some kinds show their owner beyond an address: read live, only ever looking.
+
+
+@dataclass(frozen=True)
+class PoolMember:
+    instance_id: str
+    state: str
+    public_ip: str | None = None
+
+
+@dataclass(frozen=True)
+class PoolState:
+    """A scaling pool as its owner sees it: its instances, its sizes and its alarm."""
+
+    members: tuple[PoolMember, ...]
+    min_size: int
+    desired_capacity: int
+    max_size: int
+    # CloudWatch's: OK, ALARM or INSUFFICIENT_DATA (None: no alarm found).
+    alarm_state: str | None
+
+
+@runtime_checkable
+class PoolViews(Protocol):
+    async def pool(self, resource_id: str) -> PoolState | None:
+        """The pool's members and sizes; None when the provider has no such group."""
+        ...
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+
+
+@dataclass(frozen=True)
+class UploadForm:
+    """A presigned POST: the form's URL and fields; the file goes in a field `file`."""
+
+    url: str
+    fields: dict[str, str]
+    max_bytes: int
+
+
+@runtime_checkable
+class StorageViews(Protocol):
+    async def objects(self, resource_id: str, limit: int) -> tuple[tuple[StoredObject, ...], int]:
+        """Up to `limit` objects, and the bytes the whole bucket holds (a full listing:
+        the quota is measured by it)."""
+        ...
+
+    async def upload_form(self, resource_id: str, max_bytes: int, seconds: int) -> UploadForm:
+        """A form that uploads one object of at most `max_bytes`, valid for `seconds`."""
+        ...
+
+    async def download_url(self, resource_id: str, key: str, seconds: int) -> str:
+        """A link that reads one object, valid for `seconds`."""
+        ...

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from watcher.domain.kinds import ec2_instance
+from watcher.domain.kinds import ec2_instance, scaling_pool, storage_bucket
 from watcher.domain.resources import ResourceSpec
 
 
@@ -25,13 +25,8 @@ class Kind:
 
 
 KINDS: dict[str, Kind] = {
-    ec2_instance.KIND: Kind(
-        ec2_instance.KIND,
-        ec2_instance.parse,
-        ec2_instance.summary,
-        ec2_instance.KEYS,
-        ec2_instance.size,
-    ),
+    module.KIND: Kind(module.KIND, module.parse, module.summary, module.KEYS, module.size)
+    for module in (ec2_instance, scaling_pool, storage_bucket)
 }
 
 

@@ -1,0 +1,254 @@
+"""The scaling pool and storage providers (issue 12): FakePool and FakeStorage must answer
+like PoolCloud and StorageCloud against moto's server over HTTP, the same checks on both,
+so that services tested on the fakes hold on AWS."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+
+from tests.cloudhelpers import AWS_ENV
+from watcher.adapters.cloud.fake_kinds import FakePool, FakeStorage
+from watcher.adapters.cloud.pool import open_pools
+from watcher.adapters.cloud.storage import open_storage
+from watcher.domain.kinds import scaling_pool, storage_bucket
+from watcher.domain.pricing import Plan
+from watcher.domain.provisioning import client_token, instance_tags
+from watcher.domain.resources import ResourceSpec
+from watcher.ports.cloud import LaunchRequest, PoolViews, Provider, StorageViews, UploadForm
+
+PAYER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+REGION = "us-east-1"
+ORDER = "ab" * 16
+OTHER_ORDER = "cd" * 16
+
+
+def request(plan: Plan, order_id: str = ORDER) -> LaunchRequest:
+    return LaunchRequest(
+        order_id=order_id,
+        client_token=client_token(order_id),
+        plan=plan,
+        tags=instance_tags(order_id, PAYER, "0x" + "ab" * 32, plan),
+        ssh_keys=("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBuyerKey",),
+    )
+
+
+@dataclass
+class PoolWorld:
+    provider: Any  # Provider and PoolViews
+    image: str
+    subnet: str
+
+    def plan(self, **changes: Any) -> Plan:
+        table = {"instance_type": "t3.micro", "ami": self.image, "subnet_id": self.subnet}
+        table.update(changes)
+        return Plan("pool", 30, scaling_pool.parse("pool", table))
+
+
+@pytest.fixture(params=["fake", "aws"])
+async def pools(request: pytest.FixtureRequest) -> AsyncIterator[PoolWorld]:
+    if request.param == "fake":
+        yield PoolWorld(
+            FakePool(images=["ami-0fa4e0000000000a1"], subnets=["subnet-0fa4e0000000000a1"]),
+            "ami-0fa4e0000000000a1",
+            "subnet-0fa4e0000000000a1",
+        )
+        return
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    moto = request.getfixturevalue("moto")
+    moto.reset()
+    ec2 = boto3.client("ec2", endpoint_url=moto.url, region_name=REGION)
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    async with open_pools(REGION, moto.url, 10) as cloud:
+        yield PoolWorld(cloud, image, subnet)
+
+
+async def test_a_pool_is_the_orders_group_running_its_desired_instances(pools: PoolWorld) -> None:
+    provider: Provider = pools.provider
+    plan = pools.plan(min_size=1, desired_capacity=2, max_size=4)
+    assert await provider.check_plan(plan) == []
+    launched = await provider.launch(request(plan))
+    assert launched.instance_id == scaling_pool.group_name(ORDER)
+    found = await provider.find_instance(ORDER)
+    assert found is not None and found.instance_id == launched.instance_id
+    assert found.state == "running" and found.tag("OrderId") == ORDER
+    assert await provider.find_instance(OTHER_ORDER) is None
+    views: PoolViews = pools.provider
+    state = await views.pool(launched.instance_id)
+    assert state is not None
+    assert (state.min_size, state.desired_capacity, state.max_size) == (1, 2, 4)
+    assert len(state.members) == 2
+    assert state.alarm_state is not None
+    # A second launch (an answer lost) finishes nothing twice: still one group.
+    again = await provider.launch(request(plan))
+    assert again.instance_id == launched.instance_id
+    assert [i.instance_id for i in await provider.tagged_instances()] == [launched.instance_id]
+
+
+async def test_a_pool_is_stopped_to_zero_started_to_its_sizes_and_terminated(
+    pools: PoolWorld,
+) -> None:
+    provider: Provider = pools.provider
+    views: PoolViews = pools.provider
+    plan = pools.plan(min_size=1, desired_capacity=1, max_size=3)
+    name = (await provider.launch(request(plan))).instance_id
+    await provider.stop(name)
+    stopped = await provider.describe(name)
+    assert stopped is not None and stopped.state == "stopped"
+    state = await views.pool(name)
+    assert state is not None and (state.desired_capacity, state.max_size) == (0, 0)
+    assert state.members == ()
+    await provider.stop(name)  # stopping a stopped pool is not an error
+    await provider.start(name)
+    started = await provider.describe(name)
+    assert started is not None and started.state == "running"
+    state = await views.pool(name)
+    assert state is not None
+    assert (state.min_size, state.desired_capacity, state.max_size) == (1, 1, 3)
+    await provider.terminate(name)
+    assert await provider.describe(name) is None
+    assert await provider.find_instance(ORDER) is None
+    assert await views.pool(name) is None
+    await provider.terminate(name)  # terminating what is gone is not an error
+    assert await provider.tagged_instances() == []
+
+
+async def test_check_plan_names_a_pools_missing_image(pools: PoolWorld) -> None:
+    problems = await pools.provider.check_plan(pools.plan(ami="ami-0000000000000dead"))
+    assert len(problems) == 1 and problems[0].startswith("image ami-0000000000000dead")
+
+
+@dataclass
+class StorageWorld:
+    provider: Any  # Provider and StorageViews
+    # Carries out an upload form with one file, and reads a link: as the owner's browser.
+    post: Callable[[UploadForm, str, bytes], int]
+    get: Callable[[str], bytes | None]
+    # The largest upload the form's signed policy lets through, as S3 reads it (moto's
+    # server does not hold POSTs to their policy's conditions; AWS does).
+    cap: Callable[[UploadForm], int]
+
+
+def storage_plan(quota: str = "1MiB", **more: Any) -> Plan:
+    return Plan("box", 10, storage_bucket.parse("box", {"quota": quota, **more}))
+
+
+@pytest.fixture(params=["fake", "aws"])
+async def storage(request: pytest.FixtureRequest) -> AsyncIterator[StorageWorld]:
+    if request.param == "fake":
+        fake = FakeStorage()
+
+        def post_fake(form: UploadForm, filename: str, data: bytes) -> int:
+            if len(data) > form.max_bytes:
+                return 400
+            bucket = form.url.removeprefix("https://").split(".")[0]
+            fake.put(bucket, filename, data)
+            return 204
+
+        def get_fake(url: str) -> bytes | None:
+            bucket, rest = url.removeprefix("https://").split(".s3.fake.invalid/")
+            key = rest.split("?")[0]
+            found = fake.buckets.get(bucket)
+            return found.objects.get(key) if found is not None else None
+
+        def cap_fake(form: UploadForm) -> int:
+            return int(form.fields["policy"].split(";")[0].removeprefix("max="))
+
+        yield StorageWorld(fake, post_fake, get_fake, cap_fake)
+        return
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    moto = request.getfixturevalue("moto")
+    moto.reset()
+
+    def post_s3(form: UploadForm, filename: str, data: bytes) -> int:
+        answer = httpx.post(form.url, data=form.fields, files={"file": (filename, data)})
+        return answer.status_code
+
+    def get_s3(url: str) -> bytes | None:
+        answer = httpx.get(url)
+        return answer.content if answer.status_code == 200 else None
+
+    def cap_s3(form: UploadForm) -> int:
+        policy = json.loads(base64.b64decode(form.fields["policy"]))
+        (low, high) = next(
+            c[1:]
+            for c in policy["conditions"]
+            if isinstance(c, list) and c[0] == "content-length-range"
+        )
+        assert low == 0
+        return int(high)
+
+    async with open_storage(REGION, moto.url, 10) as cloud:
+        yield StorageWorld(cloud, post_s3, get_s3, cap_s3)
+
+
+async def test_a_bucket_is_the_orders_with_its_owners_links(storage: StorageWorld) -> None:
+    provider: Provider = storage.provider
+    views: StorageViews = storage.provider
+    plan = storage_plan("1MiB", expire_days=30)
+    assert await provider.check_plan(plan) == []
+    launched = await provider.launch(request(plan))
+    assert launched.instance_id == storage_bucket.bucket_name(ORDER)
+    assert launched.state == "running"
+    found = await provider.find_instance(ORDER)
+    assert found is not None and found.tag("OrderId") == ORDER
+    assert await provider.find_instance(OTHER_ORDER) is None
+    assert (await provider.launch(request(plan))).instance_id == launched.instance_id
+    assert [i.instance_id for i in await provider.tagged_instances()] == [launched.instance_id]
+
+    form = await views.upload_form(launched.instance_id, 1000, 60)
+    assert form.max_bytes == 1000
+    assert storage.post(form, "notes.txt", b"hello, pool") in (200, 201, 204)
+    assert storage.cap(form) == 1000  # what S3 holds a POST of this form to
+    shown, total = await views.objects(launched.instance_id, 10)
+    assert [(o.key, o.size) for o in shown] == [("notes.txt", 11)] and total == 11
+    url = await views.download_url(launched.instance_id, "notes.txt", 60)
+    assert storage.get(url) == b"hello, pool"
+
+
+async def test_a_bucket_is_stopped_started_and_emptied_when_terminated(
+    storage: StorageWorld,
+) -> None:
+    provider: Provider = storage.provider
+    views: StorageViews = storage.provider
+    name = (await provider.launch(request(storage_plan()))).instance_id
+    form = await views.upload_form(name, 1000, 60)
+    assert storage.post(form, "kept.txt", b"kept through grace") in (200, 201, 204)
+    await provider.stop(name)
+    stopped = await provider.describe(name)
+    assert stopped is not None and stopped.state == "stopped"
+    shown, _ = await views.objects(name, 10)
+    assert [o.key for o in shown] == ["kept.txt"]  # the data is kept while stopped
+    await provider.start(name)
+    started = await provider.describe(name)
+    assert started is not None and started.state == "running"
+    await provider.terminate(name)
+    assert await provider.describe(name) is None
+    assert await provider.find_instance(ORDER) is None
+    await provider.terminate(name)  # gone already: not an error
+    assert await provider.tagged_instances() == []
+
+
+def test_storage_plans_are_checked() -> None:
+    assert storage_bucket.StorageBucket.of(storage_plan("10GiB").spec).quota == 10 * 2**30
+    for table, message in (
+        ({}, "quota is needed"),
+        ({"quota": "10GB"}, "size like"),
+        ({"quota": "0MiB"}, "more than 0"),
+        ({"quota": "1GiB", "expire_days": 0}, "expire_days"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            storage_bucket.parse("box", table)
+    assert ResourceSpec.from_json(storage_plan().spec.to_json()) == storage_plan().spec

@@ -1,0 +1,348 @@
+"""The provider port for scaling pools (watcher/domain/kinds/scaling_pool.py) on AWS: per
+order a launch template, an auto-scaling group on it, a scale-out policy and a CPU alarm,
+all named after the order (`scaling_pool.group_name`) and tagged with it.
+
+The group stands for the order: its handle (`Instance`) is the group, in EC2's states:
+running once `min_size` instances are in service, stopped when scaled to zero (the lease's
+stop: min = max = desired = 0, so the alarm cannot scale it out again; its template,
+policy and alarm are kept through the grace, and a start restores the sizes it was sold
+with, kept in its own tags), shutting-down while AWS deletes it. A deleted group is not
+listed at all: no answer is read as "gone" by this provider (the lease worker and the
+audit confirm an absence by repeated looks).
+
+Launching is idempotent part by part: each of the four is looked for first and made only
+if missing, so a launch cut short is finished by the next, never doubled. The pool's
+instances carry PoolOrderId, not OrderId or AllocatedBy: they are the group's, not orders
+of their own (the EC2 provider and the audit count those tags as one order each).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from watcher.adapters.cloud import aws
+from watcher.adapters.cloud.ec2 import Ec2Cloud, cloud_config
+from watcher.domain.kinds import scaling_pool
+from watcher.domain.kinds.scaling_pool import ScalingPool, group_name
+from watcher.domain.pricing import Plan
+from watcher.domain.provisioning import ErrorKind
+from watcher.ports.cloud import (
+    CloudError,
+    Instance,
+    LaunchRequest,
+    PoolMember,
+    PoolState,
+    PoolViews,
+    Provider,
+)
+
+# The sizes a group was sold with, in its own tags: what a start after a stop restores.
+SIZES_TAG = "PoolSizes"
+POLICY = "scale-out"
+_DELETING = "Delete in progress"
+
+
+def alarm_name(group: str) -> str:
+    return f"{group}-cpu"
+
+
+def _sizes(pool: ScalingPool) -> str:
+    return f"{pool.min_size}/{pool.desired_capacity}/{pool.max_size}"
+
+
+class PoolCloud:
+    """Scaling pools on Auto Scaling, CloudWatch and EC2 (launch templates)."""
+
+    kinds = frozenset({scaling_pool.KIND})
+
+    def __init__(self, ec2: Ec2Cloud, ec2_client: Any, asg: Any, cw: Any) -> None:
+        self._instances = ec2
+        self._ec2 = ec2_client
+        self._asg = asg
+        self._cw = cw
+
+    async def _group(self, name: str) -> dict[str, Any] | None:
+        answer = await self._read(
+            self._asg.describe_auto_scaling_groups, AutoScalingGroupNames=[name]
+        )
+        groups = answer.get("AutoScalingGroups", [])
+        return groups[0] if groups else None
+
+    async def find_instance(self, order_id: str) -> Instance | None:
+        group = await self._group(group_name(order_id))
+        if group is None:
+            return None
+        handle = _handle(group)
+        # A group of that name made by someone else is not the order's.
+        return handle if handle.tag("OrderId") == order_id else None
+
+    async def tagged_instances(self) -> list[Instance]:
+        found: list[Instance] = []
+        token: str | None = None
+        while True:
+            arguments: dict[str, Any] = {
+                "Filters": [{"Name": "tag:AllocatedBy", "Values": ["TokenSystem"]}],
+                "MaxRecords": 100,
+            }
+            if token:
+                arguments["NextToken"] = token
+            answer = await self._read(self._asg.describe_auto_scaling_groups, **arguments)
+            found.extend(
+                _handle(g)
+                for g in answer.get("AutoScalingGroups", [])
+                if any(t["Key"] == "OrderId" for t in g.get("Tags", []))
+            )
+            token = answer.get("NextToken")
+            if not token:
+                return found
+
+    async def check_plan(self, plan: Plan) -> list[str]:
+        """What its instances would need: the image, subnet, groups and key pair."""
+        pool = ScalingPool.of(plan.spec)
+        return await self._instances.check_plan(
+            Plan(name=plan.name, price=plan.price, spec=pool.as_instance())
+        )
+
+    async def launch(self, request: LaunchRequest) -> Instance:
+        pool = ScalingPool.of(request.plan.spec)
+        name = group_name(request.order_id)
+        template = await self._template(name)
+        if template is None:
+            data: dict[str, Any] = {
+                "ImageId": pool.ami,
+                "InstanceType": pool.instance_type,
+                "TagSpecifications": [
+                    {
+                        "ResourceType": "instance",
+                        "Tags": [
+                            {"Key": "PoolOrderId", "Value": request.order_id},
+                            {"Key": "Name", "Value": name},
+                        ],
+                    }
+                ],
+            }
+            if pool.key_name:
+                data["KeyName"] = pool.key_name
+            if pool.security_group_ids:
+                data["SecurityGroupIds"] = list(pool.security_group_ids)
+            if request.ssh_keys:
+                # A launch template takes its user data base64-encoded.
+                data["UserData"] = base64.b64encode(
+                    cloud_config(request.ssh_keys).encode()
+                ).decode()
+            await aws.call(
+                self._ec2.create_launch_template,
+                LaunchTemplateName=name,
+                LaunchTemplateData=data,
+                TagSpecifications=[
+                    {"ResourceType": "launch-template", "Tags": _tags(request.tags)}
+                ],
+                ClientToken=request.client_token,
+            )
+        if await self._group(name) is None:
+            tags = {**request.tags, SIZES_TAG: _sizes(pool)}
+            await aws.call(
+                self._asg.create_auto_scaling_group,
+                AutoScalingGroupName=name,
+                LaunchTemplate={"LaunchTemplateName": name, "Version": "$Default"},
+                MinSize=pool.min_size,
+                MaxSize=pool.max_size,
+                DesiredCapacity=pool.desired_capacity,
+                VPCZoneIdentifier=pool.subnet_id,
+                Tags=[
+                    {
+                        "ResourceId": name,
+                        "ResourceType": "auto-scaling-group",
+                        "Key": k,
+                        "Value": v,
+                        "PropagateAtLaunch": False,
+                    }
+                    for k, v in sorted(tags.items())
+                ],
+            )
+        # Both create or replace: safe to repeat.
+        await aws.call(
+            self._asg.put_scaling_policy,
+            AutoScalingGroupName=name,
+            PolicyName=POLICY,
+            PolicyType="SimpleScaling",
+            AdjustmentType="ChangeInCapacity",
+            ScalingAdjustment=pool.scale_out_by,
+        )
+        policy_arn = await self._policy_arn(name)
+        await aws.call(
+            self._cw.put_metric_alarm,
+            AlarmName=alarm_name(name),
+            AlarmDescription=f"Scale pool {name} out when its average CPU stays high",
+            Namespace="AWS/EC2",
+            MetricName="CPUUtilization",
+            Statistic="Average",
+            Dimensions=[{"Name": "AutoScalingGroupName", "Value": name}],
+            Period=60,
+            EvaluationPeriods=2,
+            Threshold=float(pool.cpu_threshold),
+            ComparisonOperator="GreaterThanThreshold",
+            AlarmActions=[policy_arn],
+            Tags=_tags(request.tags),
+        )
+        group = await self._group(name)
+        if group is None:
+            # Made, not listed yet: no answer about it (the provisioner looks again).
+            raise CloudError(ErrorKind.RETRY, None, f"group {name} not listed yet")
+        return _handle(group)
+
+    async def _template(self, name: str) -> dict[str, Any] | None:
+        try:
+            answer = await self._read(
+                self._ec2.describe_launch_templates, LaunchTemplateNames=[name]
+            )
+        except CloudError as exc:
+            if exc.code and exc.code.startswith("InvalidLaunchTemplateName.NotFound"):
+                return None
+            raise
+        templates = answer.get("LaunchTemplates", [])
+        return templates[0] if templates else None
+
+    async def _policy_arn(self, name: str) -> str:
+        answer = await self._read(
+            self._asg.describe_policies, AutoScalingGroupName=name, PolicyNames=[POLICY]
+        )
+        policies = answer.get("ScalingPolicies", [])
+        if not policies:
+            raise CloudError(ErrorKind.RETRY, None, f"policy of {name} not listed yet")
+        return str(policies[0]["PolicyARN"])
+
+    async def describe(self, instance_id: str) -> Instance | None:
+        group = await self._group(instance_id)
+        return _handle(group) if group is not None else None
+
+    async def console_output(self, instance_id: str) -> str | None:
+        return None  # a pool has no one console: its members' host keys are not shown
+
+    async def stop(self, instance_id: str) -> None:
+        group = await self._group(instance_id)
+        if group is None or group.get("Status") == _DELETING:
+            raise CloudError(ErrorKind.PERMANENT, "IncorrectInstanceState", "no such pool")
+        await aws.call(
+            self._asg.update_auto_scaling_group,
+            AutoScalingGroupName=instance_id,
+            MinSize=0,
+            MaxSize=0,
+            DesiredCapacity=0,
+        )
+
+    async def start(self, instance_id: str) -> None:
+        group = await self._group(instance_id)
+        if group is None or group.get("Status") == _DELETING:
+            raise CloudError(ErrorKind.PERMANENT, "IncorrectInstanceState", "no such pool")
+        sizes = {t["Key"]: t["Value"] for t in group.get("Tags", [])}.get(SIZES_TAG, "1/1/1")
+        low, desired, high = (int(n) for n in sizes.split("/"))
+        await aws.call(
+            self._asg.update_auto_scaling_group,
+            AutoScalingGroupName=instance_id,
+            MinSize=low,
+            MaxSize=high,
+            DesiredCapacity=desired,
+        )
+
+    async def terminate(self, instance_id: str) -> None:
+        """The alarm, the group with its instances, then its template; each only if
+        still there, so a repeat after a crash does what is left."""
+        await aws.call(self._cw.delete_alarms, AlarmNames=[alarm_name(instance_id)])
+        group = await self._group(instance_id)
+        if group is not None and group.get("Status") != _DELETING:
+            await aws.call(
+                self._asg.delete_auto_scaling_group,
+                AutoScalingGroupName=instance_id,
+                ForceDelete=True,
+            )
+        if await self._template(instance_id) is not None:
+            await aws.call(self._ec2.delete_launch_template, LaunchTemplateName=instance_id)
+
+    async def pool(self, resource_id: str) -> PoolState | None:
+        group = await self._group(resource_id)
+        if group is None:
+            return None
+        members = group.get("Instances", [])
+        addresses: dict[str, str | None] = {}
+        if members:
+            answer = await self._read(
+                self._ec2.describe_instances, InstanceIds=[m["InstanceId"] for m in members]
+            )
+            for reservation in answer.get("Reservations", []):
+                for instance in reservation.get("Instances", []):
+                    addresses[instance["InstanceId"]] = instance.get("PublicIpAddress")
+        alarms = await self._read(self._cw.describe_alarms, AlarmNames=[alarm_name(resource_id)])
+        alarm = next(iter(alarms.get("MetricAlarms", [])), None)
+        return PoolState(
+            members=tuple(
+                PoolMember(
+                    m["InstanceId"], m.get("LifecycleState", ""), addresses.get(m["InstanceId"])
+                )
+                for m in members
+            ),
+            min_size=int(group["MinSize"]),
+            desired_capacity=int(group["DesiredCapacity"]),
+            max_size=int(group["MaxSize"]),
+            alarm_state=alarm.get("StateValue") if alarm else None,
+        )
+
+    async def _read(self, method: Any, **arguments: Any) -> Any:
+        """A look: whatever goes wrong says nothing about the pool, so it is retried."""
+        try:
+            return await aws.call(method, **arguments)
+        except CloudError as exc:
+            if exc.kind is ErrorKind.RETRY or (exc.code or "").startswith("InvalidLaunchTemplate"):
+                raise
+            raise CloudError(ErrorKind.RETRY, exc.code, exc.message) from None
+
+
+def _tags(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+
+
+def _handle(group: dict[str, Any]) -> Instance:
+    tags = {t["Key"]: t["Value"] for t in group.get("Tags", [])}
+    members = group.get("Instances", [])
+    in_service = sum(1 for m in members if m.get("LifecycleState") == "InService")
+    if group.get("Status") == _DELETING:
+        state = "shutting-down"
+    elif int(group["MaxSize"]) == 0 and int(group["DesiredCapacity"]) == 0:
+        state = "stopping" if members else "stopped"
+    elif in_service >= max(int(group["MinSize"]), 1):
+        state = "running"
+    else:
+        state = "pending"
+    created = group.get("CreatedTime")
+    return Instance(
+        instance_id=group["AutoScalingGroupName"],
+        state=state,
+        instance_type=next((m.get("InstanceType", "") for m in members), ""),
+        launched_at=created if isinstance(created, datetime) else None,
+        tags=tuple(sorted(tags.items())),
+    )
+
+
+if TYPE_CHECKING:  # mypy checks that the adapter implements the whole port
+    _port: type[Provider] = PoolCloud
+    _views: type[PoolViews] = PoolCloud
+
+
+@asynccontextmanager
+async def open_pools(
+    region: str, endpoint_url: str | None, timeout: float
+) -> AsyncIterator[PoolCloud]:
+    session = await aws.session()
+    config = aws.client_config(region, timeout)
+    async with AsyncExitStack() as stack:
+        ec2, asg, cw = [
+            await stack.enter_async_context(
+                session.client(name, endpoint_url=endpoint_url, config=config)
+            )
+            for name in ("ec2", "autoscaling", "cloudwatch")
+        ]
+        yield PoolCloud(Ec2Cloud(ec2), ec2, asg, cw)

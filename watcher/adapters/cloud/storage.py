@@ -1,0 +1,291 @@
+"""The provider port for storage (watcher/domain/kinds/storage_bucket.py) on S3: a bucket
+per order, named after it (`storage_bucket.bucket_name`) and tagged with it, private
+(public access blocked), encrypted at rest, with the plan's lifecycle.
+
+Its handle (`Instance`) is the bucket, in EC2's states: running while its owner may read
+and write; stopped once the lease's stop put the bucket policy that denies every read and
+write of its objects (the data is kept through the grace, and links given out before are
+worth nothing); a start takes the policy away. Terminating empties it and removes it; a
+removed bucket is not listed at all.
+
+Links for its owner (StorageViews) are presigned with the watcher's own credentials: no
+per-order credentials exist to leak or revoke.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from watcher.adapters.cloud import aws
+from watcher.domain.kinds import storage_bucket
+from watcher.domain.kinds.storage_bucket import StorageBucket, bucket_name
+from watcher.domain.pricing import Plan
+from watcher.domain.provisioning import ErrorKind
+from watcher.ports.cloud import (
+    CloudError,
+    Instance,
+    LaunchRequest,
+    Provider,
+    StorageViews,
+    StoredObject,
+    UploadForm,
+)
+
+# The statement of a stopped lease's bucket policy.
+STOPPED_SID = "WatcherLeaseStopped"
+_MISSING = frozenset({"NoSuchBucket", "404"})
+PREFIX = "watcher-"
+
+
+def stopped_policy(bucket: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": STOPPED_SID,
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": ["s3:GetObject", "s3:PutObject"],
+                    "Resource": f"arn:aws:s3:::{bucket}/*",
+                }
+            ],
+        }
+    )
+
+
+class StorageCloud:
+    """Buckets on S3, through one client that also signs the links (with whatever
+    credentials the chain has now: an instance role's are refreshed)."""
+
+    kinds = frozenset({storage_bucket.KIND})
+
+    def __init__(self, s3: Any, region: str) -> None:
+        self._s3 = s3
+        self._region = region
+
+    async def _look(self, name: str) -> Instance | None:
+        try:
+            await self._read(self._s3.head_bucket, Bucket=name)
+            tagging = await self._read(self._s3.get_bucket_tagging, Bucket=name)
+        except CloudError as exc:
+            if exc.code in _MISSING:
+                return None
+            if exc.code == "NoSuchTagSet":
+                # Ours are tagged when created; untagged, it is no order's (yet).
+                return Instance(name, "pending", "", None)
+            raise
+        tags = {t["Key"]: t["Value"] for t in tagging.get("TagSet", [])}
+        state = "running"
+        try:
+            policy = await self._read(self._s3.get_bucket_policy, Bucket=name)
+            if STOPPED_SID in str(policy.get("Policy", "")):
+                state = "stopped"
+        except CloudError as exc:
+            if exc.code != "NoSuchBucketPolicy":
+                raise
+        return Instance(name, state, "", None, tags=tuple(sorted(tags.items())))
+
+    async def find_instance(self, order_id: str) -> Instance | None:
+        found = await self._look(bucket_name(order_id))
+        if found is None or found.tag("OrderId") not in (None, order_id):
+            return None
+        return found
+
+    async def tagged_instances(self) -> list[Instance]:
+        answer = await self._read(self._s3.list_buckets)
+        found: list[Instance] = []
+        for bucket in answer.get("Buckets", []):
+            name = bucket["Name"]
+            if not name.startswith(PREFIX):
+                continue
+            seen = await self._look(name)
+            if seen is not None and seen.tag("AllocatedBy") == "TokenSystem":
+                found.append(seen)
+        return found
+
+    async def check_plan(self, plan: Plan) -> list[str]:
+        StorageBucket.of(plan.spec)
+        return []  # a bucket names nothing that must exist first
+
+    async def launch(self, request: LaunchRequest) -> Instance:
+        spec = StorageBucket.of(request.plan.spec)
+        name = bucket_name(request.order_id)
+        arguments: dict[str, Any] = {"Bucket": name}
+        if self._region != "us-east-1":  # S3 refuses us-east-1 as a location constraint
+            arguments["CreateBucketConfiguration"] = {"LocationConstraint": self._region}
+        try:
+            await aws.call(self._s3.create_bucket, **arguments)
+        except CloudError as exc:
+            # Made by an earlier try whose answer was lost: go on with it.
+            if exc.code != "BucketAlreadyOwnedByYou":
+                raise
+        # Tagged first: from then on the look-up before a launch finds it as the order's.
+        await aws.call(
+            self._s3.put_bucket_tagging,
+            Bucket=name,
+            Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(request.tags.items())]},
+        )
+        await aws.call(
+            self._s3.put_public_access_block,
+            Bucket=name,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
+        await aws.call(
+            self._s3.put_bucket_encryption,
+            Bucket=name,
+            ServerSideEncryptionConfiguration={
+                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+            },
+        )
+        rules: list[dict[str, Any]] = [
+            {
+                "ID": "abort-incomplete-uploads",
+                "Status": "Enabled",
+                "Filter": {"Prefix": ""},
+                "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+            }
+        ]
+        if spec.expire_days:
+            rules.append(
+                {
+                    "ID": "expire-objects",
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": ""},
+                    "Expiration": {"Days": spec.expire_days},
+                }
+            )
+        await aws.call(
+            self._s3.put_bucket_lifecycle_configuration,
+            Bucket=name,
+            LifecycleConfiguration={"Rules": rules},
+        )
+        found = await self._look(name)
+        if found is None:
+            raise CloudError(ErrorKind.RETRY, None, f"bucket {name} not listed yet")
+        return found
+
+    async def describe(self, instance_id: str) -> Instance | None:
+        return await self._look(instance_id)
+
+    async def console_output(self, instance_id: str) -> str | None:
+        return None  # a bucket has no console
+
+    async def stop(self, instance_id: str) -> None:
+        await self._must_exist(instance_id)
+        await aws.call(
+            self._s3.put_bucket_policy, Bucket=instance_id, Policy=stopped_policy(instance_id)
+        )
+
+    async def start(self, instance_id: str) -> None:
+        await self._must_exist(instance_id)
+        await aws.call(self._s3.delete_bucket_policy, Bucket=instance_id)
+
+    async def terminate(self, instance_id: str) -> None:
+        """Every object (and unfinished upload) deleted, then the bucket; a repeat after a
+        crash does what is left, and a bucket already gone is done."""
+        try:
+            await self._empty(instance_id)
+            await aws.call(self._s3.delete_bucket, Bucket=instance_id)
+        except CloudError as exc:
+            if exc.code not in _MISSING:
+                raise
+
+    async def _empty(self, name: str) -> None:
+        uploads = await aws.call(self._s3.list_multipart_uploads, Bucket=name)
+        for upload in uploads.get("Uploads", []):
+            await aws.call(
+                self._s3.abort_multipart_upload,
+                Bucket=name,
+                Key=upload["Key"],
+                UploadId=upload["UploadId"],
+            )
+        token: str | None = None
+        while True:
+            arguments: dict[str, Any] = {"Bucket": name, "MaxKeys": 1000}
+            if token:
+                arguments["ContinuationToken"] = token
+            listing = await aws.call(self._s3.list_objects_v2, **arguments)
+            keys = [{"Key": o["Key"]} for o in listing.get("Contents", [])]
+            if keys:
+                await aws.call(
+                    self._s3.delete_objects, Bucket=name, Delete={"Objects": keys, "Quiet": True}
+                )
+            token = listing.get("NextContinuationToken")
+            if not token:
+                return
+
+    async def _must_exist(self, name: str) -> None:
+        if await self._look(name) is None:
+            raise CloudError(ErrorKind.PERMANENT, "IncorrectInstanceState", f"no bucket {name}")
+
+    async def objects(self, resource_id: str, limit: int) -> tuple[tuple[StoredObject, ...], int]:
+        shown: list[StoredObject] = []
+        total = 0
+        token: str | None = None
+        while True:
+            arguments: dict[str, Any] = {"Bucket": resource_id, "MaxKeys": 1000}
+            if token:
+                arguments["ContinuationToken"] = token
+            listing = await self._read(self._s3.list_objects_v2, **arguments)
+            for item in listing.get("Contents", []):
+                total += int(item.get("Size", 0))
+                if len(shown) < limit:
+                    shown.append(StoredObject(item["Key"], int(item.get("Size", 0))))
+            token = listing.get("NextContinuationToken")
+            if not token:
+                return tuple(shown), total
+
+    async def upload_form(self, resource_id: str, max_bytes: int, seconds: int) -> UploadForm:
+        post = await self._s3.generate_presigned_post(
+            Bucket=resource_id,
+            Key="${filename}",
+            Conditions=[["starts-with", "$key", ""], ["content-length-range", 0, max_bytes]],
+            ExpiresIn=seconds,
+        )
+        return UploadForm(str(post["url"]), dict(post["fields"]), max_bytes)
+
+    async def download_url(self, resource_id: str, key: str, seconds: int) -> str:
+        return str(
+            await self._s3.generate_presigned_url(
+                "get_object", Params={"Bucket": resource_id, "Key": key}, ExpiresIn=seconds
+            )
+        )
+
+    async def _read(self, method: Any, **arguments: Any) -> Any:
+        """A look: whatever goes wrong says nothing about the bucket, so it is retried;
+        S3's own "no such ..." answers are passed on for the caller to read."""
+        try:
+            return await aws.call(method, **arguments)
+        except CloudError as exc:
+            if exc.kind is ErrorKind.RETRY or (exc.code or "").startswith("NoSuch"):
+                raise
+            if exc.code == "404":
+                raise
+            raise CloudError(ErrorKind.RETRY, exc.code, exc.message) from None
+
+
+if TYPE_CHECKING:  # mypy checks that the adapter implements the whole port
+    _port: type[Provider] = StorageCloud
+    _views: type[StorageViews] = StorageCloud
+
+
+@asynccontextmanager
+async def open_storage(
+    region: str, endpoint_url: str | None, timeout: float
+) -> AsyncIterator[StorageCloud]:
+    session = await aws.session()
+    config = aws.client_config(region, timeout)
+    async with AsyncExitStack() as stack:
+        s3 = await stack.enter_async_context(
+            session.client("s3", endpoint_url=endpoint_url, config=config)
+        )
+        yield StorageCloud(s3, region)
