@@ -161,7 +161,7 @@ def test_plan_catalog_from_the_config_file(tmp_path: Path) -> None:
         ('[plans.a]\nprice = "1"\nmax_prepaid = 0\n', "max_prepaid must be a whole number"),
         (
             '[plans.a]\nprice = "1"\nkind = "rds"\n',
-            "plans.a.kind must be one of ec2_instance, not 'rds'",
+            "plans.a.kind must be one of ec2_instance, s3_bucket, scaling_pool, not 'rds'",
         ),
         (
             'default_plan = "nope"\n[plans.a]\nprice = "1"\n',

@@ -339,7 +339,7 @@ async def test_a_kind_no_provider_here_makes_fails_and_is_refunded(engine: Async
     from watcher.domain.pricing import Plan
     from watcher.domain.resources import ResourceSpec
 
-    bucket = Plan("bucket", 10 * CTK, ResourceSpec.of("s3_bucket", size_gib=5))
+    bucket = Plan("bucket", 10 * CTK, ResourceSpec.of("rds_instance", size_gib=5))
     tx = "0x" + hashlib.sha256(b"bucket").hexdigest()
     payment = Payment(1337, tx, 0, 10, "0x" + "bb" * 32, ALICE, 10 * CTK)  # type: ignore[arg-type]
     await Ledger(engine, 1337, Catalog({"bucket": bucket}, "bucket")).record([payment])
@@ -347,7 +347,7 @@ async def test_a_kind_no_provider_here_makes_fails_and_is_refunded(engine: Async
     await drain(engine, provider)
     (order,) = await queries.orders(engine)
     assert order.state == "failed"
-    assert "no provider here makes 's3_bucket' resources" in (order.failure_reason or "")
+    assert "no provider here makes 'rds_instance' resources" in (order.failure_reason or "")
     assert await credit(engine) == 10 * CTK and provider.launches == []
     await assert_balanced(engine)
 
