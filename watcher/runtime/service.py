@@ -19,6 +19,8 @@ from standardwebhooks.webhooks import Webhook
 from watcher.adapters.chain.rpc import RpcError, RpcUnavailable, open_transport
 from watcher.adapters.chain.source import RpcChainSource
 from watcher.adapters.cloud.ec2 import open_ec2
+from watcher.adapters.cloud.pool import open_pools
+from watcher.adapters.cloud.storage import open_storage
 from watcher.adapters.ledger import migrations
 from watcher.adapters.ledger.database import create_engine, describe, is_sqlite
 from watcher.adapters.ledger.jobs import JobQueue
@@ -223,10 +225,16 @@ async def check_catalog(cloud: Cloud, settings: Settings) -> None:
 
 @asynccontextmanager
 async def open_cloud(settings: Settings) -> AsyncIterator[Cloud]:
-    """Every provider the watcher sells from, by the kinds they make (EC2 instances today):
-    a new resource kind adds its provider here, and nothing else in the runtime changes."""
-    async with open_ec2(settings.aws_region, settings.aws_endpoint_url, AWS_TIMEOUT) as ec2:
-        yield Cloud(ec2)
+    """Every provider the watcher sells from, by the kinds they make (EC2 instances,
+    scaling pools, storage buckets): a new resource kind adds its provider here, and
+    nothing else in the runtime changes."""
+    region, endpoint = settings.aws_region, settings.aws_endpoint_url
+    async with (
+        open_ec2(region, endpoint, AWS_TIMEOUT) as ec2,
+        open_pools(region, endpoint, AWS_TIMEOUT) as pools,
+        open_storage(region, endpoint, AWS_TIMEOUT) as storage,
+    ):
+        yield Cloud(ec2, pools, storage)
 
 
 @asynccontextmanager

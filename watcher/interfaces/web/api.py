@@ -33,6 +33,7 @@ from watcher.interfaces.web.drafts import BuyFromCredit, draft_routes
 from watcher.interfaces.web.leases import lease_routes
 from watcher.interfaces.web.signin import sign_in_routes
 from watcher.services.host_keys import HostKeys
+from watcher.services.resource_views import ResourceViews
 
 
 class PlanOut(BaseModel):
@@ -176,7 +177,8 @@ def create_api(
             Drafts(engine, chain_id), catalog, signed_in, checkout_address, buy_from_credit
         )
     )
-    app.include_router(access_routes(engine, chain_id, signed_in, region, host_keys))
+    views = ResourceViews(host_keys.cloud) if host_keys is not None else None
+    app.include_router(access_routes(engine, chain_id, signed_in, region, host_keys, views))
     app.include_router(lease_routes(engine, chain_id, signed_in, lease_book))
 
     def address(value: str, what: str = "address") -> str:
