@@ -61,7 +61,9 @@ class FaultProxy:
     # keep the answer back, as if the caller died waiting). `acts` counts them.
     on_action: Callable[[str, int], str] = lambda name, n: "pass"
     acts: dict[str, int] = field(default_factory=dict)
-    # Every query API action that came through, by name (EC2's `Action=` form field).
+    # Every API action that came through, as IAM names it ("ec2:RunInstances"): the
+    # service from the signature's scope, the action from the query API's `Action=`, the
+    # JSON protocol's X-Amz-Target or the RPC v2 path.
     actions: dict[str, int] = field(default_factory=dict)
     # Forward the caller's Host header: a request signed with SigV4 (moto's IAM checks
     # signatures when enforcing) signs the host it was sent to.
@@ -96,12 +98,28 @@ class FaultProxy:
         if self._runner is not None:
             await self._runner.cleanup()
 
+    def _record(self, request: web.Request, body: bytes) -> None:
+        scope = re.search(
+            r"Credential=[^/]+/[0-9]+/[^/]+/([a-z0-9-]+)/aws4_request",
+            request.headers.get("Authorization", ""),
+        )
+        named = re.search(rb"(?:^|&)Action=([A-Za-z0-9]+)", body)
+        target = request.headers.get("X-Amz-Target", "")
+        rpc = re.search(r"/operation/([A-Za-z0-9]+)$", request.path)
+        action = (
+            named.group(1).decode()
+            if named is not None
+            else target.rsplit(".", 1)[-1] or (rpc.group(1) if rpc else "")
+        )
+        if scope is None or not action:
+            return
+        service = {"monitoring": "cloudwatch"}.get(scope.group(1), scope.group(1))
+        key = f"{service}:{action}"
+        self.actions[key] = self.actions.get(key, 0) + 1
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        named = re.search(rb"(?:^|&)Action=([A-Za-z0-9]+)", body)
-        if named is not None:
-            name = named.group(1).decode()
-            self.actions[name] = self.actions.get(name, 0) + 1
+        self._record(request, body)
         action = "pass"
         if b"Action=RunInstances" in body:
             self.calls += 1

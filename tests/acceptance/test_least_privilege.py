@@ -1,8 +1,9 @@
 """The watcher's policy is enough and nothing more (issue 12): on a moto server that
 enforces IAM (its INITIAL_NO_AUTH_ACTION_COUNT setting, turned to 0 once the account is
 set up), `watcher run` with the credentials of a user holding only the declared
-WatcherProvisioning policy checks its plan, launches from the launch template, stops at
-the lease's end and terminates after grace, and `watcher audit` is clean; an action
+WatcherProvisioning policy checks its plans, sells an instance launched from the launch
+template and a scaling pool (its own template, group, policy and alarm), stops both at
+their lease's end and removes them after grace, and `watcher audit` is clean; an action
 outside the policy is denied. Every action the watcher called is in the policy, and every
 action in the policy is one the run called or one named below with its reason."""
 
@@ -24,7 +25,7 @@ import pytest
 from botocore.exceptions import ClientError
 from web3 import Web3
 
-from tests.chainhelpers import CTK, DevChainDriver
+from tests.chainhelpers import DevChainDriver
 from tests.cloudhelpers import AWS_ENV, FaultProxy, MotoServer
 from tests.keyhelpers import new_ssh_key
 from watcher.adapters.chain.dev_accounts import dev_account
@@ -38,8 +39,11 @@ REGION = "us-east-1"
 
 # In the policy though this run does not call them, each for a reason:
 NOT_CALLED_HERE = {
-    # Not an API call: AWS checks it for the tags RunInstances puts on the instance.
+    # Not API calls: AWS checks them for the tags RunInstances, CreateLaunchTemplate and
+    # PutMetricAlarm carry, and for the first group of an account.
     "ec2:CreateTags",
+    "cloudwatch:TagResource",
+    "iam:CreateServiceLinkedRole",
     # The owner's access page reads the host keys from the console (services/host_keys.py).
     "ec2:GetConsoleOutput",
     # A lease extended in grace starts its stopped instance again.
@@ -50,6 +54,11 @@ NOT_CALLED_HERE = {
     "ec2:DescribeKeyPairs",
     "ec2:DescribeSecurityGroups",
     "ec2:DescribeSubnets",
+    # Storage is not sold in this run: moto's S3 names actions its own way under IAM
+    # (HeadBucket, PutPublicAccessBlock, PutBucketEncryption as CreateBucket), where AWS
+    # has s3:ListBucket, s3:PutBucketPublicAccessBlock and s3:PutEncryptionConfiguration;
+    # its statements are held to the order buckets' names (tests/unit/test_infra_rules.py).
+    *(a for a in policy_actions(watcher_policy()) if a.startswith("s3:")),
 }
 
 
@@ -94,11 +103,16 @@ async def test_the_watcher_works_with_its_policy_alone_and_nothing_else_is_allow
         (tmp_path / "watcher.toml").write_text(
             f'[infra]\nsubnet_id = "{subnet}"\nami = "{image}"\n'
             f'public_key = "{new_ssh_key("operator")}"\n'
-            # Second-long leases, launched from the declared template.
-            '[plans."pool-node"]\nprice = "10"\ninstance_type = "t3.small"\n'
+            # Second-long leases: an instance launched from the declared template...
+            '[plans."node"]\nprice = "10"\ninstance_type = "t3.small"\n'
             'launch_template = "TokenizedLaunchTemplate"\n'
-            'period = "4s"\ngrace = "3s"\nwarn = ["2s"]\n'
+            'period = "6s"\ngrace = "3s"\nwarn = ["3s"]\n'
+            # ...and a pool of its own.
+            f'[plans."pool"]\nprice = "20"\nkind = "scaling_pool"\ninstance_type = "t3.micro"\n'
+            f'ami = "{image}"\nsubnet_id = "{subnet}"\nmin_size = 1\nmax_size = 2\n'
+            'period = "6s"\ngrace = "3s"\nwarn = ["3s"]\n'
         )
+        (tmp_path / "id.pub").write_text(new_ssh_key("buyer") + "\n")
         admin_env = {
             **os.environ,
             **AWS_ENV,
@@ -111,7 +125,16 @@ async def test_the_watcher_works_with_its_policy_alone_and_nothing_else_is_allow
         )  # fmt: skip
         assert applied.returncode == 0, applied.stderr
         iam = client("iam", server.url, testing)
-        policy_arn = "arn:aws:iam::123456789012:policy/WatcherProvisioning"
+        declared = iam.get_policy_version(
+            PolicyArn="arn:aws:iam::123456789012:policy/WatcherProvisioning", VersionId="v1"
+        )["PolicyVersion"]["Document"]
+        assert declared == watcher_policy()  # what `watcher infra apply` made
+        # moto's IAM names CloudWatch's actions by its endpoint, monitoring:, where AWS's
+        # IAM says cloudwatch:. The same statements, with moto's word for the service:
+        for_moto = json.loads(json.dumps(declared).replace('"cloudwatch:', '"monitoring:'))
+        policy_arn = iam.create_policy(
+            PolicyName="WatcherProvisioningAsMotoNamesIt", PolicyDocument=json.dumps(for_moto)
+        )["Policy"]["Arn"]
         watcher_key = user_with(iam, "watcher", policy_arn, None)
         everything = {
             "Version": "2012-10-17",
@@ -135,6 +158,7 @@ async def test_the_watcher_works_with_its_policy_alone_and_nothing_else_is_allow
 
         driver = DevChainDriver(w3)
         ctk = driver.token()
+        checkout = driver.deploy("Checkout", ctk.address)
         driver.fund(ctk, BUYER, 100)
         proxy = await FaultProxy(server.url, keep_host=True).start()
         port = free_port()
@@ -144,6 +168,7 @@ async def test_the_watcher_works_with_its_policy_alone_and_nothing_else_is_allow
             "AWS_SECRET_ACCESS_KEY": watcher_key[1],
             "WATCHER_RPC_URL": devchain.url,
             "WATCHER_TOKEN_ADDRESS": ctk.address,
+            "WATCHER_CHECKOUT_ADDRESS": checkout.address,
             "WATCHER_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
             "WATCHER_CONFIRMATIONS": "0",
             "WATCHER_START_BLOCK": str(driver.head),
@@ -168,35 +193,54 @@ async def test_the_watcher_works_with_its_policy_alone_and_nothing_else_is_allow
                     assert run.poll() is None, log_path.read_text()[-2000:]
                     assert time.monotonic() < deadline
                     await asyncio.sleep(0.1)
-            driver.pay(ctk, BUYER, 10 * CTK)
-            seen: list[str] = []
-            deadline = time.monotonic() + 60
+            for plan in ("node", "pool"):
+                buying = await asyncio.create_subprocess_exec(
+                    WATCHER, "buy", plan, "--ssh-key", str(tmp_path / "id.pub"),
+                    "--dev-account", "13", "--json", env=env, cwd=tmp_path,
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                    stdin=asyncio.subprocess.DEVNULL,
+                )  # fmt: skip
+                out, err = await asyncio.wait_for(buying.communicate(), 120)
+                assert buying.returncode == 0, err.decode()[-2000:]
+            seen: dict[str, list[str]] = {}
+            deadline = time.monotonic() + 90
             while time.monotonic() < deadline:
                 found = await asyncio.to_thread(orders, url)
-                state = found[0]["lease_state"] if found else None
-                if state is not None and (not seen or seen[-1] != state):
-                    seen.append(state)
-                if state == "terminated":
+                for order in found:
+                    states = seen.setdefault(order["plan"], [])
+                    state = order["lease_state"]
+                    if state is not None and (not states or states[-1] != state):
+                        states.append(state)
+                if len(found) == 2 and all(o["lease_state"] == "terminated" for o in found):
                     break
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.2)
             run.send_signal(signal.SIGTERM)
             code = await asyncio.to_thread(run.wait, 30)
         text = log_path.read_text()
         assert code == 0, text[-2000:]
         assert "AccessDenied" not in text and "UnauthorizedOperation" not in text, text[-2000:]
-        assert seen[0] == "active" and seen[-1] == "terminated", seen
-        assert "stopped" in seen, seen
+        for states in seen.values():
+            # (The first may be past active: bought while the other was being bought.)
+            assert states[0] in ("active", "expiring") and states[-1] == "terminated", seen
+            assert "stopped" in states, seen
+        (node,) = [o for o in found if o["plan"] == "node"]
+        (pool,) = [o for o in found if o["plan"] == "pool"]
 
         # Launched from the template (its image), with the order's own type and tags.
         # (The thesis's scaling group keeps one instance of its own running beside it.)
         (reservation,) = admin.describe_instances(
-            Filters=[{"Name": "tag:OrderId", "Values": [found[0]["order_id"]]}]
+            Filters=[{"Name": "tag:OrderId", "Values": [node["order_id"]]}]
         )["Reservations"]
         (instance,) = reservation["Instances"]
         assert instance["ImageId"] == image and instance["InstanceType"] == "t3.small"
         assert instance["State"]["Name"] == "terminated"
         tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
-        assert tags["AllocatedBy"] == "TokenSystem" and tags["OrderId"] == found[0]["order_id"]
+        assert tags["AllocatedBy"] == "TokenSystem" and tags["OrderId"] == node["order_id"]
+        # The pool is gone with its group.
+        groups = client("autoscaling", server.url, admin_key).describe_auto_scaling_groups()
+        assert [g["AutoScalingGroupName"] for g in groups["AutoScalingGroups"]] == [
+            "TokenAutoScalingGroup"
+        ], pool
 
         audit = await asyncio.create_subprocess_exec(
             WATCHER, "audit", env=env, cwd=tmp_path,
@@ -221,10 +265,19 @@ async def test_the_watcher_works_with_its_policy_alone_and_nothing_else_is_allow
         assert limited.describe_instances()["Reservations"]
 
         allowed = policy_actions(watcher_policy())
-        called = {f"ec2:{name}" for name in proxy.actions}
+        called = set(proxy.actions)
         assert called <= allowed, called - allowed
         assert allowed - called <= NOT_CALLED_HERE, allowed - called - NOT_CALLED_HERE
-        assert {"ec2:RunInstances", "ec2:StopInstances", "ec2:TerminateInstances"} <= called
+        assert {
+            "ec2:RunInstances",
+            "ec2:StopInstances",
+            "ec2:TerminateInstances",
+            "autoscaling:CreateAutoScalingGroup",
+            "autoscaling:UpdateAutoScalingGroup",
+            "autoscaling:DeleteAutoScalingGroup",
+            "cloudwatch:PutMetricAlarm",
+            "cloudwatch:DeleteAlarms",
+        } <= called
     finally:
         if run is not None and run.poll() is None:
             run.kill()

@@ -65,22 +65,33 @@ def test_the_template_carries_the_theses_numbers_and_only_declared_references() 
     assert "Tags" not in body["WatcherPolicy"]["Properties"]
 
 
-def test_the_policy_acts_only_on_tagged_resources_and_looks_anywhere() -> None:
+def test_the_policy_acts_only_on_its_own_resources_and_looks_anywhere() -> None:
+    """Every statement that may change something is held to the watcher's tag, to its
+    buckets' names, or to one narrow purpose; only looks are on everything."""
     document = watcher_policy()
+    looks = ("Describe", "ListAllMyBuckets")
     for statement in document["Statement"]:
         actions = statement["Action"]
         actions = [actions] if isinstance(actions, str) else actions
-        if all(a.startswith("ec2:Describe") for a in actions):
-            assert "Condition" not in statement
+        assert not any("*" in a for a in actions), actions
+        if all(a.split(":")[1].startswith(looks) for a in actions):
+            assert "Condition" not in statement and statement["Resource"] == "*"
+            continue
+        if all(a.startswith("s3:") for a in actions):
+            assert statement["Resource"] in ("arn:aws:s3:::watcher-*", "arn:aws:s3:::watcher-*/*")
             continue
         (condition,) = statement["Condition"]["StringEquals"].items()
         assert condition in (
             (f"aws:RequestTag/{ALLOCATED_BY[0]}", ALLOCATED_BY[1]),
             (f"aws:ResourceTag/{ALLOCATED_BY[0]}", ALLOCATED_BY[1]),
-            ("ec2:CreateAction", "RunInstances"),
-        )
-    assert "ec2:*" not in policy_actions(document)
-    assert not any(a.startswith(("iam:", "s3:")) for a in policy_actions(document))
+            ("ec2:CreateAction", ["RunInstances", "CreateLaunchTemplate"]),
+            ("iam:AWSServiceName", "autoscaling.amazonaws.com"),
+        ), condition
+    assert "iam:CreateServiceLinkedRole" in policy_actions(document)
+    assert not any(
+        a.startswith("iam:") and a != "iam:CreateServiceLinkedRole"
+        for a in policy_actions(document)
+    )
 
 
 @pytest.mark.parametrize(

@@ -408,8 +408,17 @@ def watcher_policy() -> dict[str, Any]:
     part of RunInstances, and stop, start, terminate and the console only on instances
     that carry the tag. (`*` rather than instance ARNs also keeps the policy checkable on
     moto's server, whose IAM matches EC2 resources only against `*`.)
+
+    Scaling pools: each order's launch template, group, policy and alarm are created only
+    with the tag in the request and changed or removed only when they carry it; the first
+    group of an account needs Auto Scaling's service-linked role. Storage: S3 conditions on
+    bucket tags are not honoured for every bucket action, so the buckets are held to their
+    names (`watcher-*`, storage_bucket.bucket_name) instead.
     """
     key, value = ALLOCATED_BY
+    tagged_request = {"StringEquals": {f"aws:RequestTag/{key}": value}}
+    tagged_resource = {"StringEquals": {f"aws:ResourceTag/{key}": value}}
+    buckets = "arn:aws:s3:::watcher-*"
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -438,7 +447,9 @@ def watcher_policy() -> dict[str, Any]:
                 "Effect": "Allow",
                 "Action": "ec2:CreateTags",
                 "Resource": "*",
-                "Condition": {"StringEquals": {"ec2:CreateAction": "RunInstances"}},
+                "Condition": {
+                    "StringEquals": {"ec2:CreateAction": ["RunInstances", "CreateLaunchTemplate"]}
+                },
             },
             {
                 "Sid": "ActOnlyOnItsInstances",
@@ -450,7 +461,86 @@ def watcher_policy() -> dict[str, Any]:
                     "ec2:TerminateInstances",
                 ],
                 "Resource": "*",
-                "Condition": {"StringEquals": {f"aws:ResourceTag/{key}": value}},
+                "Condition": tagged_resource,
+            },
+            {
+                "Sid": "LookAtPools",
+                "Effect": "Allow",
+                "Action": [
+                    "autoscaling:DescribeAutoScalingGroups",
+                    "autoscaling:DescribePolicies",
+                    "cloudwatch:DescribeAlarms",
+                ],
+                "Resource": "*",
+            },
+            {
+                "Sid": "MakeOnlyTaggedPools",
+                "Effect": "Allow",
+                "Action": [
+                    "autoscaling:CreateAutoScalingGroup",
+                    "cloudwatch:PutMetricAlarm",
+                    "cloudwatch:TagResource",
+                    "ec2:CreateLaunchTemplate",
+                ],
+                "Resource": "*",
+                "Condition": tagged_request,
+            },
+            {
+                "Sid": "ChangeOnlyItsPools",
+                "Effect": "Allow",
+                "Action": [
+                    "autoscaling:DeleteAutoScalingGroup",
+                    "autoscaling:PutScalingPolicy",
+                    "autoscaling:UpdateAutoScalingGroup",
+                    "cloudwatch:DeleteAlarms",
+                    "ec2:DeleteLaunchTemplate",
+                ],
+                "Resource": "*",
+                "Condition": tagged_resource,
+            },
+            {
+                "Sid": "AutoScalingsOwnRole",
+                "Effect": "Allow",
+                "Action": "iam:CreateServiceLinkedRole",
+                "Resource": "*",
+                "Condition": {"StringEquals": {"iam:AWSServiceName": "autoscaling.amazonaws.com"}},
+            },
+            {
+                "Sid": "ListBuckets",
+                "Effect": "Allow",
+                "Action": "s3:ListAllMyBuckets",
+                "Resource": "*",
+            },
+            {
+                "Sid": "OnlyOrdersBuckets",
+                "Effect": "Allow",
+                "Action": [
+                    "s3:CreateBucket",
+                    "s3:DeleteBucket",
+                    "s3:DeleteBucketPolicy",
+                    "s3:GetBucketPolicy",
+                    "s3:GetBucketTagging",
+                    "s3:ListBucket",
+                    "s3:ListBucketMultipartUploads",
+                    "s3:PutBucketPolicy",
+                    "s3:PutBucketPublicAccessBlock",
+                    "s3:PutBucketTagging",
+                    "s3:PutEncryptionConfiguration",
+                    "s3:PutLifecycleConfiguration",
+                ],
+                "Resource": buckets,
+            },
+            {
+                # The owner's links are signed by the watcher: they act as it.
+                "Sid": "OnlyOrdersObjects",
+                "Effect": "Allow",
+                "Action": [
+                    "s3:AbortMultipartUpload",
+                    "s3:DeleteObject",
+                    "s3:GetObject",
+                    "s3:PutObject",
+                ],
+                "Resource": f"{buckets}/*",
             },
         ],
     }

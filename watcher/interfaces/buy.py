@@ -9,6 +9,7 @@ transaction and the draft, so that nobody buys twice by running it again."""
 from __future__ import annotations
 
 import asyncio
+import shlex
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -92,6 +93,54 @@ class Api:
         self.token = answer["token"]
 
 
+def reachable(access: dict[str, Any]) -> bool:
+    """Whether the owner has what they need to use it: an instance's ssh command, a
+    pool's instances, a bucket's links."""
+    kind = access.get("kind", "ec2_instance")
+    if kind == "scaling_pool":
+        return bool((access.get("pool") or {}).get("instances"))
+    if kind == "s3_bucket":
+        return access.get("storage") is not None
+    return bool(access.get("ssh_command"))
+
+
+def how_to_use(access: dict[str, Any], identity: str | None) -> list[str]:
+    """What `watcher buy` prints for the order it bought, a line each."""
+    kind = access.get("kind", "ec2_instance")
+    key = f"-i {identity} " if identity else ""
+
+    def ssh(command: str) -> str:
+        return command.replace("ssh ", f"ssh {key}", 1) if command.startswith("ssh ") else command
+
+    head = f"order {access['order_id']} runs: {access['summary']}"
+    if kind == "scaling_pool":
+        pool = access["pool"]
+        lines = [
+            f"{head}, group {pool['group']}: {pool['desired_capacity']} of at most "
+            f"{pool['max_size']} instances (more start when the average CPU stays above "
+            f"{pool['cpu_threshold']} %)"
+        ]
+        for member in pool["instances"]:
+            command = member.get("ssh_command")
+            lines.append(ssh(command) if command else f"{member['instance_id']}: no address yet")
+        return lines
+    if kind == "s3_bucket":
+        storage = access["storage"]
+        lines = [
+            f"{head}, bucket {storage['bucket']}: {storage['used_bytes']} of "
+            f"{storage['quota_bytes']} bytes used"
+        ]
+        upload = storage.get("upload")
+        if upload:
+            form = " ".join(f"-F {shlex.quote(f'{k}={v}')}" for k, v in upload["fields"].items())
+            lines.append(
+                f"upload (valid {upload['expires_in'] // 60} min, up to {upload['max_bytes']} "
+                f"bytes): curl {form} -F file=@FILE {shlex.quote(upload['url'])}"
+            )
+        return lines
+    return [f"{head} at {access['public_ip']}", ssh(access["ssh_command"])]
+
+
 async def wait_for(
     api: Api, reference: str, wait: float, poll: float = 1.0
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -107,9 +156,11 @@ async def wait_for(
                 order = draft["order_id"]
                 access: dict[str, Any] = await api.call("GET", f"/api/orders/{order}/access")
                 if access.get("state") == "running":
-                    if access.get("ssh_command"):
+                    if reachable(access):
                         return draft, access
-                    raise UserError(f"order {order} runs: {access.get('next_step')}")
+                    if access.get("kind", "ec2_instance") == "ec2_instance":
+                        raise UserError(f"order {order} runs: {access.get('next_step')}")
+                    # A pool's or bucket's details are read live: asked again.
                 if access.get("state") in ("failed", "terminated"):
                     raise UserError(f"order {order} {access['state']}: {access.get('next_step')}")
             elif str(draft.get("note") or "").endswith("credited to the payer"):

@@ -459,7 +459,7 @@ def buy(
 
         from watcher.adapters.chain.checkout import Checkout
         from watcher.adapters.chain.connection import connect
-        from watcher.interfaces.buy import Api, buy_from_credit, wait_for
+        from watcher.interfaces.buy import Api, buy_from_credit, how_to_use, wait_for
 
         if settings.checkout_address is None:
             raise ConfigError("set WATCHER_CHECKOUT_ADDRESS (or --checkout-address) to buy")
@@ -534,11 +534,9 @@ def buy(
         if as_json:
             emit_json({"draft": placed, "tx_hash": tx_hash, "access": access})
             return
-        click.echo(f"order {access['order_id']} runs: {access['summary']} at {access['public_ip']}")
-        command = access["ssh_command"]
-        if identity is not None and identity.is_file() and command.startswith("ssh "):
-            command = f"ssh -i {identity} " + command.removeprefix("ssh ")
-        click.echo(command)
+        shown = str(identity) if identity is not None and identity.is_file() else None
+        for line in how_to_use(access, shown):
+            click.echo(line)
 
     run_async(order())
 
