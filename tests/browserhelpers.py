@@ -70,9 +70,11 @@ def running_shop(
     tmp_path: Path,
     extra_env: dict[str, str] | None = None,
     checkout: bool = False,
+    plans: str | None = None,
 ) -> Iterator[tuple[str, Any]]:
     """`watcher run` on a fresh CTK (with a Checkout for it, when `checkout`), serving its
-    pages; the buyer holds 100 CTK. Yields the pages' URL and the token contract."""
+    pages; the buyer holds 100 CTK. Yields the pages' URL and the token contract. `plans`
+    replaces the two instance plans of watcher.toml."""
     driver = DevChainDriver(w3)
     ctk = driver.token()
     driver.fund(ctk, BUYER, 100)
@@ -83,7 +85,8 @@ def running_shop(
         }
     http_port = free_port()
     (tmp_path / "watcher.toml").write_text(
-        f'[plans."t3.micro"]\nprice = "10"\nami = "{ami}"\n[plans."t3.large"]\nprice = "25"\ninstance_type = "t3.large"\nami = "{ami}"\n'
+        plans
+        or f'[plans."t3.micro"]\nprice = "10"\nami = "{ami}"\n[plans."t3.large"]\nprice = "25"\ninstance_type = "t3.large"\nami = "{ami}"\n'
     )
     env = {
         **os.environ,

@@ -22,10 +22,14 @@ class Kind:
     keys: frozenset[str]
     # (vCPUs, memory in GiB) where the kind has them and they are known.
     size: Callable[[ResourceSpec], tuple[int, float] | None]
+    # A sentence for a buyer choosing: what they get and how they use it.
+    describe: Callable[[ResourceSpec], str]
 
 
 KINDS: dict[str, Kind] = {
-    module.KIND: Kind(module.KIND, module.parse, module.summary, module.KEYS, module.size)
+    module.KIND: Kind(
+        module.KIND, module.parse, module.summary, module.KEYS, module.size, module.describe
+    )
     for module in (ec2_instance, scaling_pool, storage_bucket)
 }
 
@@ -39,3 +43,8 @@ def size(spec: ResourceSpec) -> tuple[int, float] | None:
     """(vCPUs, memory in GiB), None where the kind has none or the size is not known."""
     kind = KINDS.get(spec.kind)
     return kind.size(spec) if kind is not None else None
+
+
+def describe(spec: ResourceSpec) -> str:
+    kind = KINDS.get(spec.kind)
+    return kind.describe(spec) if kind is not None else ""

@@ -119,6 +119,10 @@ SIZES: dict[str, tuple[int, float]] = {
 }
 
 
+def describe(spec: ResourceSpec) -> str:
+    return "A server of your own: you log in with ssh and the key you give."
+
+
 def size(spec: ResourceSpec) -> tuple[int, float] | None:
     """(vCPUs, memory in GiB) of the spec's instance type, None if not known here."""
     return SIZES.get(str(spec.get("instance_type") or ""))

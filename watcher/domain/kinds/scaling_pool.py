@@ -117,6 +117,15 @@ def summary(spec: ResourceSpec) -> str:
     return f"pool of {pool.min_size}-{pool.max_size} {pool.instance_type}"
 
 
+def describe(spec: ResourceSpec) -> str:
+    pool = ScalingPool.of(spec)
+    return (
+        f"A pool of {pool.instance_type} servers: {pool.desired_capacity} at first, more when "
+        f"their average CPU stays above {pool.cpu_threshold} %, up to {pool.max_size} (the "
+        "price pays for all of them); you log in to each with ssh and the key you give."
+    )
+
+
 def size(spec: ResourceSpec) -> tuple[int, float] | None:
     """At its maximum size (what the price pays for)."""
     pool = ScalingPool.of(spec)

@@ -71,6 +71,17 @@ def summary(spec: ResourceSpec) -> str:
     return f"{format_size(StorageBucket.of(spec).quota)} storage"
 
 
+def describe(spec: ResourceSpec) -> str:
+    bucket = StorageBucket.of(spec)
+    kept = (
+        f"; files are deleted {bucket.expire_days} days after upload" if bucket.expire_days else ""
+    )
+    return (
+        f"A private bucket of {format_size(bucket.quota)}: upload and download in your browser "
+        f"or with curl, through links made for you{kept}."
+    )
+
+
 def size(spec: ResourceSpec) -> tuple[int, float] | None:
     return None  # no vCPUs or memory
 

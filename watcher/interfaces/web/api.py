@@ -25,7 +25,7 @@ from watcher.domain.addresses import BURN_ADDRESS, parse_address
 from watcher.domain.amounts import CTK_DECIMALS, format_amount
 from watcher.domain.catalog import Catalog
 from watcher.domain.errors import InvalidInput
-from watcher.domain.kinds import size, summary
+from watcher.domain.kinds import describe, size, summary
 from watcher.domain.leases import period_words
 from watcher.domain.payment import MalformedChainData
 from watcher.interfaces.web.access import access_routes
@@ -40,7 +40,9 @@ class PlanOut(BaseModel):
     name: str
     price: str = Field(description="Price in CTK base units (18 decimals), as a string.")
     price_ctk: str = Field(description="The price in CTK, as exact decimal text.")
-    instance_type: str
+    instance_type: str = Field(description="What it is in short: t3.micro, pool of 1-5 t3.micro...")
+    kind: str = Field(description="ec2_instance, scaling_pool or s3_bucket.")
+    what: str = Field(description="What the buyer gets and how they use it, in a sentence.")
     vcpus: int | None = Field(description="vCPUs, where the plan's type is known here.")
     memory_gib: float | None = Field(description="Memory in GiB, where known.")
     unit: str = Field(description='What one period is ("hour"): the plan\'s price buys one.')
@@ -298,6 +300,8 @@ def create_api(
                 "price": str(plan.price),
                 "price_ctk": format_amount(plan.price),
                 "instance_type": summary(plan.spec),
+                "kind": plan.spec.kind,
+                "what": describe(plan.spec),
                 "vcpus": known[0] if (known := size(plan.spec)) else None,
                 "memory_gib": known[1] if known else None,
                 "unit": period_words(plan.lease.period)[0],

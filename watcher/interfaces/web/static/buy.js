@@ -80,7 +80,8 @@ function renderPlans() {
       const selected = p.name === state.plan.name;
       return `<button type="button" class="plan ${selected ? "selected" : ""}" data-plan="${esc(p.name)}" role="radio" aria-checked="${selected}">
         <div class="name">${esc(p.name)}</div><div class="price">${esc(p.price_ctk)} CTK <span class="per">/ ${esc(p.unit)}</span></div>
-        <div class="type">${esc(p.instance_type)}${size ? ` · ${esc(size)}` : ""}</div></button>`;
+        <div class="type">${esc(p.instance_type)}${size ? ` · ${esc(size)}` : ""}</div>
+        ${p.what ? `<div class="type">${esc(p.what)}</div>` : ""}</button>`;
     })
     .join("");
   box.querySelectorAll(".plan").forEach((el) =>
@@ -96,9 +97,15 @@ function renderPlans() {
 // The periods field in the chosen plan's words.
 function renderUnits() {
   $("periods-label").textContent = units().charAt(0).toUpperCase() + units().slice(1);
+  const kind = state.plan.kind || "ec2_instance";
+  const ending = {
+    ec2_instance: "your server is stopped (its disk kept for a grace period), then removed",
+    scaling_pool: "your pool is scaled to zero (its settings kept for a grace period), then removed",
+    s3_bucket: "your bucket is closed (its files kept for a grace period), then emptied and removed",
+  }[kind];
   $("hours-help").textContent = state.info.leases_enforced
-    ? `Paid up front, a ${unit()} at a time. When they run out your server is stopped (its disk kept for a grace period), then removed; you are warned before.`
-    : `Paid up front, a ${unit()} at a time. (Servers are not stopped when they run out yet.)`;
+    ? `Paid up front, a ${unit()} at a time. When they run out ${ending}; you are warned before.`
+    : `Paid up front, a ${unit()} at a time. (Nothing is stopped when they run out yet.)`;
   const problem = $("periods-error").textContent ? periodsProblem($("periods").value) : null;
   if (problem) showProblem("periods", problem);
 }
@@ -442,10 +449,11 @@ function receiptStatus(p) {
   if (p.late && !d.order_id) return ["bad", "Your payment was mined after the quote ran out.", "It becomes credit, applied first to your next order: nothing is lost. Draft the order again for a fresh quote."];
   if (p.access) {
     const a = p.access;
-    if (a.state === "running") return ["ok", "Your server is running.", a.ssh_command ? "Log in with the ssh command below and the key you gave." : a.next_step];
-    if (a.state === "failed") return ["bad", "Your server could not be started.", `Its price, ${formatCtk(d.price)} CTK, is back in your credit and is applied first to your next order.`];
-    if (a.state === "terminated") return ["warn", "The server has ended.", a.next_step];
-    return ["", "Paid: your server is being started.", "Its address and the ssh command appear here when it runs, usually within a minute."];
+    const noun = thing(a.kind);
+    if (a.state === "running") return ["ok", a.kind === "s3_bucket" ? "Your bucket is ready." : `Your ${noun} is running.`, a.ssh_command ? "Log in with the ssh command below and the key you gave." : a.next_step];
+    if (a.state === "failed") return ["bad", `Your ${noun} could not be started.`, `Its price, ${formatCtk(d.price)} CTK, is back in your credit and is applied first to your next order.`];
+    if (a.state === "terminated") return ["warn", `The ${noun} has ended.`, a.next_step];
+    return ["", `Paid: your ${noun} is being made.`, a.kind === "s3_bucket" ? "Its upload form appears here when it is ready, usually within seconds." : "How to log in appears here when it runs, usually within a minute."];
   }
   if (d.state === "expired" && p.status !== "mined") return ["bad", "The quote ran out before the payment was mined.", "If it is mined now, it becomes credit, applied first to your next order. Nothing is lost."];
   if (p.via === "credit") return ["", "Bought from your credit.", "Your server is being started."];
@@ -471,7 +479,19 @@ function renderReceipt() {
       <div class="k">Paid</div><div>${paid}</div>
       <div class="k">Your key</div><div class="mono">${esc(d.ssh_fingerprint)}</div>
     </div>${p.access && p.access.state === "running" ? accessBlock(p.access) : ""}`;
+  if (p.access) window.watcherAccess = new Map([[p.access.order_id, p.access]]);
 }
+
+// After an upload from the receipt's form: read the bucket again.
+window.watcherRefresh = async (id, name) => {
+  const p = state.purchase;
+  if (!p || !p.access || p.access.order_id !== id) return;
+  p.access = await api(`/api/orders/${id}/access`);
+  renderReceipt();
+  const listed = p.access.storage && p.access.storage.objects.some((o) => o.key === name);
+  if (listed) show("success", `Uploaded ${name}.`);
+  else show("error", `${name} is not in the bucket: the upload was refused (too big, or the form ran out). Try again.`);
+};
 
 async function follow() {
   if (state.following) return; // one loop follows the page's purchase
@@ -539,7 +559,7 @@ async function followStep() {
     sessionStorage.removeItem("purchase");
     await refreshWallet().catch(() => null);
     await refreshOrders();
-    if (p.access && p.access.state === "running") show("success", "Your server is running: the receipt below says how to reach it.");
+    if (p.access && p.access.state === "running") show("success", `Your ${thing(p.access.kind)} is ready: the receipt below says how to use it.`);
     else clearBanner();
   } else if (p.tx) {
     show("info", "Payment sent. This page follows it to your running server; you can also close it and come back.");

@@ -117,8 +117,116 @@ function sameAddress(a, b) {
 }
 
 // How to reach a running order, for its signed-in owner (/api/orders/{id}/access).
+// What an order's resource is called in a sentence.
+function thing(kind) {
+  return { scaling_pool: "pool", s3_bucket: "bucket" }[kind] || "server";
+}
+
+function sizeText(bytes) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let n = Number(bytes);
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i += 1;
+  }
+  // Rounded down: what is left is never shown as more than it is.
+  const shown = Number.isInteger(n) ? n : n >= 100 ? Math.floor(n) : Math.floor(n * 10) / 10;
+  return `${shown} ${units[i]}`;
+}
+
+function commandLine(text) {
+  return `<div class="command"><code class="mono">${esc(text)}</code><button class="secondary copy" type="button" data-copy="${esc(text)}">Copy</button></div>`;
+}
+
+// A scaling pool: its instances (each with its ssh command), its sizes and its alarm.
+function poolBlock(a) {
+  const p = a.pool;
+  const alarm = { OK: "OK: CPU below the threshold", ALARM: "ALARM: scaling out", INSUFFICIENT_DATA: "waiting for CPU data" };
+  const rows = [
+    ["Order", `<span class="mono">${esc(a.order_id)}</span>`],
+    ["What", `${esc(a.summary)}${a.name ? ` · “${esc(a.name)}”` : ""}`],
+    ["Region", esc(a.region || "—")],
+    ["Group", `<span class="mono">${esc(p ? p.group : a.instance_id || "—")}</span>`],
+  ];
+  if (p) {
+    rows.push(["Instances", `<span data-pool-size>${p.instances.length} running · ${p.desired_capacity} wanted · at most ${p.max_size}</span>`]);
+    rows.push(["CPU alarm", `<span data-alarm>${esc(alarm[p.alarm_state] || p.alarm_state || "none")}</span> <span class="muted">(above ${p.cpu_threshold} % for two minutes adds one)</span>`]);
+    rows.push(["SSH user", `<span class="mono">${esc(a.ssh_user || "—")}</span>`]);
+  }
+  const members = p && p.instances.length
+    ? p.instances.map((m) => (m.ssh_command ? commandLine(m.ssh_command) : `<div class="mono">${esc(m.instance_id)} · ${esc(m.state)} · no address yet</div>`)).join("")
+    : `<p class="muted">${p ? "No instances now." : "The pool's state is not shown by the cloud right now; this page asks again."}</p>`;
+  return `<div class="access" data-access="${esc(a.order_id)}" data-kind="scaling_pool"><p class="next">${esc(a.next_step)}</p>
+    <div class="kv">${rows.map(([k, v]) => `<div class="k">${k}</div><div>${v}</div>`).join("")}</div>
+    <div class="members" data-pool-members>${members}</div></div>`;
+}
+
+// A bucket: what it holds of its quota, an upload form and a download link per file.
+function storageBlock(a) {
+  const s = a.storage;
+  const rows = [
+    ["Order", `<span class="mono">${esc(a.order_id)}</span>`],
+    ["What", `${esc(a.summary)}${a.name ? ` · “${esc(a.name)}”` : ""}`],
+    ["Region", esc(a.region || "—")],
+    ["Bucket", `<span class="mono">${esc(s ? s.bucket : a.instance_id || "—")}</span>`],
+  ];
+  if (!s) {
+    return `<div class="access" data-access="${esc(a.order_id)}" data-kind="s3_bucket"><p class="next">${esc(a.next_step)}</p>
+      <div class="kv">${rows.map(([k, v]) => `<div class="k">${k}</div><div>${v}</div>`).join("")}</div>
+      <p class="muted">What it holds is not shown by the cloud right now; this page asks again.</p></div>`;
+  }
+  const used = Math.min(100, Math.round((Number(s.used_bytes) / Number(s.quota_bytes)) * 100));
+  rows.push(["Used", `<span data-used>${sizeText(s.used_bytes)} of ${sizeText(s.quota_bytes)}</span><div class="meter"><div style="width:${used}%"></div></div>`]);
+  const files = s.objects.length
+    ? `<ul class="files">${s.objects.map((o) => `<li>${o.url ? `<a href="${esc(o.url)}" rel="noopener" download>${esc(o.key)}</a>` : esc(o.key)} <span class="muted">${sizeText(o.size)}</span></li>`).join("")}</ul>`
+    : '<p class="muted">No files yet.</p>';
+  const upload = s.upload
+    ? `<form class="upload" data-upload="${esc(a.order_id)}"><input type="file" name="file" aria-label="File to upload"><button type="submit">Upload</button>
+        <span class="muted">up to ${sizeText(s.upload.max_bytes)}; links last ${Math.round(s.upload.expires_in / 60)} min</span></form><div class="error-text" data-upload-error="${esc(a.order_id)}" role="alert"></div>`
+    : `<p class="muted">${Number(s.used_bytes) >= Number(s.quota_bytes) ? "The bucket is full: delete nothing here, but nothing more can be uploaded." : "Uploads and downloads open again when its lease runs."}</p>`;
+  return `<div class="access" data-access="${esc(a.order_id)}" data-kind="s3_bucket"><p class="next">${esc(a.next_step)}</p>
+    <div class="kv">${rows.map(([k, v]) => `<div class="k">${k}</div><div>${v}</div>`).join("")}</div>${upload}${files}</div>`;
+}
+
+// An upload goes straight to the bucket with its presigned form (no-cors: S3's answer is
+// not readable here), then the listing is read again to see whether the file is there.
+document.addEventListener("submit", async (event) => {
+  const form = event.target.closest && event.target.closest("form[data-upload]");
+  if (!form) return;
+  event.preventDefault();
+  const id = form.dataset.upload;
+  const access = window.watcherAccess && window.watcherAccess.get(id);
+  const problem = document.querySelector(`[data-upload-error="${id}"]`);
+  const file = form.querySelector("input[type=file]").files[0];
+  if (!access || !access.storage || !access.storage.upload || !file) {
+    problem.textContent = file ? "This upload form has run out: the page makes a new one in a moment." : "Choose a file first.";
+    return;
+  }
+  const up = access.storage.upload;
+  if (file.size > up.max_bytes) {
+    problem.textContent = `${file.name} is ${sizeText(file.size)}: only ${sizeText(up.max_bytes)} is left in this bucket.`;
+    return;
+  }
+  const button = form.querySelector("button");
+  button.disabled = true;
+  problem.textContent = "";
+  const body = new FormData();
+  Object.entries(up.fields).forEach(([k, v]) => body.append(k, v));
+  body.append("file", file, file.name);
+  try {
+    await fetch(up.url, { method: "POST", body, mode: "no-cors" });
+  } catch (error) {
+    problem.textContent = `The upload did not reach the bucket (${error.message}): try again.`;
+  }
+  button.disabled = false;
+  if (window.watcherRefresh) await window.watcherRefresh(id, file.name);
+});
+
 function accessBlock(a) {
   if (!a) return "";
+  if (a.kind === "scaling_pool") return poolBlock(a);
+  if (a.kind === "s3_bucket") return storageBlock(a);
   const spec = [a.summary, a.vcpus ? `${a.vcpus} vCPU` : "", a.memory_gib ? `${a.memory_gib} GiB memory` : ""].filter(Boolean).join(" · ");
   const rows = [
     ["Order", `<span class="mono">${esc(a.order_id)}</span>`],

@@ -59,8 +59,10 @@ async function loadAccess(orders) {
   for (const o of running) {
     const known = view.access.get(o.order_id);
     const due = Date.now() - (view.asked.get(o.order_id) || 0) >= ACCESS_EVERY;
-    // Asked again until it has everything: the host keys come minutes after the address.
-    if (!known || (due && (!known.ssh_command || !(known.host_keys || []).length))) {
+    // Asked again until it has everything: the host keys come minutes after the address;
+    // a pool's members and a bucket's links are live, so asked again all along.
+    const live = known && known.kind && known.kind !== "ec2_instance";
+    if (!known || (due && (live || !known.ssh_command || !(known.host_keys || []).length))) {
       view.asked.set(o.order_id, Date.now());
       try {
         view.access.set(o.order_id, await api(`/api/orders/${o.order_id}/access`));
@@ -209,6 +211,25 @@ async function refresh(again = true) {
   }
   if (again) setTimeout(refresh, 2000);
 }
+
+// The upload form (common.js) reads the access it was drawn from, and after an upload asks
+// for the order's access again to see whether the bucket lists the file.
+window.watcherAccess = view.access;
+window.watcherRefresh = async (id, name) => {
+  try {
+    const access = await api(`/api/orders/${id}/access`);
+    view.access.set(id, access);
+    view.asked.set(id, Date.now());
+    view.html = "";
+    await refresh(false);
+    const listed = access.storage && access.storage.objects.some((o) => o.key === name);
+    const problem = document.querySelector(`[data-upload-error="${id}"]`);
+    if (listed) show("success", `Uploaded ${name}.`);
+    else if (problem) problem.textContent = `${name} is not in the bucket: the upload was refused (too big, or the form ran out). Try again.`;
+  } catch (error) {
+    show("error", `The bucket could not be read after the upload (${error.message}); the page tries again.`);
+  }
+};
 
 async function main() {
   document.getElementById("address").textContent = address;
