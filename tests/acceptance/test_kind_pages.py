@@ -125,7 +125,9 @@ def test_a_pool_and_a_bucket_bought_and_used_on_the_pages(
                 }
             )
             box.locator("form[data-upload] button").click()
-            expect(box.locator("[data-upload-error]")).to_contain_text("big.bin is 1 MiB: only 1023 KiB is left")
+            expect(box.locator("[data-upload-error]")).to_contain_text(
+                "big.bin is 1 MiB: only 1023 KiB is left"
+            )
             screenshots(page, "dashboard-pool-and-storage")
         finally:
             browser.close()
