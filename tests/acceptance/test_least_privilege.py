@@ -266,7 +266,7 @@ async def test_the_watcher_works_with_its_policy_alone_and_nothing_else_is_allow
 
         allowed = policy_actions(watcher_policy())
         called = set(proxy.actions)
-        assert called <= allowed, called - allowed
+        assert called <= allowed, (called - allowed, proxy.actions)
         assert allowed - called <= NOT_CALLED_HERE, allowed - called - NOT_CALLED_HERE
         assert {
             "ec2:RunInstances",
