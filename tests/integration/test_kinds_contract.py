@@ -252,3 +252,55 @@ def test_storage_plans_are_checked() -> None:
         with pytest.raises(ValueError, match=message):
             storage_bucket.parse("box", table)
     assert ResourceSpec.from_json(storage_plan().spec.to_json()) == storage_plan().spec
+
+
+# A launch cut short (the process killed between two of its calls) is finished by the
+# next launch, which the provisioner makes only after find_instance answers None: on AWS
+# only, since the fakes make a pool or a bucket in one step.
+
+
+async def test_a_pool_launch_cut_short_is_finished_and_nothing_made_twice(
+    moto: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    moto.reset()
+    ec2 = boto3.client("ec2", endpoint_url=moto.url, region_name=REGION)
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    world = PoolWorld(None, image, subnet)
+    async with open_pools(REGION, moto.url, 10) as cloud:
+        plan = world.plan()
+        await cloud.launch(request(plan))
+        name = scaling_pool.group_name(ORDER)
+        # As if killed after the group was made: no alarm (nor policy) yet.
+        cw = boto3.client("cloudwatch", endpoint_url=moto.url, region_name=REGION)
+        cw.delete_alarms(AlarmNames=[f"{name}-cpu"])
+        assert await cloud.find_instance(ORDER) is None  # not whole: the launch goes on
+        again = await cloud.launch(request(plan))
+        assert again.instance_id == name
+        assert cw.describe_alarms(AlarmNames=[f"{name}-cpu"])["MetricAlarms"]
+        found = await cloud.find_instance(ORDER)
+        assert found is not None and found.instance_id == name
+    asg = boto3.client("autoscaling", endpoint_url=moto.url, region_name=REGION)
+    assert len(asg.describe_auto_scaling_groups()["AutoScalingGroups"]) == 1
+    assert len(ec2.describe_launch_templates()["LaunchTemplates"]) == 1
+
+
+async def test_a_bucket_launch_cut_short_is_finished(
+    moto: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    moto.reset()
+    s3 = boto3.client("s3", endpoint_url=moto.url, region_name=REGION)
+    bucket = storage_bucket.bucket_name(ORDER)
+    s3.create_bucket(Bucket=bucket)  # as if killed right after CreateBucket
+    async with open_storage(REGION, moto.url, 10) as cloud:
+        assert await cloud.find_instance(ORDER) is None  # untagged: not whole yet
+        launched = await cloud.launch(request(storage_plan()))
+        assert launched.instance_id == bucket and launched.tag("OrderId") == ORDER
+        assert s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"][
+            "BlockPublicAcls"
+        ]
+        assert await cloud.find_instance(ORDER) is not None

@@ -73,12 +73,25 @@ class PoolCloud:
         return groups[0] if groups else None
 
     async def find_instance(self, order_id: str) -> Instance | None:
-        group = await self._group(group_name(order_id))
+        """The order's pool once it is whole. A group without its alarm (a launch cut
+        short after the group was made) answers None, so that the launch before which the
+        provisioner looks finishes it: each part is looked for again and made only if
+        missing, and nothing is made twice. The alarm is made last."""
+        name = group_name(order_id)
+        group = await self._group(name)
         if group is None:
             return None
         handle = _handle(group)
         # A group of that name made by someone else is not the order's.
-        return handle if handle.tag("OrderId") == order_id else None
+        if handle.tag("OrderId") != order_id:
+            return None
+        if handle.state != "shutting-down" and not await self._alarm_exists(name):
+            return None
+        return handle
+
+    async def _alarm_exists(self, name: str) -> bool:
+        answer = await self._read(self._cw.describe_alarms, AlarmNames=[alarm_name(name)])
+        return bool(answer.get("MetricAlarms"))
 
     async def tagged_instances(self) -> list[Instance]:
         found: list[Instance] = []

@@ -90,8 +90,12 @@ class StorageCloud:
         return Instance(name, state, "", None, tags=tuple(sorted(tags.items())))
 
     async def find_instance(self, order_id: str) -> Instance | None:
+        """The order's bucket once it is tagged as the order's. An untagged one of its name
+        (a launch cut short right after CreateBucket) answers None, so that the launch
+        before which the provisioner looks finishes it (CreateBucket then answers
+        BucketAlreadyOwnedByYou, and the rest is put again)."""
         found = await self._look(bucket_name(order_id))
-        if found is None or found.tag("OrderId") not in (None, order_id):
+        if found is None or found.tag("OrderId") != order_id:
             return None
         return found
 
@@ -123,12 +127,6 @@ class StorageCloud:
             # Made by an earlier try whose answer was lost: go on with it.
             if exc.code != "BucketAlreadyOwnedByYou":
                 raise
-        # Tagged first: from then on the look-up before a launch finds it as the order's.
-        await aws.call(
-            self._s3.put_bucket_tagging,
-            Bucket=name,
-            Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(request.tags.items())]},
-        )
         await aws.call(
             self._s3.put_public_access_block,
             Bucket=name,
@@ -167,6 +165,13 @@ class StorageCloud:
             self._s3.put_bucket_lifecycle_configuration,
             Bucket=name,
             LifecycleConfiguration={"Rules": rules},
+        )
+        # Tagged last: a tagged bucket is a whole one (the look-up before a launch finds it
+        # as the order's only then, and a launch cut short before is done again).
+        await aws.call(
+            self._s3.put_bucket_tagging,
+            Bucket=name,
+            Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(request.tags.items())]},
         )
         found = await self._look(name)
         if found is None:
