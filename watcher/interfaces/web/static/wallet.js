@@ -17,7 +17,7 @@ function accessState() {
   view.shownFor = key;
   const box = document.getElementById("access-state");
   if (owner) {
-    box.innerHTML = `<p class="muted">Signed in as this wallet: the address and ssh command of each running order are below. <button type="button" class="secondary" id="sign-out">Sign out</button></p>`;
+    box.innerHTML = `<p class="muted">Signed in as this wallet: how to reach and use each running order is below. <button type="button" class="secondary" id="sign-out">Sign out</button></p>`;
     document.getElementById("sign-out").addEventListener("click", async () => {
       await signOut();
       location.reload();
@@ -189,7 +189,7 @@ async function refresh(again = true) {
     view.credit = BigInt(credit.balance);
     const running = orders.filter(isRunning).length;
     document.getElementById("count").textContent = running;
-    document.getElementById("count-detail").textContent = `running, of ${orders.length} ordered`;
+    document.getElementById("count-detail").textContent = `orders running, of ${orders.length} ordered`;
     document.getElementById("orders").innerHTML = orderRows(orders);
     if (accessState()) await loadAccess(orders);
     const open = orders.filter((o) => o.state !== "running" && o.state !== "failed");
