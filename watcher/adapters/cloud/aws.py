@@ -41,6 +41,19 @@ async def call(method: Any, **arguments: Any) -> Any:
         raise CloudError(ErrorKind.RETRY, None, redact(f"{type(exc).__name__}: {exc}")) from None
 
 
+async def look(method: Any, answers: tuple[str, ...] = (), **arguments: Any) -> Any:
+    """A call that only looks. Whatever goes wrong (AuthFailure after a credential
+    rotation, clock skew, an unknown code) says nothing about the resource, so it is always
+    retried: only an answer to a call that acts may end an order. The codes in `answers`
+    (a service's "no such ...", matched as prefixes) are passed on for the caller to read."""
+    try:
+        return await call(method, **arguments)
+    except CloudError as exc:
+        if exc.kind is ErrorKind.RETRY or (exc.code or "").startswith(answers):
+            raise
+        raise CloudError(ErrorKind.RETRY, exc.code, exc.message) from None
+
+
 def client_config(region: str, timeout: float) -> Any:
     """botocore's own retries are off: a retried call that acts is only safe after the
     look the caller makes first."""

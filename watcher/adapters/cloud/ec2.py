@@ -209,15 +209,7 @@ class Ec2Cloud:
         await self._call(self._ec2.terminate_instances, InstanceIds=[instance_id])
 
     async def _read(self, method: Any, **arguments: Any) -> Any:
-        """A call that only looks. Whatever goes wrong (AuthFailure after a credential
-        rotation, clock skew, an unknown code) says nothing about the order's resource, so
-        it is always retried: only an answer to a call that acts may end an order."""
-        try:
-            return await self._call(method, **arguments)
-        except CloudError as exc:
-            if exc.kind is ErrorKind.RETRY or exc.code == NOT_FOUND:
-                raise
-            raise CloudError(ErrorKind.RETRY, exc.code, exc.message) from None
+        return await aws.look(method, (NOT_FOUND,), **arguments)
 
     async def _call(self, method: Any, **arguments: Any) -> Any:
         return await aws.call(method, **arguments)

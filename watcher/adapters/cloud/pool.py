@@ -305,13 +305,7 @@ class PoolCloud:
         )
 
     async def _read(self, method: Any, **arguments: Any) -> Any:
-        """A look: whatever goes wrong says nothing about the pool, so it is retried."""
-        try:
-            return await aws.call(method, **arguments)
-        except CloudError as exc:
-            if exc.kind is ErrorKind.RETRY or (exc.code or "").startswith("InvalidLaunchTemplate"):
-                raise
-            raise CloudError(ErrorKind.RETRY, exc.code, exc.message) from None
+        return await aws.look(method, ("InvalidLaunchTemplate",), **arguments)
 
 
 def _tags(tags: dict[str, str]) -> list[dict[str, str]]:

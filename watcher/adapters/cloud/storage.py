@@ -266,16 +266,8 @@ class StorageCloud:
         )
 
     async def _read(self, method: Any, **arguments: Any) -> Any:
-        """A look: whatever goes wrong says nothing about the bucket, so it is retried;
-        S3's own "no such ..." answers are passed on for the caller to read."""
-        try:
-            return await aws.call(method, **arguments)
-        except CloudError as exc:
-            if exc.kind is ErrorKind.RETRY or (exc.code or "").startswith("NoSuch"):
-                raise
-            if exc.code == "404":
-                raise
-            raise CloudError(ErrorKind.RETRY, exc.code, exc.message) from None
+        # S3's own "no such ..." answers (a HEAD's is a bare 404) are for the caller.
+        return await aws.look(method, ("NoSuch", "404"), **arguments)
 
 
 if TYPE_CHECKING:  # mypy checks that the adapter implements the whole port
