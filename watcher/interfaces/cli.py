@@ -998,8 +998,10 @@ def _spec_line(plan: Plan) -> str:
     from watcher.domain.kinds.ec2_instance import KIND, Ec2Instance
 
     if plan.spec.kind != KIND:
-        params = " ".join(f"{k}={v}" for k, v in plan.spec.params)
-        return f"kind={plan.spec.kind} {params}"
+        from watcher.domain.kinds import summary
+
+        params = " ".join(f"{k}={v}" for k, v in plan.spec.params if v not in (None, ()))
+        return f"kind={plan.spec.kind} ({summary(plan.spec)}) {params}"
     ec2 = Ec2Instance.of(plan.spec)
     return (
         f"instance_type={ec2.instance_type} ami={ec2.ami} "
