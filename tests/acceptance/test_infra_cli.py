@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -282,6 +283,15 @@ def test_bad_infra_settings_get_one_line_and_change_nothing(operator_dir: Path) 
     config.write_text(config.read_text().replace("max_size = 0\n", "min_sise = 1\n"))
     result = watcher("infra", "plan", cwd=operator_dir)
     assert result.returncode == 2 and "unknown key 'min_sise'" in result.stderr
+    # A subnet the account does not have: said before anything is made.
+    text = config.read_text().replace("min_sise = 1\n", "")
+    config.write_text(re.sub(r'subnet_id = "[^"]+"', 'subnet_id = "subnet-0dead"', text))
+    for command in (["plan"], ["apply", "--key-file", "k.pem"]):
+        result = watcher("infra", *command, cwd=operator_dir)
+        assert result.returncode in (1, 2), result.stderr
+        assert "the account has no subnet subnet-0dead" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (operator_dir / "k.pem").exists()
 
 
 def test_the_template_is_the_same_declaration_and_passes_cfn_lint(

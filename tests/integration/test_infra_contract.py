@@ -14,7 +14,14 @@ from tests.cloudhelpers import AWS_ENV
 from tests.keyhelpers import new_ssh_key
 from watcher.adapters.cloud.infra_aws import open_infra
 from watcher.adapters.cloud.infra_fake import FakeInfra
-from watcher.domain.infra import Declared, InfraParams, ResourceType, declare
+from watcher.domain.infra import (
+    Declared,
+    InfraParams,
+    Prerequisite,
+    ResourceType,
+    declare,
+    prerequisites,
+)
 from watcher.ports.cloud import CloudError
 from watcher.ports.infra import Infra
 from watcher.services.infra import Action, InfraRun
@@ -36,7 +43,8 @@ class World:
         return declare(replace(self.params, **changes))
 
     def run(self, **changes: Any) -> InfraRun:
-        return InfraRun(self.declared(**changes), self.infra, self.params.stack, settle=5)
+        params = replace(self.params, **changes)
+        return InfraRun(declare(params), self.infra, params.stack, prerequisites(params), settle=5)
 
     async def read(self, logical_id: str, **changes: Any) -> Any:
         run = self.run(**changes)
@@ -48,7 +56,13 @@ class World:
 @pytest.fixture(params=["fake", "aws"])
 async def world(request: pytest.FixtureRequest) -> AsyncIterator[World]:
     if request.param == "fake":
-        fake = FakeInfra(region=REGION)
+        fake = FakeInfra(
+            region=REGION,
+            existing={
+                Prerequisite.SUBNET: {"subnet-0fa4e0000000000a1"},
+                Prerequisite.IMAGE: {"ami-0fa4e0000000000a1"},
+            },
+        )
         params = InfraParams(
             subnet_id="subnet-0fa4e0000000000a1",
             ami="ami-0fa4e0000000000a1",
@@ -160,3 +174,11 @@ async def test_a_bucket_holding_objects_is_not_removed(world: World) -> None:
 
 async def test_the_account_is_the_credentials_one(world: World) -> None:
     assert await world.infra.account_id() == "123456789012"
+
+
+async def test_what_the_account_has_and_lacks(world: World) -> None:
+    for what, id in prerequisites(world.params):
+        assert await world.infra.exists(what, id), (what, id)
+    assert not await world.infra.exists(Prerequisite.SUBNET, "subnet-0000000000000dead")
+    assert not await world.infra.exists(Prerequisite.IMAGE, "ami-0000000000000dead")
+    assert not await world.infra.exists(Prerequisite.SECURITY_GROUP, "sg-0000000000000dead")

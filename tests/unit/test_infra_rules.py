@@ -10,13 +10,16 @@ from pathlib import Path
 import pytest
 
 from watcher.adapters.cloud.infra_fake import FakeInfra
+from watcher.domain.errors import InvalidInput
 from watcher.domain.infra import (
     ALLOCATED_BY,
     InfraParams,
+    Prerequisite,
     ResourceType,
     declare,
     parse_infra,
     policy_actions,
+    prerequisites,
     template,
     watcher_policy,
 )
@@ -27,7 +30,11 @@ KEYED = replace(PARAMS, public_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample
 
 
 def run_on(fake: FakeInfra, params: InfraParams = KEYED) -> InfraRun:
-    return InfraRun(declare(params), fake, params.stack, settle=0.05, look_every=0.01)
+    fake.existing.setdefault(Prerequisite.SUBNET, {"subnet-0fa4e0000000000a1"})
+    fake.existing.setdefault(Prerequisite.IMAGE, {"ami-0fa4e0000000000a1"})
+    return InfraRun(
+        declare(params), fake, params.stack, prerequisites(params), settle=0.05, look_every=0.01
+    )
 
 
 def test_each_resource_comes_after_what_it_refers_to() -> None:
@@ -189,10 +196,15 @@ async def test_a_changed_template_moves_the_group_to_its_new_version() -> None:
     changed = run_on(fake, replace(KEYED, instance_type="t3.small"))
     plan = {c.resource.logical_id: c for c in await changed.plan()}
     assert plan["LaunchTemplate"].action is Action.UPDATE
-    assert plan["ScalingGroup"].action is Action.NONE  # not known to change yet...
+    # The group follows it (its Version is the template's): the plan says so.
+    assert plan["ScalingGroup"].action is Action.UPDATE
+    assert plan["ScalingGroup"].differences == ("follows the new TokenizedLaunchTemplate",)
+    assert plan["LaunchTemplate"].differences == (
+        "LaunchTemplateData.InstanceType: t3.micro -> t3.small",
+    )
     await changed.apply()
     group = fake.resources[(ResourceType.GROUP, "TokenAutoScalingGroup")]
-    assert group.properties["LaunchTemplate"]["Version"] == "2"  # ...but it does
+    assert group.properties["LaunchTemplate"]["Version"] == "2"
     assert [c.action for c in await changed.plan()] == [Action.NONE] * 9
 
 
@@ -214,7 +226,7 @@ async def test_a_made_key_pair_needs_a_new_file_and_is_written_for_its_owner_onl
 ) -> None:
     fake = FakeInfra()
     run = run_on(fake, PARAMS)
-    with pytest.raises(InfraError, match="pass --key-file"):
+    with pytest.raises(InvalidInput, match="pass --key-file"):
         await run.apply()
     taken = tmp_path / "taken.pem"
     taken.write_text("someone's\n")
@@ -235,15 +247,40 @@ async def test_destroy_removes_what_it_made_backwards_and_keeps_a_bucket_with_da
     fake = FakeInfra()
     await run_on(fake).apply()
     fake.objects["tokenized-storage-pool-123456789012"] = {"thesis-data.csv"}
-    with pytest.raises(
-        InfraError, match=r"holds objects.*done before it: delete ScaleOutOnHighCPU"
-    ):
-        await run_on(fake).destroy()
-    assert (ResourceType.BUCKET, "tokenized-storage-pool-123456789012") in fake.resources
-    assert (ResourceType.GROUP, "TokenAutoScalingGroup") not in fake.resources
+    changes = await run_on(fake).destroy()
+    kept = [c for c in changes if c.action is Action.KEPT]
+    assert [c.name for c in kept] == ["tokenized-storage-pool-123456789012"]
+    assert "holds objects" in kept[0].line()
+    # Everything else is gone; only the bucket with data is left.
+    assert list(fake.resources) == [(ResourceType.BUCKET, "tokenized-storage-pool-123456789012")]
     fake.objects.clear()
     changes = await run_on(fake).destroy()
-    assert [c.action for c in changes][:4] == [Action.ABSENT] * 4
+    assert [c.action for c in changes].count(Action.DELETE) == 1
     assert fake.resources == {}
     deleted = [name for action, _, name in fake.acted if action == "delete"]
-    assert deleted[0] == "ScaleOutOnHighCPU" and deleted[-1] == "WatcherProvisioning"
+    # The last declared first; the bucket at the end, once it was empty.
+    assert deleted[0] == "ScaleOutOnHighCPU" and deleted[-2] == "WatcherProvisioning"
+    assert deleted[-1] == "tokenized-storage-pool-123456789012"
+
+
+async def test_what_the_account_lacks_stops_apply_before_anything_is_made() -> None:
+    fake = FakeInfra()
+    run = run_on(fake)
+    fake.existing[Prerequisite.SUBNET] = set()
+    assert await run.missing() == ["subnet subnet-0fa4e0000000000a1"]
+    with pytest.raises(InfraError, match="the account has no subnet subnet-0fa4e0000000000a1"):
+        await run.apply()
+    assert fake.acted == []
+
+
+async def test_an_unwritable_key_file_stops_apply_before_anything_is_made(tmp_path: Path) -> None:
+    fake = FakeInfra()
+    run = run_on(fake, PARAMS)
+    with pytest.raises(InfraError, match="cannot make the key file"):
+        await run.apply(tmp_path / "no" / "such" / "folder" / "k.pem")
+    assert fake.acted == []
+    # Reserved, then apply fails before the key pair: the empty file does not stay behind.
+    fake.fail("create")
+    with pytest.raises(InfraError):
+        await run.apply(tmp_path / "k.pem")
+    assert not (tmp_path / "k.pem").exists()

@@ -237,6 +237,22 @@ class InfraParams:
         return self.subnet_id
 
 
+class Prerequisite(StrEnum):
+    """What the declaration names but does not make: it must exist before `apply`."""
+
+    SUBNET = "subnet"
+    IMAGE = "image"
+    SECURITY_GROUP = "security group"
+
+
+def prerequisites(params: InfraParams) -> tuple[tuple[Prerequisite, str], ...]:
+    return (
+        (Prerequisite.SUBNET, params.require_subnet()),
+        (Prerequisite.IMAGE, params.ami),
+        *((Prerequisite.SECURITY_GROUP, g) for g in params.security_group_ids),
+    )
+
+
 def parse_infra(table: Any) -> InfraParams:
     """The `[infra]` table into InfraParams; ValueError names the key."""
     if not isinstance(table, dict):

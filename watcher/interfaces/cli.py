@@ -883,6 +883,8 @@ def _infra(command: str, options: dict[str, Any], key_file: Path | None = None) 
     click.echo(f"infra {command} on {where}: {summary}", err=True)
     if command == "plan" and counts.get(Action.CONFLICT):
         return 1
+    if command == "destroy" and counts.get(Action.KEPT):
+        return 1  # not everything is gone: the line above says what is left and why
     return 0
 
 
@@ -918,7 +920,8 @@ def infra_destroy(yes: bool, **options: Any) -> int:
     if not yes:
         if not sys.stdin.isatty():
             raise UserError("destroy removes the declared resources: pass --yes to confirm")
-        click.confirm("Remove the declared resources that watcher infra created?", abort=True)
+        if not click.confirm("Remove the declared resources that watcher infra created?"):
+            raise UserError("nothing removed")
     return _infra("destroy", options)
 
 

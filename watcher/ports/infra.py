@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from watcher.domain.infra import ResourceType
+from watcher.domain.infra import Prerequisite, ResourceType
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,11 @@ class Observed:
 class Infra(Protocol):
     async def account_id(self) -> str:
         """The account the credentials belong to."""
+        ...
+
+    async def exists(self, what: Prerequisite, id: str) -> bool:
+        """Whether the account has it; an error that is not the cloud's "no such ..."
+        raises (no answer is not "missing")."""
         ...
 
     async def read(self, type: ResourceType, properties: Mapping[str, Any]) -> Observed | None:

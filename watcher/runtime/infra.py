@@ -8,7 +8,7 @@ from pathlib import Path
 
 from watcher.adapters.cloud.infra_aws import open_infra
 from watcher.domain.errors import ConfigError
-from watcher.domain.infra import Declared, declare
+from watcher.domain.infra import Declared, declare, prerequisites
 from watcher.runtime.config import Settings
 from watcher.services.infra import Change, InfraRun
 
@@ -32,8 +32,14 @@ async def run_infra(
     """plan, apply or destroy the declared resources on the configured AWS endpoint."""
     declared = declaration(settings)
     async with open_infra(settings.aws_region, settings.aws_endpoint_url, AWS_TIMEOUT) as infra:
-        run = InfraRun(declared, infra, settings.infra.stack)
+        run = InfraRun(declared, infra, settings.infra.stack, prerequisites(settings.infra))
         if command == "plan":
+            absent = await run.missing()
+            if absent:
+                raise ConfigError(
+                    f"the account has no {', '.join(absent)}: apply would make the rest and "
+                    "then fail (fix [infra] in watcher.toml)"
+                )
             changes = await run.plan()
             for change in changes:
                 report(change)

@@ -23,7 +23,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from watcher.domain.errors import UserError
+from watcher.domain.errors import InvalidInput, UserError
 from watcher.domain.infra import (
     CREATE_ONLY,
     NAME_PROPERTY,
@@ -32,6 +32,7 @@ from watcher.domain.infra import (
     STACK_TAG,
     Attr,
     Declared,
+    Prerequisite,
     Ref,
     ResourceType,
     Sub,
@@ -51,6 +52,7 @@ class Action(StrEnum):
     CONFLICT = "conflict"  #: there, but not created by watcher infra: never touched
     DELETE = "delete"  #: ours: destroy removes it
     ABSENT = "absent"  #: nothing to remove
+    KEPT = "kept"  #: ours, but it holds data that is not the declaration's to delete
 
 
 _SIGN = {
@@ -60,6 +62,7 @@ _SIGN = {
     Action.CONFLICT: "!",
     Action.DELETE: "-",
     Action.ABSENT: " ",
+    Action.KEPT: "!",
 }
 
 
@@ -137,6 +140,31 @@ def _has_unknown(value: Any) -> bool:
     return False
 
 
+def _diff(path: str, wanted: Any, present: Any, whole: bool) -> list[str]:
+    """Where `present` falls short of `wanted`, by path ("LaunchTemplateData.InstanceType:
+    t3.micro -> t3.small"): a change deep in a mapping reads as itself."""
+    if _has_unknown(wanted):
+        return [f"{path}: {_short(present)} -> {_short(wanted)}"]
+    if _covers(wanted, present, whole):
+        return []
+    if isinstance(wanted, Mapping) and isinstance(present, Mapping) and not whole:
+        found: list[str] = []
+        for key, value in wanted.items():
+            found += _diff(f"{path}.{key}", value, present.get(key), whole)
+        return found or [f"{path}: {_short(present)} -> {_short(wanted)}"]
+    return [f"{path}: {_short(present)} -> {_short(wanted)}"]
+
+
+def _attribute_targets(value: Any) -> set[str]:
+    if isinstance(value, Attr):
+        return {value.target}
+    if isinstance(value, Mapping):
+        return set().union(*(_attribute_targets(v) for v in value.values()))
+    if isinstance(value, list | tuple):
+        return set().union(*(_attribute_targets(v) for v in value))
+    return set()
+
+
 def _short(value: Any) -> str:
     text = repr(value) if value is UNKNOWN else str(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -147,6 +175,8 @@ class InfraRun:
     declared: tuple[Declared, ...]
     infra: Infra
     stack: str
+    # What must exist before apply (domain/infra.py prerequisites).
+    prerequisites: tuple[tuple[Prerequisite, str], ...] = ()
     # How long a removal may take to show (an auto-scaling group with instances takes
     # minutes on AWS); after that, destroy says it is still going.
     settle: float = 120.0
@@ -198,9 +228,7 @@ class InfraRun:
         for key, wanted in properties.items():
             if key in skip or key == NAME_PROPERTY[resource.type]:
                 continue
-            present = observed.properties.get(key)
-            if _has_unknown(wanted) or not _covers(wanted, present, key in _WHOLE):
-                found.append(f"{key}: {_short(present)} -> {_short(wanted)}")
+            found += _diff(key, wanted, observed.properties.get(key), key in _WHOLE)
         missing = {k: v for k, v in resource.tags.items() if observed.tags.get(k) != v}
         if missing:
             found.append("tags: " + ", ".join(f"{k}={v}" for k, v in sorted(missing.items())))
@@ -236,18 +264,52 @@ class InfraRun:
         differences = self._differences(resource, properties, observed)
         return Change(resource, name, Action.UPDATE if differences else Action.NONE, differences)
 
+    async def missing(self) -> list[str]:
+        """What the declaration names that the account does not have (a subnet, an image,
+        a security group): `apply` would make the rest and then fail on it."""
+        found = []
+        for what, id in self.prerequisites:
+            try:
+                if not await self.infra.exists(what, id):
+                    found.append(f"{what.value} {id}")
+            except CloudError as exc:
+                raise InfraError(
+                    f"cannot tell whether {what.value} {id} exists ({exc}); nothing concluded"
+                ) from None
+        return found
+
     async def plan(self) -> list[Change]:
         self._attributes.clear()
-        changes = []
+        changes: list[Change] = []
+        changing: set[str] = set()
         for resource in self.declared:
             properties, observed = await self._look(resource)
-            changes.append(self._change(resource, properties, observed))
+            change = self._change(resource, properties, observed)
+            follows = sorted(_attribute_targets(resource.properties) & changing)
+            if change.action is Action.NONE and follows:
+                # Refers to an attribute of what apply changes first (a group to its
+                # template's version): it changes too, once that is known.
+                change = Change(
+                    resource,
+                    change.name,
+                    Action.UPDATE,
+                    tuple(f"follows the new {self._by_id(t).name}" for t in follows),
+                )
+            if change.action in (Action.CREATE, Action.UPDATE):
+                changing.add(resource.logical_id)
+            changes.append(change)
         return changes
 
     async def apply(
         self, key_file: Path | None = None, report: Callable[[Change], None] = lambda c: None
     ) -> list[Change]:
         """Make the cloud as declared; what each step did, in order."""
+        absent = await self.missing()
+        if absent:
+            raise InfraError(
+                f"nothing applied: the account has no {', '.join(absent)} (fix [infra] in "
+                "watcher.toml)"
+            )
         planned = await self.plan()
         conflicts = [c for c in planned if c.action is Action.CONFLICT]
         if conflicts:
@@ -262,17 +324,24 @@ class InfraRun:
             and "PublicKeyMaterial" not in c.resource.properties
             for c in planned
         )
+        reserved = False
         if creates_key:
             if key_file is None:
-                raise InfraError(
+                raise InvalidInput(
                     "nothing applied: AWS would make the key pair, and its private key needs "
                     "a file: pass --key-file PATH, or set infra.public_key to import yours"
                 )
-            if key_file.exists():  # noqa: ASYNC240 - one stat, before anything is done
-                raise InfraError(
-                    f"nothing applied: {key_file} exists; the new key pair's private key "
-                    "is never written over another file"
-                )
+            # Made now, empty and the owner's only, before anything is done: a key AWS
+            # gives once must never be lost to a path that cannot be written.
+            _reserve(key_file)
+            reserved = True
+        try:
+            return await self._apply(key_file, report)
+        finally:
+            if reserved and key_file is not None:
+                _release(key_file)
+
+    async def _apply(self, key_file: Path | None, report: Callable[[Change], None]) -> list[Change]:
         self._attributes.clear()
         done: list[Change] = []
         for resource in self.declared:
@@ -322,9 +391,19 @@ class InfraRun:
                 try:
                     await self.infra.delete(resource.type, properties)
                 except CloudError as exc:
-                    raise InfraError(
-                        f"delete {resource.type.value} {name} failed: {exc}" + self._after(done)
-                    ) from None
+                    if exc.code != "BucketNotEmpty":
+                        raise InfraError(
+                            f"delete {resource.type.value} {name} failed: {exc}" + self._after(done)
+                        ) from None
+                    change = Change(
+                        resource,
+                        name,
+                        Action.KEPT,
+                        note="it holds objects: empty it, then destroy again",
+                    )
+                    done.append(change)
+                    report(change)
+                    continue
                 gone = await self._gone(resource, properties)
                 change = Change(
                     resource, name, Action.DELETE, note="" if gone else "still being removed"
@@ -356,8 +435,32 @@ class InfraRun:
         return "; done before it: " + ", ".join(f"{c.action.value} {c.name}" for c in acted)
 
 
+def _reserve(path: Path) -> None:
+    """The key file, made empty and readable by its owner only; never over another file."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise InfraError(
+            f"nothing applied: {path} exists; the new key pair's private key is never "
+            "written over another file"
+        ) from None
+    except OSError as exc:
+        raise InfraError(
+            f"nothing applied: cannot make the key file {path}: {exc.strerror}"
+        ) from None
+    os.close(descriptor)
+
+
+def _release(path: Path) -> None:
+    """The reserved key file, removed when apply ended before a key went into it."""
+    try:
+        if path.stat().st_size == 0:
+            path.unlink()
+    except OSError:
+        pass
+
+
 def _write_private_key(path: Path, material: str) -> None:
-    """The key pair's private key, readable by its owner only, never over another file."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
+    """Into the file reserved for it before anything was done."""
+    with path.open("w") as handle:
         handle.write(material if material.endswith("\n") else material + "\n")

@@ -16,7 +16,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from watcher.adapters.cloud import aws
-from watcher.domain.infra import NAME_PROPERTY, ResourceType
+from watcher.domain.infra import NAME_PROPERTY, Prerequisite, ResourceType
 from watcher.domain.provisioning import ErrorKind
 from watcher.ports.cloud import CloudError
 from watcher.ports.infra import Infra, Observed
@@ -63,6 +63,26 @@ class AwsInfra:
             answer = await aws.call(self._sts.get_caller_identity)
             self._account = str(answer["Account"])
         return self._account
+
+    async def exists(self, what: Prerequisite, id: str) -> bool:
+        method, argument, field = {
+            Prerequisite.SUBNET: (self._ec2.describe_subnets, "SubnetIds", "Subnets"),
+            Prerequisite.IMAGE: (self._ec2.describe_images, "ImageIds", "Images"),
+            Prerequisite.SECURITY_GROUP: (
+                self._ec2.describe_security_groups,
+                "GroupIds",
+                "SecurityGroups",
+            ),
+        }[what]
+        try:
+            answer = await aws.call(method, **{argument: [id]})
+        except CloudError as exc:
+            if exc.code and exc.code.endswith((".NotFound", ".Malformed")):
+                return False
+            if exc.code and exc.code.startswith("InvalidAMIID"):
+                return False
+            raise
+        return bool(answer.get(field))
 
     async def read(self, type: ResourceType, properties: Mapping[str, Any]) -> Observed | None:
         name = str(properties[NAME_PROPERTY[type]])

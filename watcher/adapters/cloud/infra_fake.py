@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from watcher.domain.infra import CREATE_ONLY, NAME_PROPERTY, ResourceType
+from watcher.domain.infra import CREATE_ONLY, NAME_PROPERTY, Prerequisite, ResourceType
 from watcher.domain.provisioning import ErrorKind
 from watcher.ports.cloud import CloudError
 from watcher.ports.infra import Infra, Observed
@@ -34,6 +34,8 @@ class _Stored:
 @dataclass
 class FakeInfra:
     region: str = "us-east-1"
+    # What exists before any declaration: subnets, images, security groups, by id.
+    existing: dict[Prerequisite, set[str]] = field(default_factory=dict)
     resources: dict[tuple[ResourceType, str], _Stored] = field(default_factory=dict)
     # Objects in buckets, by bucket name (a bucket that holds any is not removed).
     objects: dict[str, set[str]] = field(default_factory=dict)
@@ -61,6 +63,10 @@ class FakeInfra:
 
     async def account_id(self) -> str:
         return ACCOUNT
+
+    async def exists(self, what: Prerequisite, id: str) -> bool:
+        self._maybe_fail("read")
+        return id in self.existing.get(what, set())
 
     async def read(self, type: ResourceType, properties: Mapping[str, Any]) -> Observed | None:
         self._maybe_fail("read")
