@@ -20,9 +20,16 @@ from watcher.adapters.cloud.pool import open_pools
 from watcher.adapters.cloud.storage import open_storage
 from watcher.domain.kinds import scaling_pool, storage_bucket
 from watcher.domain.pricing import Plan
-from watcher.domain.provisioning import client_token, instance_tags
+from watcher.domain.provisioning import ErrorKind, client_token, instance_tags
 from watcher.domain.resources import ResourceSpec
-from watcher.ports.cloud import LaunchRequest, PoolViews, Provider, StorageViews, UploadForm
+from watcher.ports.cloud import (
+    CloudError,
+    LaunchRequest,
+    PoolViews,
+    Provider,
+    StorageViews,
+    UploadForm,
+)
 
 PAYER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 REGION = "us-east-1"
@@ -121,6 +128,29 @@ async def test_a_pool_is_stopped_to_zero_started_to_its_sizes_and_terminated(
     assert await views.pool(name) is None
     await provider.terminate(name)  # terminating what is gone is not an error
     assert await provider.tagged_instances() == []
+
+
+async def test_a_group_of_the_orders_name_that_is_not_its_is_never_used(
+    pools: PoolWorld,
+) -> None:
+    provider: Provider = pools.provider
+    plan = pools.plan()
+    await provider.launch(request(plan, OTHER_ORDER))
+    # The same name, as if someone else's group had it (order ids that share 27 digits).
+    name = scaling_pool.group_name(ORDER)
+    squatter = LaunchRequest(ORDER, client_token(ORDER), plan, {"OrderId": "someone"})
+    if isinstance(pools.provider, FakePool):
+        pools.provider.groups[name] = pools.provider.groups.pop(
+            scaling_pool.group_name(OTHER_ORDER)
+        )
+        pools.provider.groups[name].tags = {"OrderId": "someone"}
+    else:
+        await provider.launch(squatter)
+    assert await provider.find_instance(ORDER) is None
+    with pytest.raises(CloudError) as refused:
+        await provider.launch(request(plan))
+    assert refused.value.kind is ErrorKind.PERMANENT
+    assert "is not this order's" in refused.value.message
 
 
 async def test_check_plan_names_a_pools_missing_image(pools: PoolWorld) -> None:

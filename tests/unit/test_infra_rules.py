@@ -87,6 +87,14 @@ def test_the_policy_acts_only_on_its_own_resources_and_looks_anywhere() -> None:
         if all(a.startswith("s3:") for a in actions):
             assert statement["Resource"] in ("arn:aws:s3:::watcher-*", "arn:aws:s3:::watcher-*/*")
             continue
+        if statement["Sid"] == "LaunchFromWhatPlansName":
+            # Not the instance: what it is launched from and into, by type.
+            assert actions == ["ec2:RunInstances"] and "Condition" not in statement
+            assert not any(":instance/" in r or r == "*" for r in statement["Resource"])
+            continue
+        if statement["Sid"] == "LaunchOnlyPoolMembers":
+            assert statement["Condition"] == {"Null": {"aws:RequestTag/PoolOrderId": "false"}}
+            continue
         (condition,) = statement["Condition"]["StringEquals"].items()
         assert condition in (
             (f"aws:RequestTag/{ALLOCATED_BY[0]}", ALLOCATED_BY[1]),

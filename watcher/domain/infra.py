@@ -420,10 +420,11 @@ def watcher_policy() -> dict[str, Any]:
 
     Looks (Describe*) cannot be restricted by resource on EC2, so they are on `*`. Every
     action that changes something is on `*` with a tag condition (attribute-based control,
-    AWS's way for EC2): RunInstances only with the tag in the request, CreateTags only as
-    part of RunInstances, and stop, start, terminate and the console only on instances
-    that carry the tag. (`*` rather than instance ARNs also keeps the policy checkable on
-    moto's server, whose IAM matches EC2 resources only against `*`.)
+    AWS's way for EC2): RunInstances only with the tag in the request (for the instance;
+    the image, subnet, groups, volumes and template it uses are allowed by their types),
+    CreateTags only as part of a launch, and stop, start, terminate and the console only
+    on instances that carry the tag. (`*` rather than instance ARNs also keeps the policy
+    checkable on moto's server, whose IAM matches EC2 resources only against `*`.)
 
     Scaling pools: each order's launch template, group, policy and alarm are created only
     with the tag in the request and changed or removed only when they carry it; the first
@@ -452,11 +453,38 @@ def watcher_policy() -> dict[str, Any]:
                 "Resource": "*",
             },
             {
+                # EC2 checks RunInstances against every resource of the launch, one by
+                # one: the instance must carry the tag (below), what it is launched from
+                # and into (which no request tags) is allowed by its type.
+                "Sid": "LaunchFromWhatPlansName",
+                "Effect": "Allow",
+                "Action": "ec2:RunInstances",
+                "Resource": [
+                    "arn:aws:ec2:*::image/*",
+                    "arn:aws:ec2:*:*:subnet/*",
+                    "arn:aws:ec2:*:*:security-group/*",
+                    "arn:aws:ec2:*:*:network-interface/*",
+                    "arn:aws:ec2:*:*:volume/*",
+                    "arn:aws:ec2:*:*:key-pair/*",
+                    "arn:aws:ec2:*:*:launch-template/*",
+                ],
+            },
+            {
                 "Sid": "LaunchOnlyTaggedInstances",
                 "Effect": "Allow",
                 "Action": "ec2:RunInstances",
                 "Resource": "*",
                 "Condition": {"StringEquals": {f"aws:RequestTag/{key}": value}},
+            },
+            {
+                # A pool's group launches its members from the order's template, whose
+                # instances carry PoolOrderId (AllocatedBy marks an order's own resource):
+                # Auto Scaling checks the caller may launch them when the group is made.
+                "Sid": "LaunchOnlyPoolMembers",
+                "Effect": "Allow",
+                "Action": "ec2:RunInstances",
+                "Resource": "*",
+                "Condition": {"Null": {"aws:RequestTag/PoolOrderId": "false"}},
             },
             {
                 "Sid": "TagOnlyAtLaunch",

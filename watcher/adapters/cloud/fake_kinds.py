@@ -146,6 +146,13 @@ class FakePool:
         if pool.ami not in self.images:
             raise CloudError(ErrorKind.PERMANENT, "InvalidAMIID.NotFound", pool.ami)
         name = group_name(request.order_id)
+        found = self.groups.get(name)
+        if found is not None and found.tags.get("OrderId") != request.order_id:
+            raise CloudError(
+                ErrorKind.PERMANENT,
+                "AlreadyExists",
+                f"a group named {name} exists and is not this order's",
+            )
         self.launches.append(request)
         if name not in self.groups:
             sizes = (pool.min_size, pool.desired_capacity, pool.max_size)

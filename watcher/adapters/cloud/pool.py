@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -121,32 +121,91 @@ class PoolCloud:
         )
 
     async def launch(self, request: LaunchRequest) -> Instance:
+        """The order's template, its group (made empty: no instance runs until the pool
+        is whole), the policy, the sold sizes, then the alarm, which marks it whole. Each
+        part is looked for first; an answer that it already exists means an earlier try
+        made it. A group of the order's name that is not the order's is never used. A
+        permanent error after something was made removes what was made, so that a failed
+        (refunded) order holds nothing."""
         pool = ScalingPool.of(request.plan.spec)
         name = group_name(request.order_id)
-        template = await self._template(name)
-        if template is None:
-            data: dict[str, Any] = {
-                "ImageId": pool.ami,
-                "InstanceType": pool.instance_type,
-                "TagSpecifications": [
-                    {
-                        "ResourceType": "instance",
-                        "Tags": [
-                            {"Key": "PoolOrderId", "Value": request.order_id},
-                            {"Key": "Name", "Value": name},
-                        ],
-                    }
-                ],
-            }
-            if pool.key_name:
-                data["KeyName"] = pool.key_name
-            if pool.security_group_ids:
-                data["SecurityGroupIds"] = list(pool.security_group_ids)
-            if request.ssh_keys:
-                # A launch template takes its user data base64-encoded.
-                data["UserData"] = base64.b64encode(
-                    cloud_config(request.ssh_keys).encode()
-                ).decode()
+        group = await self._group(name)
+        if group is not None and _handle(group).tag("OrderId") != request.order_id:
+            raise CloudError(
+                ErrorKind.PERMANENT,
+                "AlreadyExists",
+                f"a group named {name} exists and is not this order's",
+            )
+        made = group is not None
+        try:
+            if await self._template(name) is None:
+                await self._create_template(request, pool, name)
+            made = True
+            if group is None:
+                await self._create_group(request, pool, name)
+            await aws.call(
+                self._asg.put_scaling_policy,
+                AutoScalingGroupName=name,
+                PolicyName=POLICY,
+                PolicyType="SimpleScaling",
+                AdjustmentType="ChangeInCapacity",
+                ScalingAdjustment=pool.scale_out_by,
+            )
+            policy_arn = await self._policy_arn(name)
+            await aws.call(
+                self._asg.update_auto_scaling_group,
+                AutoScalingGroupName=name,
+                MinSize=pool.min_size,
+                MaxSize=pool.max_size,
+                DesiredCapacity=pool.desired_capacity,
+            )
+            await aws.call(
+                self._cw.put_metric_alarm,
+                AlarmName=alarm_name(name),
+                AlarmDescription=f"Scale pool {name} out when its average CPU stays high",
+                Namespace="AWS/EC2",
+                MetricName="CPUUtilization",
+                Statistic="Average",
+                Dimensions=[{"Name": "AutoScalingGroupName", "Value": name}],
+                Period=60,
+                EvaluationPeriods=2,
+                Threshold=float(pool.cpu_threshold),
+                ComparisonOperator="GreaterThanThreshold",
+                AlarmActions=[policy_arn],
+                Tags=_tags(request.tags),
+            )
+        except CloudError as exc:
+            if exc.kind is ErrorKind.PERMANENT and made:
+                await self._remove_quietly(name)
+            raise
+        group = await self._group(name)
+        if group is None:
+            # Made, not listed yet: no answer about it (the provisioner looks again).
+            raise CloudError(ErrorKind.RETRY, None, f"group {name} not listed yet")
+        return _handle(group)
+
+    async def _create_template(self, request: LaunchRequest, pool: ScalingPool, name: str) -> None:
+        data: dict[str, Any] = {
+            "ImageId": pool.ami,
+            "InstanceType": pool.instance_type,
+            "TagSpecifications": [
+                {
+                    "ResourceType": "instance",
+                    "Tags": [
+                        {"Key": "PoolOrderId", "Value": request.order_id},
+                        {"Key": "Name", "Value": name},
+                    ],
+                }
+            ],
+        }
+        if pool.key_name:
+            data["KeyName"] = pool.key_name
+        if pool.security_group_ids:
+            data["SecurityGroupIds"] = list(pool.security_group_ids)
+        if request.ssh_keys:
+            # A launch template takes its user data base64-encoded.
+            data["UserData"] = base64.b64encode(cloud_config(request.ssh_keys).encode()).decode()
+        try:
             await aws.call(
                 self._ec2.create_launch_template,
                 LaunchTemplateName=name,
@@ -156,15 +215,20 @@ class PoolCloud:
                 ],
                 ClientToken=request.client_token,
             )
-        if await self._group(name) is None:
-            tags = {**request.tags, SIZES_TAG: _sizes(pool)}
+        except CloudError as exc:
+            if not (exc.code or "").endswith("AlreadyExistsException"):
+                raise  # else made by an earlier try whose answer was lost
+
+    async def _create_group(self, request: LaunchRequest, pool: ScalingPool, name: str) -> None:
+        tags = {**request.tags, SIZES_TAG: _sizes(pool)}
+        try:
             await aws.call(
                 self._asg.create_auto_scaling_group,
                 AutoScalingGroupName=name,
                 LaunchTemplate={"LaunchTemplateName": name, "Version": "$Default"},
-                MinSize=pool.min_size,
-                MaxSize=pool.max_size,
-                DesiredCapacity=pool.desired_capacity,
+                MinSize=0,
+                MaxSize=0,
+                DesiredCapacity=0,
                 VPCZoneIdentifier=pool.subnet_id,
                 Tags=[
                     {
@@ -177,36 +241,25 @@ class PoolCloud:
                     for k, v in sorted(tags.items())
                 ],
             )
-        # Both create or replace: safe to repeat.
-        await aws.call(
-            self._asg.put_scaling_policy,
-            AutoScalingGroupName=name,
-            PolicyName=POLICY,
-            PolicyType="SimpleScaling",
-            AdjustmentType="ChangeInCapacity",
-            ScalingAdjustment=pool.scale_out_by,
-        )
-        policy_arn = await self._policy_arn(name)
-        await aws.call(
-            self._cw.put_metric_alarm,
-            AlarmName=alarm_name(name),
-            AlarmDescription=f"Scale pool {name} out when its average CPU stays high",
-            Namespace="AWS/EC2",
-            MetricName="CPUUtilization",
-            Statistic="Average",
-            Dimensions=[{"Name": "AutoScalingGroupName", "Value": name}],
-            Period=60,
-            EvaluationPeriods=2,
-            Threshold=float(pool.cpu_threshold),
-            ComparisonOperator="GreaterThanThreshold",
-            AlarmActions=[policy_arn],
-            Tags=_tags(request.tags),
-        )
-        group = await self._group(name)
-        if group is None:
-            # Made, not listed yet: no answer about it (the provisioner looks again).
-            raise CloudError(ErrorKind.RETRY, None, f"group {name} not listed yet")
-        return _handle(group)
+        except CloudError as exc:
+            if exc.code != "AlreadyExists":
+                raise
+            # Made by an earlier try whose answer was lost: ours only if tagged so.
+            group = await self._group(name)
+            if group is None:
+                raise CloudError(ErrorKind.RETRY, None, f"group {name} not listed yet") from None
+            if _handle(group).tag("OrderId") != request.order_id:
+                raise CloudError(
+                    ErrorKind.PERMANENT,
+                    "AlreadyExists",
+                    f"a group named {name} exists and is not this order's",
+                ) from None
+
+    async def _remove_quietly(self, name: str) -> None:
+        """What a failed launch made, removed on a best-effort basis: an error here leaves
+        an empty group or a template (they cost nothing), never hides the launch's own."""
+        with suppress(CloudError):
+            await self.terminate(name)
 
     async def _template(self, name: str) -> dict[str, Any] | None:
         try:
@@ -263,9 +316,12 @@ class PoolCloud:
         )
 
     async def terminate(self, instance_id: str) -> None:
-        """The alarm, the group with its instances, then its template; each only if
-        still there, so a repeat after a crash does what is left."""
+        """The alarm, the template, then the group with its instances; each only if still
+        there, so a repeat after a crash does what is left. The group goes last: once it
+        is deleting (the lease's end is confirmed by it), nothing else is left."""
         await aws.call(self._cw.delete_alarms, AlarmNames=[alarm_name(instance_id)])
+        if await self._template(instance_id) is not None:
+            await aws.call(self._ec2.delete_launch_template, LaunchTemplateName=instance_id)
         group = await self._group(instance_id)
         if group is not None and group.get("Status") != _DELETING:
             await aws.call(
@@ -273,8 +329,6 @@ class PoolCloud:
                 AutoScalingGroupName=instance_id,
                 ForceDelete=True,
             )
-        if await self._template(instance_id) is not None:
-            await aws.call(self._ec2.delete_launch_template, LaunchTemplateName=instance_id)
 
     async def pool(self, resource_id: str) -> PoolState | None:
         group = await self._group(resource_id)
