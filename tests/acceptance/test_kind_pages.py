@@ -129,6 +129,15 @@ def test_a_pool_and_a_bucket_bought_and_used_on_the_pages(
                 "big.bin is 1 MiB: only 1023 KiB is left"
             )
             screenshots(page, "dashboard-pool-and-storage")
+            # The API signs a form only for a file named, capped at what is left.
+            box_id = box.get_attribute("data-access")
+            plain = page.request.get(f"{url}/api/orders/{box_id}/access").json()
+            assert plain["storage"]["upload"] is None and plain["storage"]["open"] is True
+            named = page.request.get(f"{url}/api/orders/{box_id}/access?upload=run2.csv").json()
+            assert named["storage"]["upload"]["fields"]["key"] == "run2.csv"
+            assert named["storage"]["upload"]["max_bytes"] == 2**20 - 17
+            bad = page.request.get(f"{url}/api/orders/{box_id}/access?upload=%2Fetc")
+            assert bad.status == 422
         finally:
             browser.close()
     s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1", **_keys())

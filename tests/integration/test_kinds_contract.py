@@ -182,7 +182,7 @@ async def storage(request: pytest.FixtureRequest) -> AsyncIterator[StorageWorld]
             if len(data) > form.max_bytes:
                 return 400
             bucket = form.url.removeprefix("https://").split(".")[0]
-            fake.put(bucket, filename, data)
+            fake.put(bucket, form.fields["key"], data)
             return 204
 
         def get_fake(url: str) -> bytes | None:
@@ -230,7 +230,7 @@ async def test_a_bucket_is_the_orders_with_its_owners_links(storage: StorageWorl
     plan = storage_plan("1MiB", expire_days=30)
     assert await provider.check_plan(plan) == []
     launched = await provider.launch(request(plan))
-    assert launched.instance_id == storage_bucket.bucket_name(ORDER)
+    assert launched.instance_id == storage_bucket.bucket_name(ORDER, "123456789012")
     assert launched.state == "running"
     found = await provider.find_instance(ORDER)
     assert found is not None and found.tag("OrderId") == ORDER
@@ -238,8 +238,8 @@ async def test_a_bucket_is_the_orders_with_its_owners_links(storage: StorageWorl
     assert (await provider.launch(request(plan))).instance_id == launched.instance_id
     assert [i.instance_id for i in await provider.tagged_instances()] == [launched.instance_id]
 
-    form = await views.upload_form(launched.instance_id, 1000, 60)
-    assert form.max_bytes == 1000
+    form = await views.upload_form(launched.instance_id, "notes.txt", 1000, 60)
+    assert form.max_bytes == 1000 and form.fields["key"] == "notes.txt"
     assert storage.post(form, "notes.txt", b"hello, pool") in (200, 201, 204)
     assert storage.cap(form) == 1000  # what S3 holds a POST of this form to
     shown, total = await views.objects(launched.instance_id, 10)
@@ -254,7 +254,7 @@ async def test_a_bucket_is_stopped_started_and_emptied_when_terminated(
     provider: Provider = storage.provider
     views: StorageViews = storage.provider
     name = (await provider.launch(request(storage_plan()))).instance_id
-    form = await views.upload_form(name, 1000, 60)
+    form = await views.upload_form(name, "kept.txt", 1000, 60)
     assert storage.post(form, "kept.txt", b"kept through grace") in (200, 201, 204)
     await provider.stop(name)
     stopped = await provider.describe(name)
@@ -324,7 +324,7 @@ async def test_a_bucket_launch_cut_short_is_finished(
         monkeypatch.setenv(name, value)
     moto.reset()
     s3 = boto3.client("s3", endpoint_url=moto.url, region_name=REGION)
-    bucket = storage_bucket.bucket_name(ORDER)
+    bucket = storage_bucket.bucket_name(ORDER, "123456789012")
     s3.create_bucket(Bucket=bucket)  # as if killed right after CreateBucket
     async with open_storage(REGION, moto.url, 10) as cloud:
         assert await cloud.find_instance(ORDER) is None  # untagged: not whole yet

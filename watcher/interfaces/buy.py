@@ -9,7 +9,6 @@ transaction and the draft, so that nobody buys twice by running it again."""
 from __future__ import annotations
 
 import asyncio
-import shlex
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -130,13 +129,11 @@ def how_to_use(access: dict[str, Any], identity: str | None) -> list[str]:
             f"{head}, bucket {storage['bucket']}: {storage['used_bytes']} of "
             f"{storage['quota_bytes']} bytes used"
         ]
-        upload = storage.get("upload")
-        if upload:
-            form = " ".join(f"-F {shlex.quote(f'{k}={v}')}" for k, v in upload["fields"].items())
-            lines.append(
-                f"upload (valid {upload['expires_in'] // 60} min, up to {upload['max_bytes']} "
-                f"bytes): curl {form} -F file=@FILE {shlex.quote(upload['url'])}"
-            )
+        lines.append(
+            "upload and download on your dashboard, or ask GET "
+            f"/api/orders/{access['order_id']}/access?upload=NAME (signed in) for a form "
+            "made for the file NAME, and POST its fields and the file to its url"
+        )
         return lines
     return [f"{head} at {access['public_ip']}", ssh(access["ssh_command"])]
 

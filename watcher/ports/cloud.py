@@ -219,8 +219,11 @@ class StorageViews(Protocol):
         the quota is measured by it)."""
         ...
 
-    async def upload_form(self, resource_id: str, max_bytes: int, seconds: int) -> UploadForm:
-        """A form that uploads one object of at most `max_bytes`, valid for `seconds`."""
+    async def upload_form(
+        self, resource_id: str, key: str, max_bytes: int, seconds: int
+    ) -> UploadForm:
+        """A form that uploads the object `key`, of at most `max_bytes`, valid for
+        `seconds`."""
         ...
 
     async def download_url(self, resource_id: str, key: str, seconds: int) -> str:

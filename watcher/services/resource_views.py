@@ -55,10 +55,10 @@ class ResourceViews:
             return None
 
     async def storage(
-        self, kind: str, resource_id: str, quota: int, links: bool
+        self, kind: str, resource_id: str, quota: int, links: bool, upload: str | None = None
     ) -> StorageState | None:
-        """The bucket's objects and use; with `links`, an upload form capped at what is
-        left of `quota` and a download link per object shown."""
+        """The bucket's objects and use; with `links`, a download link per object shown
+        and, for the file named `upload`, a form capped at what is left of `quota`."""
         provider = self.cloud.provider(kind)
         if not isinstance(provider, StorageViews):
             return None
@@ -66,11 +66,13 @@ class ResourceViews:
             shown, used = await asyncio.wait_for(
                 provider.objects(resource_id, SHOWN_OBJECTS), self.timeout
             )
-            upload = None
             downloads: dict[str, str] = {}
+            form = None
             if links:
-                if used < quota:
-                    upload = await provider.upload_form(resource_id, quota - used, LINK_SECONDS)
+                if upload is not None and used < quota:
+                    form = await provider.upload_form(
+                        resource_id, upload, quota - used, LINK_SECONDS
+                    )
                 for stored in shown:
                     downloads[stored.key] = await provider.download_url(
                         resource_id, stored.key, LINK_SECONDS
@@ -78,4 +80,4 @@ class ResourceViews:
         except (CloudError, TimeoutError) as exc:
             log.info(fields("storage_not_read", resource=resource_id, error=str(exc)[:200]))
             return None
-        return StorageState(shown, used, upload, downloads)
+        return StorageState(shown, used, form, downloads)

@@ -30,6 +30,8 @@ from watcher.ports.cloud import (
     UploadForm,
 )
 
+# The account the fake's buckets belong to (moto's default, as the adapter reads it).
+ACCOUNT = "123456789012"
 _NOT_THERE = CloudError(ErrorKind.PERMANENT, "IncorrectInstanceState", "no such resource")
 
 
@@ -247,7 +249,7 @@ class FakeStorage:
 
     async def find_instance(self, order_id: str) -> Instance | None:
         self._faults.enter("find_instance")
-        name = bucket_name(order_id)
+        name = bucket_name(order_id, ACCOUNT)
         if name not in self.buckets or self.buckets[name].tags.get("OrderId") != order_id:
             return None
         return self._handle(name)
@@ -268,7 +270,7 @@ class FakeStorage:
     async def launch(self, request: LaunchRequest) -> Instance:
         self._faults.enter("launch")
         StorageBucket.of(request.plan.spec)
-        name = bucket_name(request.order_id)
+        name = bucket_name(request.order_id, ACCOUNT)
         self.launches.append(request)
         if name not in self.buckets:
             self.buckets[name] = _Bucket(dict(request.tags))
@@ -306,10 +308,12 @@ class FakeStorage:
         found = [StoredObject(k, len(v)) for k, v in sorted(bucket.objects.items())]
         return tuple(found[:limit]), sum(o.size for o in found)
 
-    async def upload_form(self, resource_id: str, max_bytes: int, seconds: int) -> UploadForm:
+    async def upload_form(
+        self, resource_id: str, key: str, max_bytes: int, seconds: int
+    ) -> UploadForm:
         return UploadForm(
             f"https://{resource_id}.s3.fake.invalid/",
-            {"key": "${filename}", "policy": f"max={max_bytes};expires={seconds}"},
+            {"key": key, "policy": f"max={max_bytes};expires={seconds}"},
             max_bytes,
         )
 

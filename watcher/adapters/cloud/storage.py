@@ -63,14 +63,18 @@ class StorageCloud:
 
     kinds = frozenset({storage_bucket.KIND})
 
-    def __init__(self, s3: Any, region: str) -> None:
+    def __init__(self, s3: Any, region: str, account: str) -> None:
         self._s3 = s3
         self._region = region
+        # Every call on a bucket says it expects this account's: a bucket of the same
+        # name in another account answers 403 and is never taken for the order's.
+        self._account = account
+        self._own = {"ExpectedBucketOwner": account}
 
     async def _look(self, name: str) -> Instance | None:
         try:
-            await self._read(self._s3.head_bucket, Bucket=name)
-            tagging = await self._read(self._s3.get_bucket_tagging, Bucket=name)
+            await self._read(self._s3.head_bucket, Bucket=name, **self._own)
+            tagging = await self._read(self._s3.get_bucket_tagging, Bucket=name, **self._own)
         except CloudError as exc:
             if exc.code in _MISSING:
                 return None
@@ -81,7 +85,7 @@ class StorageCloud:
         tags = {t["Key"]: t["Value"] for t in tagging.get("TagSet", [])}
         state = "running"
         try:
-            policy = await self._read(self._s3.get_bucket_policy, Bucket=name)
+            policy = await self._read(self._s3.get_bucket_policy, Bucket=name, **self._own)
             if STOPPED_SID in str(policy.get("Policy", "")):
                 state = "stopped"
         except CloudError as exc:
@@ -94,7 +98,7 @@ class StorageCloud:
         (a launch cut short right after CreateBucket) answers None, so that the launch
         before which the provisioner looks finishes it (CreateBucket then answers
         BucketAlreadyOwnedByYou, and the rest is put again)."""
-        found = await self._look(bucket_name(order_id))
+        found = await self._look(bucket_name(order_id, self._account))
         if found is None or found.tag("OrderId") != order_id:
             return None
         return found
@@ -117,8 +121,8 @@ class StorageCloud:
 
     async def launch(self, request: LaunchRequest) -> Instance:
         spec = StorageBucket.of(request.plan.spec)
-        name = bucket_name(request.order_id)
-        arguments: dict[str, Any] = {"Bucket": name}
+        name = bucket_name(request.order_id, self._account)
+        arguments: dict[str, Any] = {"Bucket": name}  # (CreateBucket takes no owner)
         if self._region != "us-east-1":  # S3 refuses us-east-1 as a location constraint
             arguments["CreateBucketConfiguration"] = {"LocationConstraint": self._region}
         try:
@@ -130,6 +134,7 @@ class StorageCloud:
         await aws.call(
             self._s3.put_public_access_block,
             Bucket=name,
+            **self._own,
             PublicAccessBlockConfiguration={
                 "BlockPublicAcls": True,
                 "IgnorePublicAcls": True,
@@ -140,6 +145,7 @@ class StorageCloud:
         await aws.call(
             self._s3.put_bucket_encryption,
             Bucket=name,
+            **self._own,
             ServerSideEncryptionConfiguration={
                 "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
             },
@@ -164,6 +170,7 @@ class StorageCloud:
         await aws.call(
             self._s3.put_bucket_lifecycle_configuration,
             Bucket=name,
+            **self._own,
             LifecycleConfiguration={"Rules": rules},
         )
         # Tagged last: a tagged bucket is a whole one (the look-up before a launch finds it
@@ -171,6 +178,7 @@ class StorageCloud:
         await aws.call(
             self._s3.put_bucket_tagging,
             Bucket=name,
+            **self._own,
             Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(request.tags.items())]},
         )
         found = await self._look(name)
@@ -187,42 +195,49 @@ class StorageCloud:
     async def stop(self, instance_id: str) -> None:
         await self._must_exist(instance_id)
         await aws.call(
-            self._s3.put_bucket_policy, Bucket=instance_id, Policy=stopped_policy(instance_id)
+            self._s3.put_bucket_policy,
+            Bucket=instance_id,
+            **self._own,
+            Policy=stopped_policy(instance_id),
         )
 
     async def start(self, instance_id: str) -> None:
         await self._must_exist(instance_id)
-        await aws.call(self._s3.delete_bucket_policy, Bucket=instance_id)
+        await aws.call(self._s3.delete_bucket_policy, Bucket=instance_id, **self._own)
 
     async def terminate(self, instance_id: str) -> None:
         """Every object (and unfinished upload) deleted, then the bucket; a repeat after a
         crash does what is left, and a bucket already gone is done."""
         try:
             await self._empty(instance_id)
-            await aws.call(self._s3.delete_bucket, Bucket=instance_id)
+            await aws.call(self._s3.delete_bucket, Bucket=instance_id, **self._own)
         except CloudError as exc:
             if exc.code not in _MISSING:
                 raise
 
     async def _empty(self, name: str) -> None:
-        uploads = await aws.call(self._s3.list_multipart_uploads, Bucket=name)
+        uploads = await aws.call(self._s3.list_multipart_uploads, Bucket=name, **self._own)
         for upload in uploads.get("Uploads", []):
             await aws.call(
                 self._s3.abort_multipart_upload,
                 Bucket=name,
+                **self._own,
                 Key=upload["Key"],
                 UploadId=upload["UploadId"],
             )
         token: str | None = None
         while True:
-            arguments: dict[str, Any] = {"Bucket": name, "MaxKeys": 1000}
+            arguments: dict[str, Any] = {"Bucket": name, "MaxKeys": 1000, **self._own}
             if token:
                 arguments["ContinuationToken"] = token
             listing = await aws.call(self._s3.list_objects_v2, **arguments)
             keys = [{"Key": o["Key"]} for o in listing.get("Contents", [])]
             if keys:
                 await aws.call(
-                    self._s3.delete_objects, Bucket=name, Delete={"Objects": keys, "Quiet": True}
+                    self._s3.delete_objects,
+                    Bucket=name,
+                    **self._own,
+                    Delete={"Objects": keys, "Quiet": True},
                 )
             token = listing.get("NextContinuationToken")
             if not token:
@@ -237,7 +252,7 @@ class StorageCloud:
         total = 0
         token: str | None = None
         while True:
-            arguments: dict[str, Any] = {"Bucket": resource_id, "MaxKeys": 1000}
+            arguments: dict[str, Any] = {"Bucket": resource_id, "MaxKeys": 1000, **self._own}
             if token:
                 arguments["ContinuationToken"] = token
             listing = await self._read(self._s3.list_objects_v2, **arguments)
@@ -249,11 +264,15 @@ class StorageCloud:
             if not token:
                 return tuple(shown), total
 
-    async def upload_form(self, resource_id: str, max_bytes: int, seconds: int) -> UploadForm:
+    async def upload_form(
+        self, resource_id: str, key: str, max_bytes: int, seconds: int
+    ) -> UploadForm:
+        # For this one key (boto puts it in the signed policy): used again, the form only
+        # replaces that file, so what it can add is capped at `max_bytes`.
         post = await self._s3.generate_presigned_post(
             Bucket=resource_id,
-            Key="${filename}",
-            Conditions=[["starts-with", "$key", ""], ["content-length-range", 0, max_bytes]],
+            Key=key,
+            Conditions=[["content-length-range", 0, max_bytes]],
             ExpiresIn=seconds,
         )
         return UploadForm(str(post["url"]), dict(post["fields"]), max_bytes)
@@ -285,4 +304,10 @@ async def open_storage(
         s3 = await stack.enter_async_context(
             session.client("s3", endpoint_url=endpoint_url, config=config)
         )
-        yield StorageCloud(s3, region)
+        sts = await stack.enter_async_context(
+            session.client("sts", endpoint_url=endpoint_url, config=config)
+        )
+        # GetCallerIdentity needs no permission; no answer now stops the start (retried
+        # by whoever runs the watcher), never a guess.
+        identity = await aws.call(sts.get_caller_identity)
+        yield StorageCloud(s3, region, str(identity["Account"]))

@@ -13,6 +13,7 @@ link given out before the stop is worth nothing after it.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,10 +31,15 @@ MAX_QUOTA = 100 * 2**40
 LINK_SECONDS = 900
 
 
-def bucket_name(order_id: str) -> str:
+def bucket_name(order_id: str, account: str) -> str:
     """The order's bucket: 32 characters (the ledger's resource id column), lower case, as
-    S3 wants; the full order id is in its OrderId tag."""
-    return f"watcher-{order_id[:24]}"
+    S3 wants; the full order id is in its OrderId tag. Bucket names are one namespace for
+    all of S3, and an order id can be computed from the chain by anyone: a name from the
+    order id alone could be taken first by a stranger's bucket. Hashed with the account's
+    id, it cannot be known before the watcher makes it (and every call also says whose
+    bucket it expects)."""
+    digest = hashlib.sha256(f"{account}:{order_id}".encode()).hexdigest()
+    return f"watcher-{digest[:24]}"
 
 
 def parse_size(text: str, what: str) -> int:

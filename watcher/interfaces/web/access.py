@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -65,9 +65,11 @@ class StorageOut(BaseModel):
     bucket: str
     quota_bytes: int
     used_bytes: int
+    open: bool = Field(description="Whether files can be uploaded and read now (its lease runs).")
     objects: list[StoredObjectOut] = Field(description="The first objects, by key.")
     upload: UploadOut | None = Field(
-        description="Null while its lease is not running or its quota is full."
+        description="A form for the one file named by ?upload=NAME, capped at what is left "
+        "of the quota; null without it, while its lease is not running or when it is full."
     )
 
 
@@ -141,6 +143,12 @@ _KIND_STEPS = {
 def _next_step(
     state: str, reachable: bool, lease_state: str | None = None, kind: str = ec2_instance.KIND
 ) -> str:
+    if state in ("queued", "launching", "launched") and kind == scaling_pool.KIND:
+        return "Paid; the pool is being made. Its instances appear here when they run."
+    if state in ("queued", "launching", "launched") and kind == storage_bucket.KIND:
+        return "Paid; the bucket is being made. Its upload form appears here when it is ready."
+    if state == "terminated" and kind != ec2_instance.KIND:
+        return "It has ended and been removed."
     if state == "running" and kind != ec2_instance.KIND:
         key = "running" if lease_state in (None, "active", "expiring") else lease_state
         if (kind, key) in _KIND_STEPS:
@@ -176,9 +184,19 @@ def access_routes(
         "/{order_id}/access", response_model=AccessOut, responses={401: {}, 403: {}, 404: {}}
     )
     async def access(
-        order_id: str = Path(pattern=r"^[0-9a-f]{32}$"), session: Session = session_of
+        order_id: str = Path(pattern=r"^[0-9a-f]{32}$"),
+        upload: str | None = Query(
+            default=None,
+            min_length=1,
+            max_length=255,
+            # No control characters, and not a path from the root.
+            pattern=r"^[^\x00-\x1f\x7f/][^\x00-\x1f\x7f]*$",
+            description="A bucket's: the name of a file to upload, for a form made for it.",
+        ),
+        session: Session = session_of,
     ) -> AccessOut:
-        """How to reach the order's instance: for the wallet that paid for it only."""
+        """How to reach and use the order's resource: for the wallet that paid for it
+        only."""
         found = await queries.order_access(engine, chain_id, order_id)
         if found is None:
             raise HTTPException(status_code=404, detail=f"no order {order_id}")
@@ -209,7 +227,7 @@ def access_routes(
             if kind == scaling_pool.KIND and found.state == "running":
                 pool = await _pool(views, spec, found.instance_id, ssh_user)
             elif kind == storage_bucket.KIND and found.state == "running":
-                storage = await _storage(views, spec, found.instance_id, running)
+                storage = await _storage(views, spec, found.instance_id, running, upload)
         return AccessOut(
             kind=kind,
             pool=pool,
@@ -272,27 +290,28 @@ async def _pool(
 
 
 async def _storage(
-    views: ResourceViews, spec: ResourceSpec, bucket: str, running: bool
+    views: ResourceViews, spec: ResourceSpec, bucket: str, running: bool, upload: str | None
 ) -> StorageOut | None:
     quota = storage_bucket.StorageBucket.of(spec).quota
-    state = await views.storage(spec.kind, bucket, quota, links=running)
+    state = await views.storage(spec.kind, bucket, quota, links=running, upload=upload)
     if state is None:
         return None
-    upload = state.upload
+    form = state.upload
     return StorageOut(
         bucket=bucket,
         quota_bytes=quota,
         used_bytes=state.used,
+        open=running,
         objects=[
             StoredObjectOut(key=o.key, size=o.size, url=state.links.get(o.key))
             for o in state.objects
         ],
         upload=UploadOut(
-            url=upload.url,
-            fields=upload.fields,
-            max_bytes=upload.max_bytes,
+            url=form.url,
+            fields=form.fields,
+            max_bytes=form.max_bytes,
             expires_in=storage_bucket.LINK_SECONDS,
         )
-        if upload is not None
+        if form is not None
         else None,
     )

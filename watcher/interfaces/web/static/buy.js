@@ -100,7 +100,7 @@ function renderUnits() {
   const kind = state.plan.kind || "ec2_instance";
   const ending = {
     ec2_instance: "your server is stopped (its disk kept for a grace period), then removed",
-    scaling_pool: "your pool is scaled to zero (its settings kept for a grace period), then removed",
+    scaling_pool: "your pool is scaled to zero: its instances and their disks are removed, its settings kept for a grace period to start it again, then removed",
     s3_bucket: "your bucket is closed (its files kept for a grace period), then emptied and removed",
   }[kind];
   $("hours-help").textContent = state.info.leases_enforced
@@ -479,16 +479,15 @@ function renderReceipt() {
       <div class="k">Paid</div><div>${paid}</div>
       <div class="k">Your key</div><div class="mono">${esc(d.ssh_fingerprint)}</div>
     </div>${p.access && p.access.state === "running" ? accessBlock(p.access) : ""}`;
-  if (p.access) window.watcherAccess = new Map([[p.access.order_id, p.access]]);
 }
 
 // After an upload from the receipt's form: read the bucket again.
-window.watcherRefresh = async (id, name) => {
+window.watcherRefresh = async (id, name, size) => {
   const p = state.purchase;
   if (!p || !p.access || p.access.order_id !== id) return;
   p.access = await api(`/api/orders/${id}/access`);
   renderReceipt();
-  const listed = p.access.storage && p.access.storage.objects.some((o) => o.key === name);
+  const listed = p.access.storage && p.access.storage.objects.some((o) => o.key === name && o.size === size);
   if (listed) show("success", `Uploaded ${name}.`);
   else show("error", `${name} is not in the bucket: the upload was refused (too big, or the form ran out). Try again.`);
 };

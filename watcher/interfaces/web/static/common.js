@@ -150,7 +150,9 @@ function poolBlock(a) {
     ["Group", `<span class="mono">${esc(p ? p.group : a.instance_id || "—")}</span>`],
   ];
   if (p) {
-    rows.push(["Instances", `<span data-pool-size>${p.instances.length} running · ${p.desired_capacity} wanted · at most ${p.max_size}</span>`]);
+    const serving = p.instances.filter((m) => m.state === "InService").length;
+    const other = p.instances.length - serving;
+    rows.push(["Instances", `<span data-pool-size>${serving} running${other ? ` (${other} starting or stopping)` : ""} · ${p.desired_capacity} wanted · at most ${p.max_size}</span>`]);
     rows.push(["CPU alarm", `<span data-alarm>${esc(alarm[p.alarm_state] || p.alarm_state || "none")}</span> <span class="muted">(above ${p.cpu_threshold} % for two minutes adds one)</span>`]);
     rows.push(["SSH user", `<span class="mono">${esc(a.ssh_user || "—")}</span>`]);
   }
@@ -181,10 +183,11 @@ function storageBlock(a) {
   const files = s.objects.length
     ? `<ul class="files">${s.objects.map((o) => `<li>${o.url ? `<a href="${esc(o.url)}" rel="noopener" download>${esc(o.key)}</a>` : esc(o.key)} <span class="muted">${sizeText(o.size)}</span></li>`).join("")}</ul>`
     : '<p class="muted">No files yet.</p>';
-  const upload = s.upload
-    ? `<form class="upload" data-upload="${esc(a.order_id)}"><input type="file" name="file" aria-label="File to upload"><button type="submit">Upload</button>
-        <span class="muted">up to ${sizeText(s.upload.max_bytes)}; links last ${Math.round(s.upload.expires_in / 60)} min</span></form><div class="error-text" data-upload-error="${esc(a.order_id)}" role="alert"></div>`
-    : `<p class="muted">${Number(s.used_bytes) >= Number(s.quota_bytes) ? "The bucket is full: delete nothing here, but nothing more can be uploaded." : "Uploads and downloads open again when its lease runs."}</p>`;
+  const room = Number(s.quota_bytes) - Number(s.used_bytes);
+  const upload = s.open && room > 0
+    ? `<form class="upload" data-upload="${esc(a.order_id)}" data-room="${room}"><input type="file" name="file" aria-label="File to upload"><button type="submit">Upload</button>
+        <span class="muted">up to ${sizeText(room)}; download links last 15 min and are made again</span></form><div class="error-text" data-upload-error="${esc(a.order_id)}" role="alert"></div>`
+    : `<p class="muted">${s.open ? "The bucket is full: nothing more can be uploaded. Uploading a file again under the same name replaces it." : "Uploads and downloads open again when its lease runs (extend it below)."}</p>`;
   return `<div class="access" data-access="${esc(a.order_id)}" data-kind="s3_bucket"><p class="next">${esc(a.next_step)}</p>
     <div class="kv">${rows.map(([k, v]) => `<div class="k">${k}</div><div>${v}</div>`).join("")}</div>${upload}${files}</div>`;
 }
@@ -196,31 +199,38 @@ document.addEventListener("submit", async (event) => {
   if (!form) return;
   event.preventDefault();
   const id = form.dataset.upload;
-  const access = window.watcherAccess && window.watcherAccess.get(id);
   const problem = document.querySelector(`[data-upload-error="${id}"]`);
   const file = form.querySelector("input[type=file]").files[0];
-  if (!access || !access.storage || !access.storage.upload || !file) {
-    problem.textContent = file ? "This upload form has run out: the page makes a new one in a moment." : "Choose a file first.";
+  if (!file) {
+    problem.textContent = "Choose a file first.";
     return;
   }
-  const up = access.storage.upload;
-  if (file.size > up.max_bytes) {
-    problem.textContent = `${file.name} is ${sizeText(file.size)}: only ${sizeText(up.max_bytes)} is left in this bucket.`;
+  if (file.size > Number(form.dataset.room)) {
+    problem.textContent = `${file.name} is ${sizeText(file.size)}: only ${sizeText(form.dataset.room)} is left in this bucket.`;
     return;
   }
   const button = form.querySelector("button");
   button.disabled = true;
   problem.textContent = "";
-  const body = new FormData();
-  Object.entries(up.fields).forEach(([k, v]) => body.append(k, v));
-  body.append("file", file, file.name);
   try {
+    // A form signed for this one file, capped at what is left now.
+    const access = await api(`/api/orders/${id}/access?upload=${encodeURIComponent(file.name)}`);
+    const up = access.storage && access.storage.upload;
+    if (!up) {
+      problem.textContent = access.storage && !access.storage.open ? "The bucket is closed: its lease is not running." : "The bucket is full, or cannot be read right now: try again in a moment.";
+      return;
+    }
+    const body = new FormData();
+    Object.entries(up.fields).forEach(([k, v]) => body.append(k, v));
+    body.append("file", file, file.name);
     await fetch(up.url, { method: "POST", body, mode: "no-cors" });
   } catch (error) {
     problem.textContent = `The upload did not reach the bucket (${error.message}): try again.`;
+    return;
+  } finally {
+    button.disabled = false;
   }
-  button.disabled = false;
-  if (window.watcherRefresh) await window.watcherRefresh(id, file.name);
+  if (window.watcherRefresh) await window.watcherRefresh(id, file.name, file.size);
 });
 
 function accessBlock(a) {

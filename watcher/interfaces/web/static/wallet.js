@@ -212,17 +212,18 @@ async function refresh(again = true) {
   if (again) setTimeout(refresh, 2000);
 }
 
-// The upload form (common.js) reads the access it was drawn from, and after an upload asks
-// for the order's access again to see whether the bucket lists the file.
-window.watcherAccess = view.access;
-window.watcherRefresh = async (id, name) => {
+// After an upload (common.js), the order's access is asked again to see whether the
+// bucket lists the file.
+window.watcherRefresh = async (id, name, size) => {
   try {
     const access = await api(`/api/orders/${id}/access`);
     view.access.set(id, access);
     view.asked.set(id, Date.now());
     view.html = "";
     await refresh(false);
-    const listed = access.storage && access.storage.objects.some((o) => o.key === name);
+    // There, and of the file's size (a refused upload under a name already there would
+    // otherwise read as done).
+    const listed = access.storage && access.storage.objects.some((o) => o.key === name && o.size === size);
     const problem = document.querySelector(`[data-upload-error="${id}"]`);
     if (listed) show("success", `Uploaded ${name}.`);
     else if (problem) problem.textContent = `${name} is not in the bucket: the upload was refused (too big, or the form ran out). Try again.`;
