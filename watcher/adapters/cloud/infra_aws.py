@@ -560,8 +560,9 @@ class AwsInfra:
 
     async def _delete_group(self, p: Mapping[str, Any]) -> None:
         name = p["AutoScalingGroupName"]
-        if await self._read_group(name, p) is None:
-            return
+        found = await self._read_group(name, p)
+        if found is None or found.attributes.get("Status") == "Delete in progress":
+            return  # gone, or going (a second destroy while AWS removes its instances)
         # With its instances: they are the pool's, launched from the declared template.
         await aws.call(
             self._asg.delete_auto_scaling_group, AutoScalingGroupName=name, ForceDelete=True
