@@ -3,6 +3,8 @@ one way to open a session on the standard credential chain."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from watcher.domain.errors import ConfigError
@@ -75,3 +77,19 @@ async def session() -> Any:
     if await found.get_credentials() is None:
         raise NoCredentials(NO_CREDENTIALS)
     return found
+
+
+@asynccontextmanager
+async def clients(
+    region: str, endpoint_url: str | None, timeout: float, *services: str
+) -> AsyncIterator[dict[str, Any]]:
+    """One client per named service, on one session of the standard credential chain."""
+    found = await session()
+    config = client_config(region, timeout)
+    async with AsyncExitStack() as stack:
+        yield {
+            name: await stack.enter_async_context(
+                found.client(name, endpoint_url=endpoint_url, config=config)
+            )
+            for name in services
+        }

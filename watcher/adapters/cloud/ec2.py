@@ -254,7 +254,5 @@ async def open_ec2(
     region: str, endpoint_url: str | None, timeout: float
 ) -> AsyncIterator[Ec2Cloud]:
     """An EC2 client on the standard AWS credential chain (botocore's own retries off)."""
-    session = await aws.session()
-    config = aws.client_config(region, timeout)
-    async with session.client("ec2", endpoint_url=endpoint_url, config=config) as client:
-        yield Ec2Cloud(client)
+    async with aws.clients(region, endpoint_url, timeout, "ec2") as found:
+        yield Ec2Cloud(found["ec2"])

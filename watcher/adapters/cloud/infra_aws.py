@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from watcher.adapters.cloud import aws
@@ -686,13 +686,5 @@ async def open_infra(
     region: str, endpoint_url: str | None, timeout: float
 ) -> AsyncIterator[AwsInfra]:
     """The services `watcher infra` uses, on the standard AWS credential chain."""
-    session = await aws.session()
-    config = aws.client_config(region, timeout)
-    async with AsyncExitStack() as stack:
-        clients = {
-            name: await stack.enter_async_context(
-                session.client(name, endpoint_url=endpoint_url, config=config)
-            )
-            for name in SERVICES
-        }
-        yield AwsInfra(clients, region)
+    async with aws.clients(region, endpoint_url, timeout, *SERVICES) as found:
+        yield AwsInfra(found, region)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from contextlib import asynccontextmanager, suppress
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -397,13 +397,5 @@ if TYPE_CHECKING:  # mypy checks that the adapter implements the whole port
 async def open_pools(
     region: str, endpoint_url: str | None, timeout: float
 ) -> AsyncIterator[PoolCloud]:
-    session = await aws.session()
-    config = aws.client_config(region, timeout)
-    async with AsyncExitStack() as stack:
-        ec2, asg, cw = [
-            await stack.enter_async_context(
-                session.client(name, endpoint_url=endpoint_url, config=config)
-            )
-            for name in ("ec2", "autoscaling", "cloudwatch")
-        ]
-        yield PoolCloud(Ec2Cloud(ec2), ec2, asg, cw)
+    async with aws.clients(region, endpoint_url, timeout, "ec2", "autoscaling", "cloudwatch") as c:
+        yield PoolCloud(Ec2Cloud(c["ec2"]), c["ec2"], c["autoscaling"], c["cloudwatch"])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from watcher.adapters.cloud import aws
@@ -298,16 +298,8 @@ if TYPE_CHECKING:  # mypy checks that the adapter implements the whole port
 async def open_storage(
     region: str, endpoint_url: str | None, timeout: float
 ) -> AsyncIterator[StorageCloud]:
-    session = await aws.session()
-    config = aws.client_config(region, timeout)
-    async with AsyncExitStack() as stack:
-        s3 = await stack.enter_async_context(
-            session.client("s3", endpoint_url=endpoint_url, config=config)
-        )
-        sts = await stack.enter_async_context(
-            session.client("sts", endpoint_url=endpoint_url, config=config)
-        )
+    async with aws.clients(region, endpoint_url, timeout, "s3", "sts") as found:
         # GetCallerIdentity needs no permission; no answer now stops the start (retried
         # by whoever runs the watcher), never a guess.
-        identity = await aws.call(sts.get_caller_identity)
-        yield StorageCloud(s3, region, str(identity["Account"]))
+        identity = await aws.call(found["sts"].get_caller_identity)
+        yield StorageCloud(found["s3"], region, str(identity["Account"]))
