@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,11 +47,17 @@ def request(plan: Plan, order_id: str = ORDER) -> LaunchRequest:
     )
 
 
+# The fixtures' own `request` (pytest's) hides the function above inside them.
+launch_of = request
+
+
 @dataclass
 class PoolWorld:
     provider: Any  # Provider and PoolViews
     image: str
     subnet: str
+    # A launch of ORDER killed after its group was made, before its alarm.
+    cut_short: Callable[[Plan], Awaitable[None]]
 
     def plan(self, **changes: Any) -> Plan:
         table = {"instance_type": "t3.micro", "ami": self.image, "subnet_id": self.subnet}
@@ -62,11 +68,14 @@ class PoolWorld:
 @pytest.fixture(params=["fake", "aws"])
 async def pools(request: pytest.FixtureRequest) -> AsyncIterator[PoolWorld]:
     if request.param == "fake":
-        yield PoolWorld(
-            FakePool(images=["ami-0fa4e0000000000a1"], subnets=["subnet-0fa4e0000000000a1"]),
-            "ami-0fa4e0000000000a1",
-            "subnet-0fa4e0000000000a1",
-        )
+        fake = FakePool(images=["ami-0fa4e0000000000a1"], subnets=["subnet-0fa4e0000000000a1"])
+
+        async def cut_fake(plan: Plan) -> None:
+            fake.cut_short()
+            with pytest.raises(CloudError):
+                await fake.launch(launch_of(plan))
+
+        yield PoolWorld(fake, "ami-0fa4e0000000000a1", "subnet-0fa4e0000000000a1", cut_fake)
         return
     monkeypatch = request.getfixturevalue("monkeypatch")
     for name, value in AWS_ENV.items():
@@ -77,7 +86,13 @@ async def pools(request: pytest.FixtureRequest) -> AsyncIterator[PoolWorld]:
     subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
     image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     async with open_pools(REGION, moto.url, 10) as cloud:
-        yield PoolWorld(cloud, image, subnet)
+
+        async def cut_aws(plan: Plan) -> None:
+            await cloud.launch(launch_of(plan))
+            cw = boto3.client("cloudwatch", endpoint_url=moto.url, region_name=REGION)
+            cw.delete_alarms(AlarmNames=[f"{scaling_pool.group_name(ORDER)}-cpu"])
+
+        yield PoolWorld(cloud, image, subnet, cut_aws)
 
 
 async def test_a_pool_is_the_orders_group_running_its_desired_instances(pools: PoolWorld) -> None:
@@ -167,6 +182,8 @@ class StorageWorld:
     # The largest upload the form's signed policy lets through, as S3 reads it (moto's
     # server does not hold POSTs to their policy's conditions; AWS does).
     cap: Callable[[UploadForm], int]
+    # A launch of ORDER killed right after the bucket was made, before it was tagged.
+    cut_short: Callable[[Plan], Awaitable[None]]
 
 
 def storage_plan(quota: str = "1MiB", **more: Any) -> Plan:
@@ -194,7 +211,12 @@ async def storage(request: pytest.FixtureRequest) -> AsyncIterator[StorageWorld]
         def cap_fake(form: UploadForm) -> int:
             return int(form.fields["policy"].split(";")[0].removeprefix("max="))
 
-        yield StorageWorld(fake, post_fake, get_fake, cap_fake)
+        async def cut_fake(plan: Plan) -> None:
+            fake.cut_short()
+            with pytest.raises(CloudError):
+                await fake.launch(launch_of(plan))
+
+        yield StorageWorld(fake, post_fake, get_fake, cap_fake, cut_fake)
         return
     monkeypatch = request.getfixturevalue("monkeypatch")
     for name, value in AWS_ENV.items():
@@ -220,8 +242,12 @@ async def storage(request: pytest.FixtureRequest) -> AsyncIterator[StorageWorld]
         assert low == 0
         return int(high)
 
+    async def cut_s3(plan: Plan) -> None:
+        s3 = boto3.client("s3", endpoint_url=moto.url, region_name=REGION)
+        s3.create_bucket(Bucket=storage_bucket.bucket_name(ORDER, "123456789012"))
+
     async with open_storage(REGION, moto.url, 10) as cloud:
-        yield StorageWorld(cloud, post_s3, get_s3, cap_s3)
+        yield StorageWorld(cloud, post_s3, get_s3, cap_s3, cut_s3)
 
 
 async def test_a_bucket_is_the_orders_with_its_owners_links(storage: StorageWorld) -> None:
@@ -285,52 +311,29 @@ def test_storage_plans_are_checked() -> None:
 
 
 # A launch cut short (the process killed between two of its calls) is finished by the
-# next launch, which the provisioner makes only after find_instance answers None: on AWS
-# only, since the fakes make a pool or a bucket in one step.
+# next launch, which the provisioner makes only after find_instance answers None.
 
 
 async def test_a_pool_launch_cut_short_is_finished_and_nothing_made_twice(
-    moto: Any, monkeypatch: pytest.MonkeyPatch
+    pools: PoolWorld,
 ) -> None:
-    for name, value in AWS_ENV.items():
-        monkeypatch.setenv(name, value)
-    moto.reset()
-    ec2 = boto3.client("ec2", endpoint_url=moto.url, region_name=REGION)
-    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    world = PoolWorld(None, image, subnet)
-    async with open_pools(REGION, moto.url, 10) as cloud:
-        plan = world.plan()
-        await cloud.launch(request(plan))
-        name = scaling_pool.group_name(ORDER)
-        # As if killed after the group was made: no alarm (nor policy) yet.
-        cw = boto3.client("cloudwatch", endpoint_url=moto.url, region_name=REGION)
-        cw.delete_alarms(AlarmNames=[f"{name}-cpu"])
-        assert await cloud.find_instance(ORDER) is None  # not whole: the launch goes on
-        again = await cloud.launch(request(plan))
-        assert again.instance_id == name
-        assert cw.describe_alarms(AlarmNames=[f"{name}-cpu"])["MetricAlarms"]
-        found = await cloud.find_instance(ORDER)
-        assert found is not None and found.instance_id == name
-    asg = boto3.client("autoscaling", endpoint_url=moto.url, region_name=REGION)
-    assert len(asg.describe_auto_scaling_groups()["AutoScalingGroups"]) == 1
-    assert len(ec2.describe_launch_templates()["LaunchTemplates"]) == 1
+    provider: Provider = pools.provider
+    plan = pools.plan()
+    await pools.cut_short(plan)
+    assert await provider.find_instance(ORDER) is None  # not whole: the launch goes on
+    again = await provider.launch(request(plan))
+    assert again.instance_id == scaling_pool.group_name(ORDER)
+    found = await provider.find_instance(ORDER)
+    assert found is not None and found.instance_id == again.instance_id
+    assert [i.instance_id for i in await provider.tagged_instances()] == [again.instance_id]
 
 
-async def test_a_bucket_launch_cut_short_is_finished(
-    moto: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name, value in AWS_ENV.items():
-        monkeypatch.setenv(name, value)
-    moto.reset()
-    s3 = boto3.client("s3", endpoint_url=moto.url, region_name=REGION)
-    bucket = storage_bucket.bucket_name(ORDER, "123456789012")
-    s3.create_bucket(Bucket=bucket)  # as if killed right after CreateBucket
-    async with open_storage(REGION, moto.url, 10) as cloud:
-        assert await cloud.find_instance(ORDER) is None  # untagged: not whole yet
-        launched = await cloud.launch(request(storage_plan()))
-        assert launched.instance_id == bucket and launched.tag("OrderId") == ORDER
-        assert s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"][
-            "BlockPublicAcls"
-        ]
-        assert await cloud.find_instance(ORDER) is not None
+async def test_a_bucket_launch_cut_short_is_finished(storage: StorageWorld) -> None:
+    provider: Provider = storage.provider
+    await storage.cut_short(storage_plan())
+    assert await provider.find_instance(ORDER) is None  # untagged: not whole yet
+    assert await provider.tagged_instances() == []
+    launched = await provider.launch(request(storage_plan()))
+    assert launched.tag("OrderId") == ORDER
+    assert await provider.find_instance(ORDER) is not None
+    assert [i.instance_id for i in await provider.tagged_instances()] == [launched.instance_id]

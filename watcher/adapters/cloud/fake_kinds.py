@@ -58,12 +58,16 @@ class _Group:
     instance_type: str
     members: list[str] = field(default_factory=list)
     alarm_state: str = "INSUFFICIENT_DATA"
+    # Made last by a launch: a group without it is a launch cut short.
+    alarm: bool = True
     created: datetime = field(default_factory=lambda: datetime(2026, 1, 1, tzinfo=UTC))
 
 
 class FakePool:
     """Knobs: `images`, `subnets`, `security_groups`, `key_pairs` (what exists for
-    check_plan); `fail(operation, times)`; `groups` to look at or change."""
+    check_plan); `fail(operation, times)`; `cut_short()`: the next launch makes the
+    group, not its alarm, and gets no answer (a process killed halfway); `groups` to
+    look at or change."""
 
     kinds = frozenset({scaling_pool.KIND})
 
@@ -81,6 +85,7 @@ class FakePool:
         self.launches: list[LaunchRequest] = []
         self._faults = _Faults()
         self._serial = 0
+        self._cut = False
 
     @property
     def calls(self) -> dict[str, int]:
@@ -88,6 +93,9 @@ class FakePool:
 
     def fail(self, operation: str, times: int = 1) -> None:
         self._faults.fail(operation, times)
+
+    def cut_short(self) -> None:
+        self._cut = True
 
     def _members(self, count: int) -> list[str]:
         found = []
@@ -116,8 +124,9 @@ class FakePool:
     async def find_instance(self, order_id: str) -> Instance | None:
         self._faults.enter("find_instance")
         name = group_name(order_id)
-        if name not in self.groups or self.groups[name].tags.get("OrderId") != order_id:
-            return None
+        group = self.groups.get(name)
+        if group is None or group.tags.get("OrderId") != order_id or not group.alarm:
+            return None  # none, not the order's, or not whole yet: the launch finishes it
         return self._handle(name)
 
     async def tagged_instances(self) -> list[Instance]:
@@ -164,7 +173,12 @@ class FakePool:
                 sizes,
                 pool.instance_type,
                 self._members(pool.desired_capacity),
+                alarm=False,
             )
+        if self._cut:
+            self._cut = False
+            raise CloudError(ErrorKind.RETRY, None, "launch: no answer (cut short)")
+        self.groups[name].alarm = True
         return self._handle(name)
 
     async def describe(self, instance_id: str) -> Instance | None:
@@ -215,10 +229,13 @@ class _Bucket:
     tags: dict[str, str]
     objects: dict[str, bytes] = field(default_factory=dict)
     stopped: bool = False
+    # Tagged last by a launch: an untagged bucket is a launch cut short.
+    tagged: bool = True
 
 
 class FakeStorage:
-    """Knobs: `fail(operation, times)`; `put(bucket, key, data)` as an owner's upload."""
+    """Knobs: `fail(operation, times)`; `put(bucket, key, data)` as an owner's upload;
+    `cut_short()`: the next launch makes the bucket, not its tags, and gets no answer."""
 
     kinds = frozenset({storage_bucket.KIND})
 
@@ -226,6 +243,10 @@ class FakeStorage:
         self.buckets: dict[str, _Bucket] = {}
         self.launches: list[LaunchRequest] = []
         self._faults = _Faults()
+        self._cut = False
+
+    def cut_short(self) -> None:
+        self._cut = True
 
     @property
     def calls(self) -> dict[str, int]:
@@ -250,7 +271,8 @@ class FakeStorage:
     async def find_instance(self, order_id: str) -> Instance | None:
         self._faults.enter("find_instance")
         name = bucket_name(order_id, ACCOUNT)
-        if name not in self.buckets or self.buckets[name].tags.get("OrderId") != order_id:
+        bucket = self.buckets.get(name)
+        if bucket is None or not bucket.tagged or bucket.tags.get("OrderId") != order_id:
             return None
         return self._handle(name)
 
@@ -259,7 +281,7 @@ class FakeStorage:
         return [
             self._handle(name)
             for name, bucket in sorted(self.buckets.items())
-            if bucket.tags.get("AllocatedBy") == "TokenSystem"
+            if bucket.tagged and bucket.tags.get("AllocatedBy") == "TokenSystem"
         ]
 
     async def check_plan(self, plan: Plan) -> list[str]:
@@ -273,7 +295,12 @@ class FakeStorage:
         name = bucket_name(request.order_id, ACCOUNT)
         self.launches.append(request)
         if name not in self.buckets:
-            self.buckets[name] = _Bucket(dict(request.tags))
+            self.buckets[name] = _Bucket({}, tagged=False)
+        if self._cut:
+            self._cut = False
+            raise CloudError(ErrorKind.RETRY, None, "launch: no answer (cut short)")
+        self.buckets[name].tags = dict(request.tags)
+        self.buckets[name].tagged = True
         return self._handle(name)
 
     async def describe(self, instance_id: str) -> Instance | None:
