@@ -135,8 +135,8 @@ _KIND_STEPS = {
     "written; what it holds is kept until the end of the grace period, then deleted. Extend "
     "to use it again.",
     (storage_bucket.KIND, "stopping"): "Its paid time is over: it is being closed.",
-    (storage_bucket.KIND, "running"): "Upload with the form and download with the links "
-    "below; each is valid for 15 minutes and this page makes new ones.",
+    (storage_bucket.KIND, "running"): "Choose a file and upload it; download with the links "
+    "below (each is valid for 15 minutes, and this page makes new ones).",
 }
 
 
