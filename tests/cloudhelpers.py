@@ -20,16 +20,29 @@ AWS_ENV = {
 }
 
 
-def ec2_client(url: str) -> Any:
+def aws_client(url: str, service: str, region: str = "us-east-1") -> Any:
+    """A boto3 client of moto's server with the tests' credentials."""
     import boto3
 
     return boto3.client(
-        "ec2",
+        service,
         endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        region_name=region,
+        aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
     )
+
+
+def ec2_client(url: str) -> Any:
+    return aws_client(url, "ec2")
+
+
+def subnet_and_image(url: str, region: str = "us-east-1") -> tuple[str, str]:
+    """A subnet of moto's default VPC and the first Amazon image it knows."""
+    ec2 = aws_client(url, "ec2", region)
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    image = sorted(i["ImageId"] for i in ec2.describe_images(Owners=["amazon"])["Images"])[0]
+    return str(subnet), str(image)
 
 
 def instances_by_order(url: str) -> dict[str, list[dict[str, Any]]]:

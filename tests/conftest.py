@@ -121,6 +121,14 @@ def moto() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's Chromium for the browser tests (installed with apt-get when missing)."""
+    from tests.browserhelpers import ensure_chromium
+
+    return ensure_chromium()
+
+
+@pytest.fixture(scope="session")
 def moto_ami(moto: Any) -> str:
     from tests.cloudhelpers import ec2_client
 

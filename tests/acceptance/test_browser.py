@@ -25,18 +25,12 @@ from tests.browserhelpers import (
     HOLDING_PROMPT,
     SHOTS,
     api_orders,
-    ensure_chromium,
     page_with,
     running_shop,
     screenshots,
     wallet,
 )
 from watcher.dev.devchain import DevChain
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    return ensure_chromium()
 
 
 @pytest.fixture

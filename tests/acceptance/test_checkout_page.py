@@ -25,7 +25,6 @@ from tests.browserhelpers import (
     BUYER,
     HOLDING_PROMPT,
     SHOTS,
-    ensure_chromium,
     page_with,
     running_shop,
     screenshots,
@@ -41,11 +40,6 @@ CTK = 10**18
 OTHER = dev_account(19)
 KEY = new_ssh_key("buyer@laptop")
 ORDER_PAID = "OrderPaid(bytes32,address,uint256)"
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    return ensure_chromium()
 
 
 @pytest.fixture

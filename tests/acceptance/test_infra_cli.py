@@ -15,10 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
-from tests.cloudhelpers import AWS_ENV
+from tests.cloudhelpers import AWS_ENV, aws_client, subnet_and_image
 
 WATCHER = str(Path(sys.executable).parent / "watcher")
 CFN_LINT = str(Path(sys.executable).parent / "cfn-lint")
@@ -41,13 +40,7 @@ def watcher(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 class Aws:
     def __init__(self, url: str) -> None:
         def client(name: str) -> Any:
-            return boto3.client(
-                name,
-                endpoint_url=url,
-                region_name=REGION,
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
-            )
+            return aws_client(url, name, REGION)
 
         self.ec2, self.asg, self.cw = client("ec2"), client("autoscaling"), client("cloudwatch")
         self.iam, self.s3 = client("iam"), client("s3")
@@ -95,8 +88,7 @@ def aws(moto: Any) -> Iterator[Aws]:
 
 @pytest.fixture
 def operator_dir(tmp_path: Path, moto: Any, aws: Aws) -> Path:
-    subnet = aws.ec2.describe_subnets()["Subnets"][0]["SubnetId"]
-    image = sorted(i["ImageId"] for i in aws.ec2.describe_images(Owners=["amazon"])["Images"])[0]
+    subnet, image = subnet_and_image(moto.url, REGION)
     (tmp_path / "watcher.toml").write_text(
         f'aws_endpoint_url = "{moto.url}"\n'
         f'aws_region = "{REGION}"\n'

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from web3 import Web3
 
@@ -18,19 +17,13 @@ from tests.acceptance.test_checkout_page import fill_order
 from tests.browserhelpers import (
     BROWSER_ARGS,
     BUYER,
-    ensure_chromium,
     page_with,
     running_shop,
     screenshots,
     wallet,
 )
-from tests.cloudhelpers import AWS_ENV
+from tests.cloudhelpers import aws_client, subnet_and_image
 from watcher.dev.devchain import DevChain
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    return ensure_chromium()
 
 
 @pytest.fixture
@@ -38,8 +31,7 @@ def kinds_shop(
     devchain: DevChain, w3: Web3, moto: Any, moto_ami: str, tmp_path: Path
 ) -> Iterator[tuple[str, Any]]:
     moto.reset()
-    ec2 = boto3.client("ec2", endpoint_url=moto.url, region_name="us-east-1", **_keys())
-    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    subnet, _ = subnet_and_image(moto.url)
     plans = (
         f'[plans."t3.micro"]\nprice = "10"\nami = "{moto_ami}"\n'
         f'[plans."pool"]\nprice = "20"\nkind = "scaling_pool"\ninstance_type = "t3.micro"\n'
@@ -51,13 +43,6 @@ def kinds_shop(
         checkout=True, plans=plans,
     ) as shop:  # fmt: skip
         yield shop
-
-
-def _keys() -> dict[str, str]:
-    return {
-        "aws_access_key_id": AWS_ENV["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-    }
 
 
 def test_a_pool_and_a_bucket_bought_and_used_on_the_pages(
@@ -140,7 +125,7 @@ def test_a_pool_and_a_bucket_bought_and_used_on_the_pages(
             assert bad.status == 422
         finally:
             browser.close()
-    s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1", **_keys())
+    s3 = aws_client(moto.url, "s3")
     (bucket,) = [
         b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith("watcher-")
     ]

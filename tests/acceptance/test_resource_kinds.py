@@ -14,14 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from web3 import Web3
 
 from tests.acceptance.test_lease_expiry import WATCHER, api_up, orders, run_env
 from tests.chainhelpers import DevChainDriver
-from tests.cloudhelpers import AWS_ENV
+from tests.cloudhelpers import aws_client
 from tests.keyhelpers import new_ssh_key
 from watcher.adapters.chain.dev_accounts import dev_account
 from watcher.adapters.cloud.storage import STOPPED_SID
@@ -29,16 +28,6 @@ from watcher.dev.devchain import DevChain
 from watcher.shared.net import free_port
 
 BUYER = dev_account(12)
-
-
-def aws(url: str, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-    )
 
 
 def audit(env: dict[str, str], cwd: Path) -> None:
@@ -55,7 +44,7 @@ def test_a_pool_and_a_bucket_live_through_their_lease(
     devchain: DevChain, w3: Web3, moto: Any, moto_ami: str, tmp_path: Path
 ) -> None:
     moto.reset()
-    subnet = aws(moto.url, "ec2").describe_subnets()["Subnets"][0]["SubnetId"]
+    subnet = aws_client(moto.url, "ec2").describe_subnets()["Subnets"][0]["SubnetId"]
     driver = DevChainDriver(w3)
     ctk = driver.token()
     checkout = driver.deploy("Checkout", ctk.address)
@@ -75,7 +64,11 @@ def test_a_pool_and_a_bucket_live_through_their_lease(
         checkout_address=checkout.address, leases="true",
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    asg, cw, s3 = aws(moto.url, "autoscaling"), aws(moto.url, "cloudwatch"), aws(moto.url, "s3")
+    asg, cw, s3 = (
+        aws_client(moto.url, "autoscaling"),
+        aws_client(moto.url, "cloudwatch"),
+        aws_client(moto.url, "s3"),
+    )
     log_path = tmp_path / "run.log"
     seen: dict[str, list[str]] = {}
 
@@ -160,7 +153,7 @@ def test_a_pool_and_a_bucket_live_through_their_lease(
         asg.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"] == []
     )
     assert cw.describe_alarms(AlarmNames=[f"{group}-cpu"])["MetricAlarms"] == []
-    templates = aws(moto.url, "ec2").describe_launch_templates()["LaunchTemplates"]
+    templates = aws_client(moto.url, "ec2").describe_launch_templates()["LaunchTemplates"]
     assert group not in [t["LaunchTemplateName"] for t in templates]
     assert bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
     audit(env, tmp_path)  # removed: still clean

@@ -7,10 +7,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import boto3
 import pytest
 
-from tests.cloudhelpers import AWS_ENV
+from tests.cloudhelpers import AWS_ENV, aws_client, subnet_and_image
 from tests.keyhelpers import new_ssh_key
 from watcher.adapters.cloud.infra_aws import open_infra
 from watcher.adapters.cloud.infra_fake import FakeInfra
@@ -79,12 +78,10 @@ async def world(request: pytest.FixtureRequest) -> AsyncIterator[World]:
         monkeypatch.setenv(name, value)
     moto = request.getfixturevalue("moto")
     moto.reset()
-    ec2 = boto3.client("ec2", endpoint_url=moto.url, region_name=REGION)
-    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
-    image = sorted(i["ImageId"] for i in ec2.describe_images(Owners=["amazon"])["Images"])[0]
+    subnet, image = subnet_and_image(moto.url, REGION)
 
     def put_s3(bucket: str) -> None:
-        s3 = boto3.client("s3", endpoint_url=moto.url, region_name=REGION)
+        s3 = aws_client(moto.url, "s3", REGION)
         s3.put_object(Bucket=bucket, Key="data.bin", Body=b"kept")
 
     async with open_infra(REGION, moto.url, 10) as infra:

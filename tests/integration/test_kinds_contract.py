@@ -10,11 +10,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import httpx
 import pytest
 
-from tests.cloudhelpers import AWS_ENV
+from tests.cloudhelpers import AWS_ENV, aws_client, subnet_and_image
 from watcher.adapters.cloud.fake_kinds import FakePool, FakeStorage
 from watcher.adapters.cloud.pool import open_pools
 from watcher.adapters.cloud.storage import open_storage
@@ -82,14 +81,12 @@ async def pools(request: pytest.FixtureRequest) -> AsyncIterator[PoolWorld]:
         monkeypatch.setenv(name, value)
     moto = request.getfixturevalue("moto")
     moto.reset()
-    ec2 = boto3.client("ec2", endpoint_url=moto.url, region_name=REGION)
-    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    subnet, image = subnet_and_image(moto.url, REGION)
     async with open_pools(REGION, moto.url, 10) as cloud:
 
         async def cut_aws(plan: Plan) -> None:
             await cloud.launch(launch_of(plan))
-            cw = boto3.client("cloudwatch", endpoint_url=moto.url, region_name=REGION)
+            cw = aws_client(moto.url, "cloudwatch", REGION)
             cw.delete_alarms(AlarmNames=[f"{scaling_pool.group_name(ORDER)}-cpu"])
 
         yield PoolWorld(cloud, image, subnet, cut_aws)
@@ -243,7 +240,7 @@ async def storage(request: pytest.FixtureRequest) -> AsyncIterator[StorageWorld]
         return int(high)
 
     async def cut_s3(plan: Plan) -> None:
-        s3 = boto3.client("s3", endpoint_url=moto.url, region_name=REGION)
+        s3 = aws_client(moto.url, "s3", REGION)
         s3.create_bucket(Bucket=storage_bucket.bucket_name(ORDER, "123456789012"))
 
     async with open_storage(REGION, moto.url, 10) as cloud:
