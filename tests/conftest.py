@@ -48,6 +48,16 @@ def devchain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevChain]:
 
 
 @pytest.fixture(scope="session")
+def timechain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevChain]:
+    """A second Hardhat node, for the tests that move the chain's clock (the market's):
+    the shared one's block times must stay near the wall clock for the lease tests."""
+    log_path = tmp_path_factory.mktemp("timechain") / "hardhat.log"
+    with log_path.open("wb") as log, DevChain(free_port(), hardhat_project(ROOT), log=log) as node:
+        node.start()
+        yield node
+
+
+@pytest.fixture(scope="session")
 def w3(devchain: DevChain) -> Web3:
     """An independent view of the chain, for assertions (not our adapter)."""
     return Web3(HTTPProvider(devchain.url))

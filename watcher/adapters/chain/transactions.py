@@ -46,7 +46,7 @@ async def send_transaction(
             )
         except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
             raise ChainError(
-                f"the contract refused the transaction: {_revert_reason(exc, abi)}"
+                f"the contract refused the transaction: {revert_reason(exc, abi)}"
             ) from None
         await _require_gas_money(chain, signer, tx)
         signed = signer.sign_transaction(tx)
@@ -75,8 +75,9 @@ async def _require_gas_money(chain: Chain, signer: Signer, tx: dict[str, Any]) -
         )
 
 
-def _revert_reason(exc: Exception, abi: list[dict[str, Any]]) -> str:
-    """Name a custom error (OpenZeppelin 5 reverts with these) with its decoded arguments."""
+def revert_reason(exc: Exception, abi: list[dict[str, Any]]) -> str:
+    """Name a custom error (OpenZeppelin 5 and the market's contracts revert with these)
+    with its decoded arguments, e.g. `BidNotBetter(worstStanding=5, increment=1)`."""
     data = getattr(exc, "data", None)
     # Geth puts the revert data here as hex; Hardhat nests it as {"message", "data"}.
     if isinstance(data, dict):
