@@ -22,8 +22,8 @@ struct PoolRules {
 /// anyone without a free duty stake or below `minReputation`, and keeps the pick with
 /// probability reputation / MAX_REPUTATION, so selection is weighted by reputation
 /// (registration order plays no part, unlike AWESOME's first come, first served).
-/// @dev Each draw tries at most 8 N + 32 picks (rejection sampling): its gas grows with
-/// the committee, not with the pool.
+/// @dev A draw tries at most 8 N + 32 random picks (rejection sampling) and then walks at
+/// most SCAN_LIMIT entries: its gas is bounded by the committee's size, not the pool's.
 contract WitnessPool is IWitnessPool {
     using SafeERC20 for IERC20;
 
@@ -32,6 +32,8 @@ contract WitnessPool is IWitnessPool {
     uint32 public constant MATCH_GAIN = 2;
     uint32 public constant DISSENT_LOSS = 5;
     uint32 public constant SILENCE_LOSS = 10;
+    /// Roster entries the fallback walk of a draw looks at, at most (gas: about 5,000 each).
+    uint256 public constant SCAN_LIMIT = 256;
 
     struct Witness {
         uint256 stake;
@@ -127,31 +129,33 @@ contract WitnessPool is IWitnessPool {
         _pay(msg.sender, amount);
     }
 
+    /// Picks `count` witnesses for the calling committee and locks a duty stake of each.
+    /// First up to 8 count + 32 random picks, each kept with probability reputation /
+    /// MAX_REPUTATION; if that leaves seats empty (a pool barely larger than the committee),
+    /// a walk through up to SCAN_LIMIT roster entries from a random place fills them with
+    /// any eligible witness, so a pool that can staff the committee does.
     function draw(bytes32 seed, uint256 count, address customer, address provider)
         external
         returns (address[] memory chosen)
     {
         _requireCommittee();
         uint256 size = roster.length;
+        if (size == 0) revert NotEnoughWitnesses(0, count);
         chosen = new address[](count);
         uint256 found = 0;
         uint256 tries = count * 8 + 32;
-        for (uint256 attempt = 0; attempt < tries && found < count && size != 0; ++attempt) {
+        for (uint256 attempt = 0; attempt < tries && found < count; ++attempt) {
             uint256 pick = uint256(keccak256(abi.encode(seed, attempt)));
             address candidate = roster[pick % size];
-            if (candidate == customer || candidate == provider) continue;
-            Witness storage w = witnesses[candidate];
-            if (w.stake - w.locked < dutyStake || w.reputation < minReputation) continue;
-            if ((pick >> 128) % MAX_REPUTATION >= w.reputation) continue;
-            bool taken = false;
-            for (uint256 j = 0; j < found; ++j) {
-                if (chosen[j] == candidate) {
-                    taken = true;
-                    break;
-                }
-            }
-            if (taken) continue;
+            if (!_eligible(candidate, customer, provider, chosen, found)) continue;
+            if ((pick >> 128) % MAX_REPUTATION >= witnesses[candidate].reputation) continue;
             chosen[found++] = candidate;
+        }
+        uint256 start = uint256(keccak256(abi.encode(seed, tries)));
+        uint256 walk = size < SCAN_LIMIT ? size : SCAN_LIMIT;
+        for (uint256 step = 0; step < walk && found < count; ++step) {
+            address candidate = roster[(start + step) % size];
+            if (_eligible(candidate, customer, provider, chosen, found)) chosen[found++] = candidate;
         }
         if (found < count) revert NotEnoughWitnesses(found, count);
         for (uint256 i = 0; i < count; ++i) {
@@ -182,6 +186,21 @@ contract WitnessPool is IWitnessPool {
 
     function rosterSize() external view returns (uint256) {
         return roster.length;
+    }
+
+    /// Not a party to the agreement, a free duty stake, enough reputation, not yet chosen.
+    function _eligible(address candidate, address customer, address provider, address[] memory chosen, uint256 found)
+        private
+        view
+        returns (bool)
+    {
+        if (candidate == customer || candidate == provider) return false;
+        Witness storage w = witnesses[candidate];
+        if (w.stake - w.locked < dutyStake || w.reputation < minReputation) return false;
+        for (uint256 j = 0; j < found; ++j) {
+            if (chosen[j] == candidate) return false;
+        }
+        return true;
     }
 
     function _registered(address witness) private view returns (Witness storage w) {
