@@ -162,6 +162,26 @@ class MarketDriver(DevChainDriver):
             return revert_reason(exc, self.abi)
         raise AssertionError("the call was not refused")
 
+    def contract(self, name: str, address: str) -> Any:
+        return self.w3.eth.contract(address=address, abi=artifact(name)["abi"])
+
+    def rules_of(self, auction: str) -> AuctionRules:
+        values = self.contract("Auction", auction).functions.rules().call()
+        return AuctionRules.from_tuple(tuple(values))
+
+    def made_by(self, market: str) -> list[Any]:
+        """Every clone the Market at `market` made, and its pool: contracts with `held`."""
+        factory = self.contract("Market", market)
+        found = [self.contract("WitnessPool", factory.functions.pool().call())]
+        for event, field_name, kind in (
+            ("AuctionOpened", "auction", "Auction"),
+            ("AgreementOffered", "agreement", "ServiceAgreement"),
+            ("CommitteeFormed", "committee", "WitnessCommittee"),
+        ):
+            for log in factory.events[event]().get_logs(from_block=0):
+                found.append(self.contract(kind, log.args[field_name]))
+        return found
+
     # --- the clock ---
 
     def now(self) -> int:

@@ -36,6 +36,21 @@ class Mechanism(IntEnum):
         return self in (Mechanism.FIRST_PRICE_SEALED, Mechanism.SECOND_PRICE_SEALED)
 
 
+class Kind(IntEnum):
+    """What the Market made an address as (Market.kindOf)."""
+
+    NONE = 0
+    AUCTION = 1
+    AGREEMENT = 2
+    COMMITTEE = 3
+
+    @property
+    def label(self) -> str:
+        return {0: "stranger", 1: "auction", 2: "service agreement", 3: "witness committee"}[
+            self.value
+        ]
+
+
 # The names the CLI takes and prints, one per value.
 SIDE_NAMES = {Side.FORWARD: "forward", Side.REVERSE: "reverse"}
 MECHANISM_NAMES = {
@@ -128,6 +143,26 @@ class AgreementTerms:
         terms_hash, *rest = values
         assert isinstance(terms_hash, bytes)
         return cls(terms_hash, *(int(value) for value in rest))
+
+
+@dataclass(frozen=True)
+class PoolRules:
+    """contracts/market/WitnessPool.sol's PoolRules: the market's rules for witnesses."""
+
+    min_stake: int
+    duty_stake: int
+    silence_penalty: int
+    dissent_penalty: int
+    min_reputation: int
+
+    def as_tuple(self) -> tuple[int, ...]:
+        return (
+            self.min_stake,
+            self.duty_stake,
+            self.silence_penalty,
+            self.dissent_penalty,
+            self.min_reputation,
+        )
 
 
 def initiator_escrow(rules: AuctionRules, terms: AgreementTerms) -> int:

@@ -36,12 +36,12 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 # A negative amount such as `-1` must reach the amount parser (and its clear message)
 # instead of being taken for an unknown option.
 AMOUNT_CONTEXT = dict(CONTEXT, ignore_unknown_options=True)
 CHAIN = ("rpc_url", "rpc_timeout")
-SIGNING = (*CHAIN, "tx_timeout", "keystore", "dev_account")
+SIGNING: tuple[str, ...] = (*CHAIN, "tx_timeout", "keystore", "dev_account")
 FOLLOW = (
     *CHAIN,
     "token_address",
@@ -1012,6 +1012,12 @@ def _spec_line(plan: Plan) -> str:
         f"security_groups={','.join(ec2.security_group_ids) or '(default)'} "
         f"subnet={ec2.subnet_id or '(default)'}"
     )
+
+
+# The marketplace's commands live in their own module, which builds on the helpers above.
+from watcher.interfaces.market_cli import market  # noqa: E402
+
+cli.add_command(market)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,15 +30,19 @@ from watcher.shared.redact import redact
 ENV_PREFIX = "WATCHER_"
 
 
+def data_home() -> Path:
+    """The user's data directory: $XDG_DATA_HOME, else ~/.local/share."""
+    base = os.environ.get("XDG_DATA_HOME", "")
+    # The XDG spec: a relative path is invalid and must be ignored.
+    return Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "share"
+
+
 def default_database_url() -> str:
     """The embedded ledger: a SQLite file in the user's data directory
     ($XDG_DATA_HOME/watcher/ledger.db, else ~/.local/share/watcher/ledger.db). Never the
     working directory: a watcher started from another folder would find an empty ledger
     and take every payment on the chain for a new one."""
-    base = os.environ.get("XDG_DATA_HOME", "")
-    # The XDG spec: a relative path is invalid and must be ignored.
-    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "share"
-    return f"sqlite+aiosqlite:///{root / 'watcher' / 'ledger.db'}"
+    return f"sqlite+aiosqlite:///{data_home() / 'watcher' / 'ledger.db'}"
 
 
 DEFAULT_CONFIG_FILE = Path("watcher.toml")
@@ -83,6 +87,8 @@ class Settings:
     # (a payment whose OrderPaid a node failed to return then stays credit, never buys a
     # plan its payer did not choose).
     vending: bool | None = None
+    # The marketplace's factory (`watcher market deploy`): auctions, agreements, committees.
+    market_address: ChecksumAddress | None = None
     # Whether leases run out (stop at the end of paid time, terminate after grace); off,
     # they are recorded but nothing is stopped (an operator's choice, e.g. while moving
     # buyers over from orders that never ended).
@@ -145,6 +151,14 @@ class Settings:
                 "(deploy one with 'watcher token deploy')"
             )
         return self.token_address
+
+    def require_market_address(self) -> ChecksumAddress:
+        if self.market_address is None:
+            raise ConfigError(
+                "no market configured: set WATCHER_MARKET_ADDRESS or pass --market-address "
+                "(deploy one with 'watcher market deploy')"
+            )
+        return self.market_address
 
 
 # --- value parsers: each raises ValueError with a message that never echoes a secret ---
@@ -343,6 +357,13 @@ SETTINGS: dict[str, SettingSpec] = {
             _address,
             "Address of the Checkout contract: payments made through it name a drafted order "
             "(default: none, payments name nothing).",
+            metavar="ADDRESS",
+        ),
+        SettingSpec(
+            "market_address",
+            _address,
+            "Address of the marketplace's Market contract (auctions, service agreements, "
+            "witness committees).",
             metavar="ADDRESS",
         ),
         SettingSpec(

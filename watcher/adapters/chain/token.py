@@ -90,6 +90,19 @@ class CloudToken:
             balance: int = await self._contract.functions.balanceOf(owner).call()
         return balance
 
+    async def allowance(self, owner: ChecksumAddress, spender: ChecksumAddress) -> int:
+        with chain_errors(self.chain.url):
+            value: int = await self._contract.functions.allowance(owner, spender).call()
+        return value
+
+    async def approve(
+        self, signer: Signer, spender: ChecksumAddress, amount: int, timeout: float
+    ) -> MinedTransaction:
+        """Let `spender` move exactly `amount` of the signer's CTK (replacing any earlier
+        allowance)."""
+        call = self._contract.functions.approve(spender, amount)
+        return await send_transaction(self.chain, signer, call, timeout, self._abi)
+
     async def transfer(
         self, signer: Signer, to: ChecksumAddress, amount: int, timeout: float
     ) -> Transfer:

@@ -24,6 +24,8 @@ class MinedTransaction:
     block_number: int
     gas_used: int
     contract_address: str | None
+    # The receipt's logs, for a caller that decodes its contracts' events.
+    logs: tuple[Any, ...] = ()
 
 
 async def send_transaction(
@@ -61,6 +63,7 @@ async def send_transaction(
         block_number=receipt["blockNumber"],
         gas_used=receipt["gasUsed"],
         contract_address=str(contract) if contract else None,
+        logs=tuple(receipt["logs"]),
     )
 
 

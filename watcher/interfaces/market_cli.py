@@ -1,0 +1,992 @@
+"""`watcher market`: the on-chain marketplace from the command line, for each of its roles.
+
+- operator: `deploy` (the Market factory, its clone implementations and witness pool)
+- initiator (a customer buying, reverse; a provider selling, forward): `open`, `settle`,
+  `cancel`
+- bidder: `bid` (English), `accept` (Dutch), `commit` then `reveal` (sealed bids)
+- provider: `confirm` the agreement it won
+- witness: `register`, `stake`, `withdraw`, `report` then `reveal`, `claim`
+- anyone: `show`, `draw` (a committee, once its seed block is mined), `finalize`
+  (the committee's judgment, which pays the customer's compensation)
+
+Every command signs with the options of `watcher pay` and checks balances and allowances
+before it sends anything; the contracts' refusals come back as one line naming the rule.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from watcher.domain.amounts import format_amount
+from watcher.domain.errors import InvalidInput, UserError
+from watcher.interfaces.cli import (
+    CONTEXT,
+    SIGNING,
+    AddressType,
+    AmountType,
+    emit_json,
+    run_async,
+    setting_options,
+    settings_from,
+    signing_context,
+)
+
+if TYPE_CHECKING:
+    from eth_typing import ChecksumAddress
+
+    from watcher.adapters.chain.connection import Chain
+    from watcher.adapters.chain.market import Market, Sent
+    from watcher.adapters.chain.signer import Signer
+    from watcher.runtime.config import Settings
+
+MARKET = (*SIGNING, "token_address", "market_address")
+AMOUNT_CONTEXT = dict(CONTEXT, ignore_unknown_options=True)
+
+
+class DurationType(click.ParamType[int]):
+    """Whole seconds from "90s", "15m", "1h" or "7d"."""
+
+    name = "DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        from watcher.domain.leases import parse_duration
+
+        try:
+            return int(parse_duration(str(value), "a duration").total_seconds())
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class PercentType(click.ParamType[int]):
+    """A share of the fee as basis points, from "30%" or "30" (0 to 100, two decimals)."""
+
+    name = "PERCENT"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().removesuffix("%").strip()
+        whole, _, fraction = text.partition(".")
+        if not whole.isascii() or not whole.isdigit() or not (fraction == "" or fraction.isdigit()):
+            self.fail(f"must be a percentage like 30% or 12.5%, got {value!r}", param, ctx)
+        if len(fraction) > 2:
+            self.fail(f"at most two decimals, got {value!r}", param, ctx)
+        bps = int(whole) * 100 + int((fraction + "00")[:2])
+        if bps > 10_000:
+            self.fail(f"must be at most 100%, got {value!r}", param, ctx)
+        return bps
+
+
+DURATION = DurationType()
+PERCENT = PercentType()
+
+
+@dataclass
+class Session:
+    chain: Chain
+    market: Market
+    signer: Signer
+    settings: Settings
+
+
+@asynccontextmanager
+async def market_session(settings: Settings) -> AsyncIterator[Session]:
+    from watcher.adapters.chain.connection import connect
+    from watcher.adapters.chain.market import Market
+
+    address = settings.require_market_address()
+    settings.require_token_address()
+    async with connect(settings.rpc_url, settings.rpc_timeout) as chain:
+        token, signer = await signing_context(settings, chain)
+        yield Session(chain, await Market.at(chain, address, token), signer, settings)
+
+
+def when(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def ctk(amount: int) -> str:
+    return f"{format_amount(amount)} CTK"
+
+
+def mined(sent: Sent) -> str:
+    return f"tx {sent.tx_hash}, block {sent.block_number}, {sent.gas_used:,} gas"
+
+
+def sent_record(sent: Sent, **extra: Any) -> dict[str, Any]:
+    return {
+        "tx_hash": sent.tx_hash,
+        "block_number": sent.block_number,
+        "gas_used": sent.gas_used,
+        "events": [
+            {"name": e.name, "address": e.address, "log_index": e.log_index, "args": _plain(e.args)}
+            for e in sent.events
+        ],
+        **extra,
+    }
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: bytes as 0x-hex, amounts and other big integers as strings."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value) if abs(value) >= 2**53 else value
+    return str(value)
+
+
+@click.group(context_settings=CONTEXT)
+def market() -> None:
+    """The on-chain marketplace (after AWESOME): auctions, service agreements with their
+    fee in escrow, and witness committees that judge them."""
+
+
+@market.command("deploy", context_settings=CONTEXT)
+@click.option(
+    "--min-stake",
+    type=AmountType(),
+    default="100",
+    show_default=True,
+    help="CTK a witness stakes to register.",
+)
+@click.option(
+    "--duty-stake",
+    type=AmountType(),
+    default="50",
+    show_default=True,
+    help="CTK locked per committee seat.",
+)
+@click.option(
+    "--silence-penalty",
+    type=AmountType(),
+    default="20",
+    show_default=True,
+    help="CTK lost for a duty with no revealed report.",
+)
+@click.option(
+    "--dissent-penalty",
+    type=AmountType(),
+    default="10",
+    show_default=True,
+    help="CTK lost for a report against the outcome.",
+)
+@click.option(
+    "--min-reputation",
+    type=click.IntRange(0, 100),
+    default=60,
+    show_default=True,
+    help="Below it (of 200; witnesses start at 100) a witness is not drawn.",
+)
+@setting_options(*SIGNING, "token_address")
+def deploy(
+    min_stake: int,
+    duty_stake: int,
+    silence_penalty: int,
+    dissent_penalty: int,
+    min_reputation: int,
+    **options: Any,
+) -> None:
+    """Deploy a Market for the CTK token (operator) and print its address."""
+    settings = settings_from(options)
+    from watcher.domain.market import PoolRules
+
+    rules = PoolRules(min_stake, duty_stake, silence_penalty, dissent_penalty, min_reputation)
+
+    async def go() -> None:
+        from watcher.adapters.chain.connection import connect
+        from watcher.adapters.chain.market import Market
+
+        settings.require_token_address()
+        async with connect(settings.rpc_url, settings.rpc_timeout) as chain:
+            token, signer = await signing_context(settings, chain)
+            done = await Market.deploy(chain, signer, token.address, rules, settings.tx_timeout)
+        click.echo(done.address)
+        click.echo(
+            f"deployed the Market for {token.address} on chain {done.chain_id} in block "
+            f"{done.block_number} (witness pool {done.pool}, {done.gas_used:,} gas in all); "
+            f"export WATCHER_MARKET_ADDRESS={done.address}",
+            err=True,
+        )
+
+    run_async(go())
+
+
+@market.command("open", context_settings=AMOUNT_CONTEXT)
+@click.option(
+    "--side",
+    type=click.Choice(["forward", "reverse"]),
+    required=True,
+    help="reverse: you buy, providers bid down; forward: you sell, customers bid up.",
+)
+@click.option(
+    "--model",
+    type=click.Choice(["english", "dutch", "first-price", "second-price"]),
+    required=True,
+    help="The auction model.",
+)
+@click.option(
+    "--slots",
+    type=click.IntRange(1, 10),
+    default=1,
+    show_default=True,
+    help="Winners, each with its own agreement.",
+)
+@click.option(
+    "--reserve",
+    type=AmountType(),
+    required=True,
+    help="CTK: the most paid (reverse) or the least sold at (forward), per slot.",
+)
+@click.option(
+    "--start-price", type=AmountType(), default=None, help="Dutch: where the price clock starts."
+)
+@click.option(
+    "--increment",
+    type=AmountType(),
+    default=None,
+    help="English: how much a bid must beat the worst standing one by.",
+)
+@click.option(
+    "--bid-deposit",
+    type=AmountType(),
+    default=None,
+    help="Sealed: CTK posted with a commitment, forfeited without a reveal.",
+)
+@click.option(
+    "--bidding", type=DURATION, default="1h", show_default=True, help="How long bidding stays open."
+)
+@click.option(
+    "--revealing",
+    type=DURATION,
+    default="1h",
+    show_default=True,
+    help="Sealed: how long bids may be revealed after bidding.",
+)
+@click.option(
+    "--terms",
+    "terms_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The SLA's text; its keccak256 goes on chain.",
+)
+@click.option(
+    "--service",
+    type=DURATION,
+    default="30d",
+    show_default=True,
+    help="The service window, from the provider's confirmation.",
+)
+@click.option(
+    "--confirm-within",
+    type=DURATION,
+    default="1h",
+    show_default=True,
+    help="How long a winner has to confirm.",
+)
+@click.option(
+    "--reports-within",
+    type=DURATION,
+    default="1h",
+    show_default=True,
+    help="Witnesses commit reports up to this long after the window.",
+)
+@click.option(
+    "--report-reveals-within",
+    type=DURATION,
+    default="1h",
+    show_default=True,
+    help="Then reveal them within this long.",
+)
+@click.option(
+    "--compensation",
+    type=PERCENT,
+    default="30%",
+    show_default=True,
+    help="Of the fee, back to the customer on a confirmed violation.",
+)
+@click.option(
+    "--witnesses",
+    type=click.IntRange(3, 21),
+    default=3,
+    show_default=True,
+    help="N: the committee's size.",
+)
+@click.option(
+    "--quorum",
+    type=click.IntRange(2, 20),
+    default=2,
+    show_default=True,
+    help="M: reports that confirm a violation (N/2 < M < N).",
+)
+@click.option(
+    "--deposit",
+    type=AmountType(),
+    default=None,
+    help="CTK the provider posts per agreement, forfeited on a no-show.",
+)
+@click.option(
+    "--witness-fee",
+    type=AmountType(),
+    default=None,
+    help="CTK the customer pays per agreement to its witnesses.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the transaction as JSON.")
+@setting_options(*MARKET)
+def open_auction(
+    side: str,
+    model: str,
+    slots: int,
+    reserve: int,
+    start_price: int | None,
+    increment: int | None,
+    bid_deposit: int | None,
+    bidding: int,
+    revealing: int,
+    terms_file: Path,
+    service: int,
+    confirm_within: int,
+    reports_within: int,
+    report_reveals_within: int,
+    compensation: int,
+    witnesses: int,
+    quorum: int,
+    deposit: int | None,
+    witness_fee: int | None,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """Open an auction (initiator): your escrow goes in now, a reverse auction's budget
+    (slots x (reserve + witness fee)) or a forward one's provider deposits."""
+    settings = settings_from(options)
+    from eth_utils.crypto import keccak
+
+    from watcher.domain.market import (
+        AgreementTerms,
+        AuctionRules,
+        initiator_escrow,
+        parse_mechanism,
+        parse_side,
+    )
+
+    try:
+        text = terms_file.expanduser().read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read the terms file {terms_file}: {exc.strerror}") from None
+    if not text.strip():
+        raise InvalidInput(f"the terms file {terms_file} is empty")
+    mechanism = parse_mechanism(model)
+
+    async def go() -> None:
+        async with market_session(settings) as session:
+            _, now = await session.market.head()
+            rules = AuctionRules(
+                side=parse_side(side),
+                mechanism=mechanism,
+                slots=slots,
+                bidding_ends=now + bidding,
+                reveal_ends=now + bidding + revealing if mechanism.sealed else 0,
+                reserve=reserve,
+                start_price=start_price or 0,
+                increment=increment or 0,
+                bid_deposit=bid_deposit or 0,
+            )
+            terms = AgreementTerms(
+                terms_hash=keccak(text),
+                service_seconds=service,
+                confirm_seconds=confirm_within,
+                report_seconds=reports_within,
+                reveal_seconds=report_reveals_within,
+                compensation_bps=compensation,
+                witnesses=witnesses,
+                quorum=quorum,
+                provider_deposit=deposit or 0,
+                witness_fee=witness_fee or 0,
+            )
+            sent = await session.market.open_auction(
+                session.signer, rules, terms, settings.tx_timeout
+            )
+        auction = sent.event("AuctionOpened").args["auction"]
+        if as_json:
+            emit_json(sent_record(sent, auction=auction))
+            return
+        click.echo(auction)
+        click.echo(
+            f"opened a {side} {model} auction for {slots} slot(s), reserve {ctk(reserve)}, "
+            f"bidding until {when(rules.bidding_ends)}"
+            + (f", revealing until {when(rules.reveal_ends)}" if mechanism.sealed else "")
+            + f"; {ctk(initiator_escrow(rules, terms))} in escrow ({mined(sent)})",
+            err=True,
+        )
+
+    run_async(go())
+
+
+@market.command("show", context_settings=CONTEXT)
+@click.argument("address", type=AddressType())
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
+@setting_options(*MARKET)
+def show(address: str, as_json: bool, **options: Any) -> None:
+    """Show an auction, agreement or committee of the market, or a witness's record."""
+    settings = settings_from(options)
+
+    async def go() -> None:
+        from watcher.domain.market import Kind
+
+        async with market_session(settings) as session:
+            found = await session.market.kind_of(_checksum(address))
+            view: Any
+            if found is Kind.AUCTION:
+                view = await session.market.auction(_checksum(address))
+            elif found is Kind.AGREEMENT:
+                view = await session.market.agreement(_checksum(address))
+            elif found is Kind.COMMITTEE:
+                view = await session.market.committee(_checksum(address))
+            else:
+                view = await session.market.witness(_checksum(address))
+            _, now = await session.market.head()
+        record = {"kind": found.label if found is not Kind.NONE else "witness", **asdict(view)}
+        if as_json:
+            emit_json(_plain(record))
+            return
+        for line in describe(record, now):
+            click.echo(line)
+
+    run_async(go())
+
+
+def describe(record: dict[str, Any], now: int) -> list[str]:
+    """A few lines a person reads: what it is, where it stands, what happens next."""
+    kind = record["kind"]
+    if kind == "auction":
+        rules, terms = record["rules"], record["terms"]
+        from watcher.domain.market import MECHANISM_NAMES, SIDE_NAMES
+
+        lines = [
+            f"auction {record['address']}: {SIDE_NAMES[rules['side']]} "
+            f"{MECHANISM_NAMES[rules['mechanism']]}, {rules['slots']} slot(s), reserve "
+            f"{ctk(rules['reserve'])}, {record['state']}",
+            f"  bidding until {when(rules['bidding_ends'])}"
+            + (f", revealing until {when(rules['reveal_ends'])}" if rules["reveal_ends"] else "")
+            + f"; {record['bids']} bid(s), {record['reveals']} revealed",
+        ]
+        if record["clock_price"] is not None:
+            lines.append(f"  the Dutch clock stands at {ctk(record['clock_price'])}")
+        for rank, entry in enumerate(record["standing"], start=1):
+            lines.append(f"  {rank}. {entry['bidder']} at {ctk(entry['price'])}")
+        lines.append(
+            f"  each agreement: {terms['service_seconds']} s of service, provider deposit "
+            f"{ctk(terms['provider_deposit'])}, witness fee {ctk(terms['witness_fee'])}, "
+            f"{terms['compensation_bps'] / 100:g}% back on a violation confirmed by "
+            f"{terms['quorum']} of {terms['witnesses']} witnesses"
+        )
+        if record["state"] == "open":
+            lines.append(
+                "  next: anyone may settle it (watcher market settle)"
+                if record["over"]
+                else "  next: bidding goes on; settle when it is over"
+            )
+        return lines
+    if kind == "service agreement":
+        lines = [
+            f"agreement {record['address']}: {record['state']}, fee {ctk(record['fee'])}",
+            f"  customer {record['customer']}, provider {record['provider']}",
+        ]
+        state = record["state"]
+        if state == "offered":
+            late = now > record["confirm_by"]
+            lines.append(
+                f"  not confirmed by its deadline {when(record['confirm_by'])}: anyone may "
+                "cancel it, the customer gets everything back and the deposit"
+                if late
+                else f"  next: the provider confirms by {when(record['confirm_by'])}"
+            )
+        elif state == "active":
+            lines.append(
+                f"  service from {when(record['started_at'])} to {when(record['ends_at'])}; "
+                f"judged by committee {record['committee']}"
+            )
+        elif state == "closed":
+            lines.append(
+                "  closed: a violation was confirmed, the customer was compensated"
+                if record["violated"]
+                else "  closed: no violation confirmed, the provider was paid"
+            )
+        return lines
+    if kind == "witness committee":
+        members = record["members"]
+        lines = [
+            f"committee {record['address']} for agreement {record['agreement']}: "
+            f"{len(members)} of {record['size']} drawn, quorum {record['quorum']}"
+        ]
+        lines += [f"  {member}" for member in members]
+        if not members:
+            lines.append(f"  next: anyone draws it once block {record['seed_block']} is mined")
+        lines.append(
+            f"  reports until {when(record['commit_ends'])}, reveals until "
+            f"{when(record['reveal_ends'])}; {record['revealed']} revealed, "
+            f"{record['violation_reports']} say violated"
+        )
+        if record["finalized"]:
+            lines.append(f"  judged: {'violated' if record['violated'] else 'no violation'}")
+        elif now > record["reveal_ends"]:
+            lines.append("  next: anyone may finalize it (watcher market finalize)")
+        return lines
+    if not record["registered"]:
+        return [f"{record['address']} is not a registered witness of this market"]
+    return [
+        f"witness {record['address']}: stake {ctk(record['stake'])} "
+        f"({ctk(record['locked'])} locked on duty), reputation {record['reputation']}/200, "
+        f"{record['duties']} duties judged"
+    ]
+
+
+def _checksum(address: str) -> ChecksumAddress:
+    from watcher.domain.addresses import to_checksum_address
+
+    return to_checksum_address(address)
+
+
+async def _auction(session: Session, address: str) -> Any:
+    return await session.market.auction(_checksum(address))
+
+
+@market.command("bid", context_settings=AMOUNT_CONTEXT)
+@click.argument("auction", type=AddressType())
+@click.argument("price", type=AmountType())
+@setting_options(*MARKET)
+def bid(auction: str, price: int, **options: Any) -> None:
+    """Bid PRICE CTK in an English AUCTION (forward: you pay it plus the witness fee while
+    you stand; reverse: you post the provider's deposit). Refunded when outbid."""
+    settings = settings_from(options)
+
+    async def go() -> None:
+        async with market_session(settings) as session:
+            view = await _auction(session, auction)
+            sent = await session.market.bid(session.signer, view, price, settings.tx_timeout)
+        click.echo(f"bid {ctk(price)} in auction {auction} ({mined(sent)})")
+        for displaced in sent.all("BidDisplaced"):
+            click.echo(
+                f"  displaced {displaced.args['bidder']}, refunded {ctk(displaced.args['refund'])}"
+            )
+
+    run_async(go())
+
+
+@market.command("accept", context_settings=AMOUNT_CONTEXT)
+@click.argument("auction", type=AddressType())
+@click.option(
+    "--limit",
+    type=AmountType(),
+    default=None,
+    help="Forward: the most you pay; reverse: the least you take (default: the clock's price now).",
+)
+@setting_options(*MARKET)
+def accept(auction: str, limit: int | None, **options: Any) -> None:
+    """Take a slot of a Dutch AUCTION at the clock's price."""
+    settings = settings_from(options)
+
+    async def go() -> None:
+        async with market_session(settings) as session:
+            view = await _auction(session, auction)
+            if view.clock_price is None:
+                raise UserError(f"auction {auction} is not a Dutch auction: bid or commit instead")
+            # Forward the clock only falls, reverse it only rises: today's price is a safe limit.
+            chosen = view.clock_price if limit is None else limit
+            sent = await session.market.accept(session.signer, view, chosen, settings.tx_timeout)
+        taken = sent.event("Accepted")
+        click.echo(
+            f"took a slot of auction {auction} at {ctk(taken.args['price'])} ({mined(sent)})"
+        )
+
+    run_async(go())
+
+
+@market.command("commit", context_settings=AMOUNT_CONTEXT)
+@click.argument("auction", type=AddressType())
+@click.argument("price", type=AmountType())
+@setting_options(*MARKET)
+def commit(auction: str, price: int, **options: Any) -> None:
+    """Commit to a sealed bid of PRICE CTK in AUCTION, posting its bid deposit. The price
+    and salt are kept on this machine until `watcher market reveal`."""
+    settings = settings_from(options)
+
+    async def go() -> None:
+        from watcher.domain.market import bid_commitment
+        from watcher.runtime.sealed import SealedSecrets
+
+        async with market_session(settings) as session:
+            view = await _auction(session, auction)
+            if not view.rules.mechanism.sealed:
+                raise UserError(f"auction {auction} takes open bids: use watcher market bid/accept")
+            signer, chain_id = session.signer, session.chain.chain_id
+            if await session.market.commitment_of(view.address, signer.address) != bytes(32):
+                raise UserError(
+                    f"{signer.address} has already committed a bid in auction {auction}"
+                )
+            salt = os.urandom(32)
+            store = SealedSecrets()
+            kept = store.save(
+                chain_id,
+                view.address,
+                signer.address,
+                {"price": str(price), "salt": "0x" + salt.hex()},
+            )
+            sealed = bid_commitment(chain_id, view.address, signer.address, price, salt)
+            sent = await session.market.commit_bid(signer, view, sealed, settings.tx_timeout)
+        click.echo(
+            f"committed a sealed bid in auction {auction} ({mined(sent)}); reveal it after "
+            f"{when(view.rules.bidding_ends)} and by {when(view.rules.reveal_ends)} with "
+            f"'watcher market reveal {auction}' (kept in {kept}: without it the deposit is lost)"
+        )
+
+    run_async(go())
+
+
+@market.command("reveal", context_settings=CONTEXT)
+@click.argument("address", type=AddressType())
+@setting_options(*MARKET)
+def reveal(address: str, **options: Any) -> None:
+    """Reveal your sealed bid in an auction, or your report to a committee, from what
+    `commit` or `report` kept on this machine."""
+    settings = settings_from(options)
+
+    async def go() -> None:
+        from watcher.domain.market import Kind
+        from watcher.runtime.sealed import SealedSecrets
+
+        async with market_session(settings) as session:
+            target = _checksum(address)
+            found = await session.market.kind_of(target)
+            if found not in (Kind.AUCTION, Kind.COMMITTEE):
+                raise UserError(f"{address} is not an auction or a committee of this market")
+            signer, chain_id = session.signer, session.chain.chain_id
+            kept = SealedSecrets().load(chain_id, target, signer.address)
+            if kept is None:
+                raise UserError(
+                    f"nothing was committed from {signer.address} to {address} on this machine"
+                )
+            salt = bytes.fromhex(str(kept["salt"]).removeprefix("0x"))
+            if found is Kind.AUCTION:
+                view = await session.market.auction(target)
+                price = int(kept["price"])
+                sent = await session.market.reveal_bid(
+                    signer, view, price, salt, settings.tx_timeout
+                )
+                standing = sent.event("Revealed").args["standing"]
+                click.echo(
+                    f"revealed {ctk(price)} in auction {address}, deposit returned; "
+                    + ("among the best so far" if standing else "not among the best")
+                    + f" ({mined(sent)})"
+                )
+            else:
+                violated = bool(kept["violated"])
+                sent = await session.market.reveal_report(
+                    signer, target, violated, salt, settings.tx_timeout
+                )
+                click.echo(
+                    f"revealed your report to committee {address}: "
+                    f"{'violated' if violated else 'met'} ({mined(sent)})"
+                )
+
+    run_async(go())
+
+
+@market.command("settle", context_settings=CONTEXT)
+@click.argument("auction", type=AddressType())
+@setting_options(*MARKET)
+def settle(auction: str, **options: Any) -> None:
+    """Settle an AUCTION that is over (anyone): each winner gets an agreement to confirm."""
+    settings = settings_from(options)
+
+    async def go() -> None:
+        async with market_session(settings) as session:
+            await _auction(session, auction)
+            sent = await session.market.settle(
+                session.signer, _checksum(auction), settings.tx_timeout
+            )
+        done = sent.event("Settled")
+        won = sent.all("Won")
+        click.echo(f"settled auction {auction}: {len(won)} winner(s) ({mined(sent)})")
+        for event in won:
+            click.echo(
+                f"  {event.args['bidder']} won agreement {event.args['agreement']} "
+                f"for {ctk(event.args['fee'])}"
+            )
+        if done.args["forfeited"]:
+            click.echo(f"  {ctk(done.args['forfeited'])} of unrevealed bid deposits forfeited")
+        click.echo(f"  {ctk(done.args['returnedToInitiator'])} back to the initiator")
+
+    run_async(go())
+
+
+@market.command("cancel", context_settings=CONTEXT)
+@click.argument("address", type=AddressType())
+@setting_options(*MARKET)
+def cancel(address: str, **options: Any) -> None:
+    """Cancel an auction nobody bid in (its initiator), or an agreement its provider did
+    not confirm in time (anyone: the customer gets everything back and the deposit)."""
+    settings = settings_from(options)
+
+    async def go() -> None:
+        from watcher.domain.market import Kind
+
+        async with market_session(settings) as session:
+            target = _checksum(address)
+            found = await session.market.kind_of(target)
+            if found is Kind.AUCTION:
+                sent = await session.market.cancel_auction(
+                    session.signer, target, settings.tx_timeout
+                )
+                back = sent.event("Cancelled").args["returnedToInitiator"]
+                click.echo(f"cancelled auction {address}: {ctk(back)} back ({mined(sent)})")
+            elif found is Kind.AGREEMENT:
+                sent = await session.market.cancel_agreement(
+                    session.signer, target, settings.tx_timeout
+                )
+                event = sent.event("Cancelled").args
+                click.echo(
+                    f"cancelled agreement {address}: {ctk(event['refund'])} back to the customer "
+                    f"with the provider's {ctk(event['forfeitedDeposit'])} deposit ({mined(sent)})"
+                )
+            else:
+                raise UserError(f"{address} is not an auction or agreement of this market")
+
+    run_async(go())
+
+
+@market.command("confirm", context_settings=CONTEXT)
+@click.argument("agreement", type=AddressType())
+@setting_options(*MARKET)
+def confirm(agreement: str, **options: Any) -> None:
+    """Confirm an AGREEMENT you won (provider): the service window starts now."""
+    settings = settings_from(options)
+
+    async def go() -> None:
+        async with market_session(settings) as session:
+            await session.market.agreement(_checksum(agreement))
+            sent = await session.market.confirm(
+                session.signer, _checksum(agreement), settings.tx_timeout
+            )
+        event = sent.event("Confirmed").args
+        formed = sent.event("CommitteeFormed").args
+        click.echo(
+            f"confirmed agreement {agreement}: serve until {when(event['endsAt'])}; committee "
+            f"{event['committee']} is drawn once block {formed['seedBlock']} is mined "
+            f"(watcher market draw {event['committee']}) ({mined(sent)})"
+        )
+
+    run_async(go())
+
+
+async def _committee_of(session: Session, address: str) -> ChecksumAddress:
+    """A committee's address, given it or its agreement."""
+    from watcher.domain.market import Kind
+
+    target = _checksum(address)
+    found = await session.market.kind_of(target)
+    if found is Kind.COMMITTEE:
+        return target
+    if found is Kind.AGREEMENT:
+        view = await session.market.agreement(target)
+        if view.committee is None:
+            raise UserError(
+                f"agreement {address} has no committee yet: its provider has not confirmed it"
+            )
+        return view.committee
+    raise UserError(f"{address} is not a committee or agreement of this market")
+
+
+@market.command("draw", context_settings=CONTEXT)
+@click.argument("committee", type=AddressType())
+@setting_options(*MARKET)
+def draw(committee: str, **options: Any) -> None:
+    """Draw a COMMITTEE (or an agreement's) by sortition, once its seed block is mined."""
+    settings = settings_from(options)
+
+    async def go() -> None:
+        async with market_session(settings) as session:
+            target = await _committee_of(session, committee)
+            view = await session.market.committee(target)
+            head, _ = await session.market.head()
+            if head <= view.seed_block:
+                raise UserError(
+                    f"committee {target} is drawn from block {view.seed_block}'s hash, and the "
+                    f"chain is at block {head}: try again after block {view.seed_block} is mined"
+                )
+            sent = await session.market.draw(session.signer, target, settings.tx_timeout)
+        if sent.all("Reseeded"):
+            seed = sent.event("Reseeded").args["seedBlock"]
+            click.echo(
+                f"the seed block was too old to read: committee {target} now draws from "
+                f"block {seed}; draw again after it is mined"
+            )
+            return
+        members = sent.event("Drawn").args["members"]
+        click.echo(f"drew committee {target}: {', '.join(members)} ({mined(sent)})")
+
+    run_async(go())
+
+
+@market.command("register", context_settings=AMOUNT_CONTEXT)
+@click.argument("stake", type=AmountType())
+@setting_options(*MARKET)
+def register(stake: int, **options: Any) -> None:
+    """Register as a witness with STAKE CTK."""
+    settings = settings_from(options)
+
+    async def go() -> None:
+        async with market_session(settings) as session:
+            sent = await session.market.register(session.signer, stake, settings.tx_timeout)
+        click.echo(
+            f"registered {session.signer.address} as a witness with {ctk(stake)} ({mined(sent)})"
+        )
+
+    run_async(go())
+
+
+@market.command("stake", context_settings=AMOUNT_CONTEXT)
+@click.argument("amount", type=AmountType())
+@setting_options(*MARKET)
+def add_stake(amount: int, **options: Any) -> None:
+    """Add AMOUNT CTK to your witness stake."""
+    settings = settings_from(options)
+
+    async def go() -> None:
+        async with market_session(settings) as session:
+            sent = await session.market.add_stake(session.signer, amount, settings.tx_timeout)
+        click.echo(f"staked {ctk(amount)} more ({mined(sent)})")
+
+    run_async(go())
+
+
+@market.command("withdraw", context_settings=AMOUNT_CONTEXT)
+@click.argument("amount", type=AmountType())
+@setting_options(*MARKET)
+def withdraw(amount: int, **options: Any) -> None:
+    """Take AMOUNT CTK of your free witness stake back; all of it leaves the pool."""
+    settings = settings_from(options)
+
+    async def go() -> None:
+        async with market_session(settings) as session:
+            sent = await session.market.withdraw(session.signer, amount, settings.tx_timeout)
+        left = "left the pool" if sent.all("Left") else "still registered"
+        click.echo(f"withdrew {ctk(amount)}; {left} ({mined(sent)})")
+
+    run_async(go())
+
+
+@market.command("report", context_settings=CONTEXT)
+@click.argument("committee", type=AddressType())
+@click.option(
+    "--violated/--met", required=True, help="Whether the agreement's terms were violated."
+)
+@setting_options(*MARKET)
+def report(committee: str, violated: bool, **options: Any) -> None:
+    """Commit your report to a COMMITTEE you sit on (witness); reveal it after reporting
+    closes with `watcher market reveal`."""
+    settings = settings_from(options)
+
+    async def go() -> None:
+        from watcher.domain.market import report_commitment
+        from watcher.runtime.sealed import SealedSecrets
+
+        async with market_session(settings) as session:
+            target = await _committee_of(session, committee)
+            view = await session.market.committee(target)
+            signer, chain_id = session.signer, session.chain.chain_id
+            if signer.address not in view.members:
+                raise UserError(f"{signer.address} does not sit on committee {target}")
+            if await session.market.report_of(target, signer.address) != bytes(32):
+                raise UserError(f"{signer.address} has already reported to committee {target}")
+            salt = os.urandom(32)
+            kept = SealedSecrets().save(
+                chain_id, target, signer.address, {"violated": violated, "salt": "0x" + salt.hex()}
+            )
+            sealed = report_commitment(chain_id, target, signer.address, violated, salt)
+            sent = await session.market.commit_report(signer, target, sealed, settings.tx_timeout)
+        click.echo(
+            f"committed your report to committee {target} ({mined(sent)}); reveal it after "
+            f"{when(view.commit_ends)} and by {when(view.reveal_ends)} with 'watcher market "
+            f"reveal {target}' (kept in {kept}: without it your report counts as silence)"
+        )
+
+    run_async(go())
+
+
+@market.command("finalize", context_settings=CONTEXT)
+@click.argument("committee", type=AddressType())
+@setting_options(*MARKET)
+def finalize(committee: str, **options: Any) -> None:
+    """Judge an agreement after its committee's reveals (anyone): pays the customer's
+    compensation on a confirmed violation, the provider otherwise, and the witnesses."""
+    settings = settings_from(options)
+
+    async def go() -> None:
+        async with market_session(settings) as session:
+            target = await _committee_of(session, committee)
+            sent = await session.market.finalize(session.signer, target, settings.tx_timeout)
+        _say_judged(sent, target)
+
+    run_async(go())
+
+
+def _say_judged(sent: Sent, committee: str) -> None:
+    judged = sent.event("Judged").args
+    closed = sent.event("Closed").args
+    click.echo(
+        f"committee {committee} judged: "
+        + ("violation confirmed" if judged["violated"] else "no violation confirmed")
+        + f" ({judged['violationReports']} of {judged['revealed']} revealed reports said "
+        "violated); "
+        f"customer {ctk(closed['toCustomer'])}, provider {ctk(closed['toProvider'])}, "
+        f"witnesses {ctk(closed['toWitnesses'])} ({mined(sent)})"
+    )
+
+
+@market.command("claim", context_settings=CONTEXT)
+@click.argument("committee", type=AddressType())
+@setting_options(*MARKET)
+def claim(committee: str, **options: Any) -> None:
+    """Collect what a COMMITTEE (or an agreement's) owes you: finalizes it first when it
+    is due (the customer's compensation is paid then), then takes your witness reward."""
+    settings = settings_from(options)
+
+    async def go() -> None:
+        async with market_session(settings) as session:
+            target = await _committee_of(session, committee)
+            view = await session.market.committee(target)
+            _, now = await session.market.head()
+            if not view.finalized:
+                if now <= view.reveal_ends:
+                    raise UserError(
+                        f"committee {target} judges after {when(view.reveal_ends)}: "
+                        "nothing is due yet"
+                    )
+                _say_judged(
+                    await session.market.finalize(session.signer, target, settings.tx_timeout),
+                    target,
+                )
+            owed = await session.market.owed(target, session.signer.address)
+            if owed:
+                sent = await session.market.claim(session.signer, target, settings.tx_timeout)
+                click.echo(f"claimed {ctk(owed)} of witness reward ({mined(sent)})")
+            elif view.finalized:
+                raise UserError(f"committee {target} owes {session.signer.address} nothing")
+
+    run_async(go())
