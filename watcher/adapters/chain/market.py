@@ -68,6 +68,8 @@ class Sent:
     block_number: int
     gas_used: int
     events: tuple[Event, ...]
+    # The exact `approve` of the Market sent first, when the allowance was short.
+    approval_gas: int = 0
 
     def event(self, name: str) -> Event:
         for event in self.events:
@@ -275,7 +277,8 @@ class Market:
 
     async def commitment_of(self, auction: ChecksumAddress, bidder: ChecksumAddress) -> bytes:
         with chain_errors(self.chain.url):
-            value: bytes = await self._at("Auction", auction).functions.commitmentOf(bidder).call()
+            sealed = await self._at("Auction", auction).functions.sealedBids(bidder).call()
+        value: bytes = sealed[0]
         return value
 
     async def agreement(self, address: ChecksumAddress) -> AgreementView:
@@ -360,11 +363,10 @@ class Market:
     async def open_auction(
         self, signer: Signer, rules: AuctionRules, terms: AgreementTerms, timeout: float
     ) -> Sent:
-        await self.ensure_allowance(
-            signer, initiator_escrow(rules, terms), "opening the auction", timeout
-        )
+        escrow = initiator_escrow(rules, terms)
+        approval = await self.ensure_allowance(signer, escrow, "opening the auction", timeout)
         call = self._market.functions.openAuction(rules.as_tuple(), terms.as_tuple())
-        return await self._send(signer, call, timeout)
+        return await self._send(signer, call, timeout, approval)
 
     async def settle(self, signer: Signer, auction: ChecksumAddress, timeout: float) -> Sent:
         return await self._send(signer, self._at("Auction", auction).functions.settle(), timeout)
@@ -377,30 +379,36 @@ class Market:
     # --- bidders ---
 
     async def bid(self, signer: Signer, auction: AuctionView, price: int, timeout: float) -> Sent:
-        await self.ensure_allowance(signer, _escrow(auction, price), "this bid", timeout)
+        approval = await self.ensure_allowance(signer, _escrow(auction, price), "this bid", timeout)
         call = self._at("Auction", auction.address).functions.bid(price)
-        return await self._send(signer, call, timeout)
+        return await self._send(signer, call, timeout, approval)
 
     async def accept(
         self, signer: Signer, auction: AuctionView, limit: int, timeout: float
     ) -> Sent:
-        await self.ensure_allowance(signer, _escrow(auction, limit), "taking a slot", timeout)
+        approval = await self.ensure_allowance(
+            signer, _escrow(auction, limit), "taking a slot", timeout
+        )
         call = self._at("Auction", auction.address).functions.accept(limit)
-        return await self._send(signer, call, timeout)
+        return await self._send(signer, call, timeout, approval)
 
     async def commit_bid(
         self, signer: Signer, auction: AuctionView, sealed: bytes, timeout: float
     ) -> Sent:
-        await self.ensure_allowance(signer, auction.rules.bid_deposit, "the bid deposit", timeout)
+        approval = await self.ensure_allowance(
+            signer, auction.rules.bid_deposit, "the bid deposit", timeout
+        )
         call = self._at("Auction", auction.address).functions.commit(sealed)
-        return await self._send(signer, call, timeout)
+        return await self._send(signer, call, timeout, approval)
 
     async def reveal_bid(
         self, signer: Signer, auction: AuctionView, price: int, salt: bytes, timeout: float
     ) -> Sent:
-        await self.ensure_allowance(signer, _escrow(auction, price), "revealing this bid", timeout)
+        approval = await self.ensure_allowance(
+            signer, _escrow(auction, price), "revealing this bid", timeout
+        )
         call = self._at("Auction", auction.address).functions.reveal(price, salt)
-        return await self._send(signer, call, timeout)
+        return await self._send(signer, call, timeout, approval)
 
     # --- agreements ---
 
@@ -417,12 +425,12 @@ class Market:
     # --- witnesses ---
 
     async def register(self, signer: Signer, stake: int, timeout: float) -> Sent:
-        await self.ensure_allowance(signer, stake, "the stake", timeout)
-        return await self._send(signer, self._pool().functions.register(stake), timeout)
+        approval = await self.ensure_allowance(signer, stake, "the stake", timeout)
+        return await self._send(signer, self._pool().functions.register(stake), timeout, approval)
 
     async def add_stake(self, signer: Signer, amount: int, timeout: float) -> Sent:
-        await self.ensure_allowance(signer, amount, "the stake", timeout)
-        return await self._send(signer, self._pool().functions.addStake(amount), timeout)
+        approval = await self.ensure_allowance(signer, amount, "the stake", timeout)
+        return await self._send(signer, self._pool().functions.addStake(amount), timeout, approval)
 
     async def withdraw(self, signer: Signer, amount: int, timeout: float) -> Sent:
         return await self._send(signer, self._pool().functions.withdraw(amount), timeout)
@@ -458,13 +466,12 @@ class Market:
 
     # --- plumbing ---
 
-    async def ensure_allowance(
-        self, signer: Signer, amount: int, what: str, timeout: float
-    ) -> None:
+    async def ensure_allowance(self, signer: Signer, amount: int, what: str, timeout: float) -> int:
         """Refuse a short CTK balance up front; approve the Market for `amount` when the
-        allowance is less (an exact approval, never an unlimited one)."""
+        allowance is less (an exact approval, never an unlimited one). Returns the
+        approval's gas (0: none was needed)."""
         if amount == 0:
-            return
+            return 0
         balance = await self.token.balance_of(signer.address)
         if balance < amount:
             raise InsufficientFunds(
@@ -473,16 +480,17 @@ class Market:
             )
         with chain_errors(self.chain.url):
             allowance = await self.token.allowance(signer.address, self.address)
-        if allowance < amount:
-            await self.token.approve(signer, self.address, amount, timeout)
+        if allowance >= amount:
+            return 0
+        return (await self.token.approve(signer, self.address, amount, timeout)).gas_used
 
     def _pool(self) -> AsyncContract:
         assert self.pool is not None, "Market.at reads the pool"
         return self._at("WitnessPool", self.pool)
 
-    async def _send(self, signer: Signer, call: Any, timeout: float) -> Sent:
+    async def _send(self, signer: Signer, call: Any, timeout: float, approval: int = 0) -> Sent:
         mined = await send_transaction(self.chain, signer, call, timeout, self.abi)
-        return Sent(mined.tx_hash, mined.block_number, mined.gas_used, self.decode(mined))
+        return Sent(mined.tx_hash, mined.block_number, mined.gas_used, self.decode(mined), approval)
 
     def decode(self, mined: MinedTransaction) -> tuple[Event, ...]:
         events: list[Event] = []
