@@ -258,7 +258,7 @@ async def run_mode(players: list[int], block_time: float | None) -> list[Round]:
         ]
         for account in accounts:
             driver.w3.provider.make_request("hardhat_setBalance", [account.address, hex(10**22)])  # type: ignore[arg-type]
-            driver.fund(token, account, 10_000)
+            driver.fund(token, account, 2_000)
         async with connect(node_process.url, 30) as chain:
             node = Node(chain)
             ctk = await CloudToken.at(chain, token.address)
