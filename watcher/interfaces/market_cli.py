@@ -16,7 +16,7 @@ before it sends anything; the contracts' refusals come back as one line naming t
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -98,6 +98,10 @@ class Session:
     signer: Signer
     settings: Settings
 
+    @property
+    def tx_timeout(self) -> float:
+        return self.settings.tx_timeout
+
 
 @asynccontextmanager
 async def market_session(settings: Settings) -> AsyncIterator[Session]:
@@ -109,6 +113,17 @@ async def market_session(settings: Settings) -> AsyncIterator[Session]:
     async with connect(settings.rpc_url, settings.rpc_timeout) as chain:
         token, signer = await signing_context(settings, chain)
         yield Session(chain, await Market.at(chain, address, token), signer, settings)
+
+
+def in_session(options: dict[str, Any], action: Callable[[Session], Awaitable[None]]) -> None:
+    """Run one command's `action` with the market, the signer and the settings it names."""
+    settings = settings_from(options)
+
+    async def go() -> None:
+        async with market_session(settings) as session:
+            await action(session)
+
+    run_async(go())
 
 
 def when(timestamp: int) -> str:
@@ -373,7 +388,6 @@ def open_auction(
 ) -> None:
     """Open an auction (initiator): your escrow goes in now, a reverse auction's budget
     (slots x (reserve + witness fee)) or a forward one's provider deposits."""
-    settings = settings_from(options)
     from eth_utils.crypto import keccak
 
     from watcher.domain.market import (
@@ -392,35 +406,32 @@ def open_auction(
         raise InvalidInput(f"the terms file {terms_file} is empty")
     mechanism = parse_mechanism(model)
 
-    async def go() -> None:
-        async with market_session(settings) as session:
-            _, now = await session.market.head()
-            rules = AuctionRules(
-                side=parse_side(side),
-                mechanism=mechanism,
-                slots=slots,
-                bidding_ends=now + bidding,
-                reveal_ends=now + bidding + revealing if mechanism.sealed else 0,
-                reserve=reserve,
-                start_price=start_price or 0,
-                increment=increment or 0,
-                bid_deposit=bid_deposit or 0,
-            )
-            terms = AgreementTerms(
-                terms_hash=keccak(text),
-                service_seconds=service,
-                confirm_seconds=confirm_within,
-                report_seconds=reports_within,
-                reveal_seconds=report_reveals_within,
-                compensation_bps=compensation,
-                witnesses=witnesses,
-                quorum=quorum,
-                provider_deposit=deposit or 0,
-                witness_fee=witness_fee or 0,
-            )
-            sent = await session.market.open_auction(
-                session.signer, rules, terms, settings.tx_timeout
-            )
+    async def go(session: Session) -> None:
+        _, now = await session.market.head()
+        rules = AuctionRules(
+            side=parse_side(side),
+            mechanism=mechanism,
+            slots=slots,
+            bidding_ends=now + bidding,
+            reveal_ends=now + bidding + revealing if mechanism.sealed else 0,
+            reserve=reserve,
+            start_price=start_price or 0,
+            increment=increment or 0,
+            bid_deposit=bid_deposit or 0,
+        )
+        terms = AgreementTerms(
+            terms_hash=keccak(text),
+            service_seconds=service,
+            confirm_seconds=confirm_within,
+            report_seconds=reports_within,
+            reveal_seconds=report_reveals_within,
+            compensation_bps=compensation,
+            witnesses=witnesses,
+            quorum=quorum,
+            provider_deposit=deposit or 0,
+            witness_fee=witness_fee or 0,
+        )
+        sent = await session.market.open_auction(session.signer, rules, terms, session.tx_timeout)
         auction = sent.event("AuctionOpened").args["auction"]
         if as_json:
             emit_json(sent_record(sent, auction=auction))
@@ -434,7 +445,7 @@ def open_auction(
             err=True,
         )
 
-    run_async(go())
+    in_session(options, go)
 
 
 @market.command("show", context_settings=CONTEXT)
@@ -443,23 +454,21 @@ def open_auction(
 @setting_options(*MARKET)
 def show(address: str, as_json: bool, **options: Any) -> None:
     """Show an auction, agreement or committee of the market, or a witness's record."""
-    settings = settings_from(options)
 
-    async def go() -> None:
+    async def go(session: Session) -> None:
         from watcher.domain.market import Kind
 
-        async with market_session(settings) as session:
-            found = await session.market.kind_of(_checksum(address))
-            view: Any
-            if found is Kind.AUCTION:
-                view = await session.market.auction(_checksum(address))
-            elif found is Kind.AGREEMENT:
-                view = await session.market.agreement(_checksum(address))
-            elif found is Kind.COMMITTEE:
-                view = await session.market.committee(_checksum(address))
-            else:
-                view = await session.market.witness(_checksum(address))
-            _, now = await session.market.head()
+        found = await session.market.kind_of(_checksum(address))
+        view: Any
+        if found is Kind.AUCTION:
+            view = await session.market.auction(_checksum(address))
+        elif found is Kind.AGREEMENT:
+            view = await session.market.agreement(_checksum(address))
+        elif found is Kind.COMMITTEE:
+            view = await session.market.committee(_checksum(address))
+        else:
+            view = await session.market.witness(_checksum(address))
+        _, now = await session.market.head()
         record = {"kind": found.label if found is not Kind.NONE else "witness", **asdict(view)}
         if as_json:
             emit_json(_plain(record))
@@ -467,7 +476,7 @@ def show(address: str, as_json: bool, **options: Any) -> None:
         for line in describe(record, now):
             click.echo(line)
 
-    run_async(go())
+    in_session(options, go)
 
 
 def describe(record: dict[str, Any], now: int) -> list[str]:
@@ -573,19 +582,17 @@ async def _auction(session: Session, address: str) -> Any:
 def bid(auction: str, price: int, **options: Any) -> None:
     """Bid PRICE CTK in an English AUCTION (forward: you pay it plus the witness fee while
     you stand; reverse: you post the provider's deposit). Refunded when outbid."""
-    settings = settings_from(options)
 
-    async def go() -> None:
-        async with market_session(settings) as session:
-            view = await _auction(session, auction)
-            sent = await session.market.bid(session.signer, view, price, settings.tx_timeout)
+    async def go(session: Session) -> None:
+        view = await _auction(session, auction)
+        sent = await session.market.bid(session.signer, view, price, session.tx_timeout)
         click.echo(f"bid {ctk(price)} in auction {auction} ({mined(sent)})")
         for displaced in sent.all("BidDisplaced"):
             click.echo(
                 f"  displaced {displaced.args['bidder']}, refunded {ctk(displaced.args['refund'])}"
             )
 
-    run_async(go())
+    in_session(options, go)
 
 
 @market.command("accept", context_settings=AMOUNT_CONTEXT)
@@ -599,22 +606,20 @@ def bid(auction: str, price: int, **options: Any) -> None:
 @setting_options(*MARKET)
 def accept(auction: str, limit: int | None, **options: Any) -> None:
     """Take a slot of a Dutch AUCTION at the clock's price."""
-    settings = settings_from(options)
 
-    async def go() -> None:
-        async with market_session(settings) as session:
-            view = await _auction(session, auction)
-            if view.clock_price is None:
-                raise UserError(f"auction {auction} is not a Dutch auction: bid or commit instead")
-            # Forward the clock only falls, reverse it only rises: today's price is a safe limit.
-            chosen = view.clock_price if limit is None else limit
-            sent = await session.market.accept(session.signer, view, chosen, settings.tx_timeout)
+    async def go(session: Session) -> None:
+        view = await _auction(session, auction)
+        if view.clock_price is None:
+            raise UserError(f"auction {auction} is not a Dutch auction: bid or commit instead")
+        # Forward the clock only falls, reverse it only rises: today's price is a safe limit.
+        chosen = view.clock_price if limit is None else limit
+        sent = await session.market.accept(session.signer, view, chosen, session.tx_timeout)
         taken = sent.event("Accepted")
         click.echo(
             f"took a slot of auction {auction} at {ctk(taken.args['price'])} ({mined(sent)})"
         )
 
-    run_async(go())
+    in_session(options, go)
 
 
 @market.command("commit", context_settings=AMOUNT_CONTEXT)
@@ -624,38 +629,34 @@ def accept(auction: str, limit: int | None, **options: Any) -> None:
 def commit(auction: str, price: int, **options: Any) -> None:
     """Commit to a sealed bid of PRICE CTK in AUCTION, posting its bid deposit. The price
     and salt are kept on this machine until `watcher market reveal`."""
-    settings = settings_from(options)
 
-    async def go() -> None:
+    async def go(session: Session) -> None:
         from watcher.domain.market import bid_commitment
         from watcher.runtime.sealed import SealedSecrets
 
-        async with market_session(settings) as session:
-            view = await _auction(session, auction)
-            if not view.rules.mechanism.sealed:
-                raise UserError(f"auction {auction} takes open bids: use watcher market bid/accept")
-            signer, chain_id = session.signer, session.chain.chain_id
-            if await session.market.commitment_of(view.address, signer.address) != bytes(32):
-                raise UserError(
-                    f"{signer.address} has already committed a bid in auction {auction}"
-                )
-            salt = os.urandom(32)
-            store = SealedSecrets()
-            kept = store.save(
-                chain_id,
-                view.address,
-                signer.address,
-                {"price": str(price), "salt": "0x" + salt.hex()},
-            )
-            sealed = bid_commitment(chain_id, view.address, signer.address, price, salt)
-            sent = await session.market.commit_bid(signer, view, sealed, settings.tx_timeout)
+        view = await _auction(session, auction)
+        if not view.rules.mechanism.sealed:
+            raise UserError(f"auction {auction} takes open bids: use watcher market bid/accept")
+        signer, chain_id = session.signer, session.chain.chain_id
+        if await session.market.commitment_of(view.address, signer.address) != bytes(32):
+            raise UserError(f"{signer.address} has already committed a bid in auction {auction}")
+        salt = os.urandom(32)
+        store = SealedSecrets()
+        kept = store.save(
+            chain_id,
+            view.address,
+            signer.address,
+            {"price": str(price), "salt": "0x" + salt.hex()},
+        )
+        sealed = bid_commitment(chain_id, view.address, signer.address, price, salt)
+        sent = await session.market.commit_bid(signer, view, sealed, session.tx_timeout)
         click.echo(
             f"committed a sealed bid in auction {auction} ({mined(sent)}); reveal it after "
             f"{when(view.rules.bidding_ends)} and by {when(view.rules.reveal_ends)} with "
             f"'watcher market reveal {auction}' (kept in {kept}: without it the deposit is lost)"
         )
 
-    run_async(go())
+    in_session(options, go)
 
 
 @market.command("reveal", context_settings=CONTEXT)
@@ -664,47 +665,43 @@ def commit(auction: str, price: int, **options: Any) -> None:
 def reveal(address: str, **options: Any) -> None:
     """Reveal your sealed bid in an auction, or your report to a committee, from what
     `commit` or `report` kept on this machine."""
-    settings = settings_from(options)
 
-    async def go() -> None:
+    async def go(session: Session) -> None:
         from watcher.domain.market import Kind
         from watcher.runtime.sealed import SealedSecrets
 
-        async with market_session(settings) as session:
-            target = _checksum(address)
-            found = await session.market.kind_of(target)
-            if found not in (Kind.AUCTION, Kind.COMMITTEE):
-                raise UserError(f"{address} is not an auction or a committee of this market")
-            signer, chain_id = session.signer, session.chain.chain_id
-            kept = SealedSecrets().load(chain_id, target, signer.address)
-            if kept is None:
-                raise UserError(
-                    f"nothing was committed from {signer.address} to {address} on this machine"
-                )
-            salt = bytes.fromhex(str(kept["salt"]).removeprefix("0x"))
-            if found is Kind.AUCTION:
-                view = await session.market.auction(target)
-                price = int(kept["price"])
-                sent = await session.market.reveal_bid(
-                    signer, view, price, salt, settings.tx_timeout
-                )
-                standing = sent.event("Revealed").args["standing"]
-                click.echo(
-                    f"revealed {ctk(price)} in auction {address}, deposit returned; "
-                    + ("among the best so far" if standing else "not among the best")
-                    + f" ({mined(sent)})"
-                )
-            else:
-                violated = bool(kept["violated"])
-                sent = await session.market.reveal_report(
-                    signer, target, violated, salt, settings.tx_timeout
-                )
-                click.echo(
-                    f"revealed your report to committee {address}: "
-                    f"{'violated' if violated else 'met'} ({mined(sent)})"
-                )
+        target = _checksum(address)
+        found = await session.market.kind_of(target)
+        if found not in (Kind.AUCTION, Kind.COMMITTEE):
+            raise UserError(f"{address} is not an auction or a committee of this market")
+        signer, chain_id = session.signer, session.chain.chain_id
+        kept = SealedSecrets().load(chain_id, target, signer.address)
+        if kept is None:
+            raise UserError(
+                f"nothing was committed from {signer.address} to {address} on this machine"
+            )
+        salt = bytes.fromhex(str(kept["salt"]).removeprefix("0x"))
+        if found is Kind.AUCTION:
+            view = await session.market.auction(target)
+            price = int(kept["price"])
+            sent = await session.market.reveal_bid(signer, view, price, salt, session.tx_timeout)
+            standing = sent.event("Revealed").args["standing"]
+            click.echo(
+                f"revealed {ctk(price)} in auction {address}, deposit returned; "
+                + ("among the best so far" if standing else "not among the best")
+                + f" ({mined(sent)})"
+            )
+        else:
+            violated = bool(kept["violated"])
+            sent = await session.market.reveal_report(
+                signer, target, violated, salt, session.tx_timeout
+            )
+            click.echo(
+                f"revealed your report to committee {address}: "
+                f"{'violated' if violated else 'met'} ({mined(sent)})"
+            )
 
-    run_async(go())
+    in_session(options, go)
 
 
 @market.command("settle", context_settings=CONTEXT)
@@ -712,14 +709,10 @@ def reveal(address: str, **options: Any) -> None:
 @setting_options(*MARKET)
 def settle(auction: str, **options: Any) -> None:
     """Settle an AUCTION that is over (anyone): each winner gets an agreement to confirm."""
-    settings = settings_from(options)
 
-    async def go() -> None:
-        async with market_session(settings) as session:
-            await _auction(session, auction)
-            sent = await session.market.settle(
-                session.signer, _checksum(auction), settings.tx_timeout
-            )
+    async def go(session: Session) -> None:
+        await _auction(session, auction)
+        sent = await session.market.settle(session.signer, _checksum(auction), session.tx_timeout)
         done = sent.event("Settled")
         won = sent.all("Won")
         click.echo(f"settled auction {auction}: {len(won)} winner(s) ({mined(sent)})")
@@ -732,7 +725,7 @@ def settle(auction: str, **options: Any) -> None:
             click.echo(f"  {ctk(done.args['forfeited'])} of unrevealed bid deposits forfeited")
         click.echo(f"  {ctk(done.args['returnedToInitiator'])} back to the initiator")
 
-    run_async(go())
+    in_session(options, go)
 
 
 @market.command("cancel", context_settings=CONTEXT)
@@ -741,33 +734,27 @@ def settle(auction: str, **options: Any) -> None:
 def cancel(address: str, **options: Any) -> None:
     """Cancel an auction nobody bid in (its initiator), or an agreement its provider did
     not confirm in time (anyone: the customer gets everything back and the deposit)."""
-    settings = settings_from(options)
 
-    async def go() -> None:
+    async def go(session: Session) -> None:
         from watcher.domain.market import Kind
 
-        async with market_session(settings) as session:
-            target = _checksum(address)
-            found = await session.market.kind_of(target)
-            if found is Kind.AUCTION:
-                sent = await session.market.cancel_auction(
-                    session.signer, target, settings.tx_timeout
-                )
-                back = sent.event("Cancelled").args["returnedToInitiator"]
-                click.echo(f"cancelled auction {address}: {ctk(back)} back ({mined(sent)})")
-            elif found is Kind.AGREEMENT:
-                sent = await session.market.cancel_agreement(
-                    session.signer, target, settings.tx_timeout
-                )
-                event = sent.event("Cancelled").args
-                click.echo(
-                    f"cancelled agreement {address}: {ctk(event['refund'])} back to the customer "
-                    f"with the provider's {ctk(event['forfeitedDeposit'])} deposit ({mined(sent)})"
-                )
-            else:
-                raise UserError(f"{address} is not an auction or agreement of this market")
+        target = _checksum(address)
+        found = await session.market.kind_of(target)
+        if found is Kind.AUCTION:
+            sent = await session.market.cancel_auction(session.signer, target, session.tx_timeout)
+            back = sent.event("Cancelled").args["returnedToInitiator"]
+            click.echo(f"cancelled auction {address}: {ctk(back)} back ({mined(sent)})")
+        elif found is Kind.AGREEMENT:
+            sent = await session.market.cancel_agreement(session.signer, target, session.tx_timeout)
+            event = sent.event("Cancelled").args
+            click.echo(
+                f"cancelled agreement {address}: {ctk(event['refund'])} back to the customer "
+                f"with the provider's {ctk(event['forfeitedDeposit'])} deposit ({mined(sent)})"
+            )
+        else:
+            raise UserError(f"{address} is not an auction or agreement of this market")
 
-    run_async(go())
+    in_session(options, go)
 
 
 @market.command("confirm", context_settings=CONTEXT)
@@ -775,14 +762,12 @@ def cancel(address: str, **options: Any) -> None:
 @setting_options(*MARKET)
 def confirm(agreement: str, **options: Any) -> None:
     """Confirm an AGREEMENT you won (provider): the service window starts now."""
-    settings = settings_from(options)
 
-    async def go() -> None:
-        async with market_session(settings) as session:
-            await session.market.agreement(_checksum(agreement))
-            sent = await session.market.confirm(
-                session.signer, _checksum(agreement), settings.tx_timeout
-            )
+    async def go(session: Session) -> None:
+        await session.market.agreement(_checksum(agreement))
+        sent = await session.market.confirm(
+            session.signer, _checksum(agreement), session.tx_timeout
+        )
         event = sent.event("Confirmed").args
         formed = sent.event("CommitteeFormed").args
         click.echo(
@@ -791,7 +776,7 @@ def confirm(agreement: str, **options: Any) -> None:
             f"(watcher market draw {event['committee']}) ({mined(sent)})"
         )
 
-    run_async(go())
+    in_session(options, go)
 
 
 async def _committee_of(session: Session, address: str) -> ChecksumAddress:
@@ -817,19 +802,17 @@ async def _committee_of(session: Session, address: str) -> ChecksumAddress:
 @setting_options(*MARKET)
 def draw(committee: str, **options: Any) -> None:
     """Draw a COMMITTEE (or an agreement's) by sortition, once its seed block is mined."""
-    settings = settings_from(options)
 
-    async def go() -> None:
-        async with market_session(settings) as session:
-            target = await _committee_of(session, committee)
-            view = await session.market.committee(target)
-            head, _ = await session.market.head()
-            if head <= view.seed_block:
-                raise UserError(
-                    f"committee {target} is drawn from block {view.seed_block}'s hash, and the "
-                    f"chain is at block {head}: try again after block {view.seed_block} is mined"
-                )
-            sent = await session.market.draw(session.signer, target, settings.tx_timeout)
+    async def go(session: Session) -> None:
+        target = await _committee_of(session, committee)
+        view = await session.market.committee(target)
+        head, _ = await session.market.head()
+        if head <= view.seed_block:
+            raise UserError(
+                f"committee {target} is drawn from block {view.seed_block}'s hash, and the "
+                f"chain is at block {head}: try again after block {view.seed_block} is mined"
+            )
+        sent = await session.market.draw(session.signer, target, session.tx_timeout)
         if sent.all("Reseeded"):
             seed = sent.event("Reseeded").args["seedBlock"]
             click.echo(
@@ -840,7 +823,7 @@ def draw(committee: str, **options: Any) -> None:
         members = sent.event("Drawn").args["members"]
         click.echo(f"drew committee {target}: {', '.join(members)} ({mined(sent)})")
 
-    run_async(go())
+    in_session(options, go)
 
 
 @market.command("register", context_settings=AMOUNT_CONTEXT)
@@ -848,16 +831,14 @@ def draw(committee: str, **options: Any) -> None:
 @setting_options(*MARKET)
 def register(stake: int, **options: Any) -> None:
     """Register as a witness with STAKE CTK."""
-    settings = settings_from(options)
 
-    async def go() -> None:
-        async with market_session(settings) as session:
-            sent = await session.market.register(session.signer, stake, settings.tx_timeout)
+    async def go(session: Session) -> None:
+        sent = await session.market.register(session.signer, stake, session.tx_timeout)
         click.echo(
             f"registered {session.signer.address} as a witness with {ctk(stake)} ({mined(sent)})"
         )
 
-    run_async(go())
+    in_session(options, go)
 
 
 @market.command("stake", context_settings=AMOUNT_CONTEXT)
@@ -865,14 +846,12 @@ def register(stake: int, **options: Any) -> None:
 @setting_options(*MARKET)
 def add_stake(amount: int, **options: Any) -> None:
     """Add AMOUNT CTK to your witness stake."""
-    settings = settings_from(options)
 
-    async def go() -> None:
-        async with market_session(settings) as session:
-            sent = await session.market.add_stake(session.signer, amount, settings.tx_timeout)
+    async def go(session: Session) -> None:
+        sent = await session.market.add_stake(session.signer, amount, session.tx_timeout)
         click.echo(f"staked {ctk(amount)} more ({mined(sent)})")
 
-    run_async(go())
+    in_session(options, go)
 
 
 @market.command("withdraw", context_settings=AMOUNT_CONTEXT)
@@ -880,15 +859,13 @@ def add_stake(amount: int, **options: Any) -> None:
 @setting_options(*MARKET)
 def withdraw(amount: int, **options: Any) -> None:
     """Take AMOUNT CTK of your free witness stake back; all of it leaves the pool."""
-    settings = settings_from(options)
 
-    async def go() -> None:
-        async with market_session(settings) as session:
-            sent = await session.market.withdraw(session.signer, amount, settings.tx_timeout)
+    async def go(session: Session) -> None:
+        sent = await session.market.withdraw(session.signer, amount, session.tx_timeout)
         left = "left the pool" if sent.all("Left") else "still registered"
         click.echo(f"withdrew {ctk(amount)}; {left} ({mined(sent)})")
 
-    run_async(go())
+    in_session(options, go)
 
 
 @market.command("report", context_settings=CONTEXT)
@@ -900,33 +877,31 @@ def withdraw(amount: int, **options: Any) -> None:
 def report(committee: str, violated: bool, **options: Any) -> None:
     """Commit your report to a COMMITTEE you sit on (witness); reveal it after reporting
     closes with `watcher market reveal`."""
-    settings = settings_from(options)
 
-    async def go() -> None:
+    async def go(session: Session) -> None:
         from watcher.domain.market import report_commitment
         from watcher.runtime.sealed import SealedSecrets
 
-        async with market_session(settings) as session:
-            target = await _committee_of(session, committee)
-            view = await session.market.committee(target)
-            signer, chain_id = session.signer, session.chain.chain_id
-            if signer.address not in view.members:
-                raise UserError(f"{signer.address} does not sit on committee {target}")
-            if await session.market.report_of(target, signer.address) != bytes(32):
-                raise UserError(f"{signer.address} has already reported to committee {target}")
-            salt = os.urandom(32)
-            kept = SealedSecrets().save(
-                chain_id, target, signer.address, {"violated": violated, "salt": "0x" + salt.hex()}
-            )
-            sealed = report_commitment(chain_id, target, signer.address, violated, salt)
-            sent = await session.market.commit_report(signer, target, sealed, settings.tx_timeout)
+        target = await _committee_of(session, committee)
+        view = await session.market.committee(target)
+        signer, chain_id = session.signer, session.chain.chain_id
+        if signer.address not in view.members:
+            raise UserError(f"{signer.address} does not sit on committee {target}")
+        if await session.market.report_of(target, signer.address) != bytes(32):
+            raise UserError(f"{signer.address} has already reported to committee {target}")
+        salt = os.urandom(32)
+        kept = SealedSecrets().save(
+            chain_id, target, signer.address, {"violated": violated, "salt": "0x" + salt.hex()}
+        )
+        sealed = report_commitment(chain_id, target, signer.address, violated, salt)
+        sent = await session.market.commit_report(signer, target, sealed, session.tx_timeout)
         click.echo(
             f"committed your report to committee {target} ({mined(sent)}); reveal it after "
             f"{when(view.commit_ends)} and by {when(view.reveal_ends)} with 'watcher market "
             f"reveal {target}' (kept in {kept}: without it your report counts as silence)"
         )
 
-    run_async(go())
+    in_session(options, go)
 
 
 @market.command("finalize", context_settings=CONTEXT)
@@ -935,15 +910,13 @@ def report(committee: str, violated: bool, **options: Any) -> None:
 def finalize(committee: str, **options: Any) -> None:
     """Judge an agreement after its committee's reveals (anyone): pays the customer's
     compensation on a confirmed violation, the provider otherwise, and the witnesses."""
-    settings = settings_from(options)
 
-    async def go() -> None:
-        async with market_session(settings) as session:
-            target = await _committee_of(session, committee)
-            sent = await session.market.finalize(session.signer, target, settings.tx_timeout)
+    async def go(session: Session) -> None:
+        target = await _committee_of(session, committee)
+        sent = await session.market.finalize(session.signer, target, session.tx_timeout)
         _say_judged(sent, target)
 
-    run_async(go())
+    in_session(options, go)
 
 
 def _say_judged(sent: Sent, committee: str) -> None:
@@ -965,28 +938,25 @@ def _say_judged(sent: Sent, committee: str) -> None:
 def claim(committee: str, **options: Any) -> None:
     """Collect what a COMMITTEE (or an agreement's) owes you: finalizes it first when it
     is due (the customer's compensation is paid then), then takes your witness reward."""
-    settings = settings_from(options)
 
-    async def go() -> None:
-        async with market_session(settings) as session:
-            target = await _committee_of(session, committee)
-            view = await session.market.committee(target)
-            _, now = await session.market.head()
-            if not view.finalized:
-                if now <= view.reveal_ends:
-                    raise UserError(
-                        f"committee {target} judges after {when(view.reveal_ends)}: "
-                        "nothing is due yet"
-                    )
-                _say_judged(
-                    await session.market.finalize(session.signer, target, settings.tx_timeout),
-                    target,
+    async def go(session: Session) -> None:
+        target = await _committee_of(session, committee)
+        view = await session.market.committee(target)
+        _, now = await session.market.head()
+        if not view.finalized:
+            if now <= view.reveal_ends:
+                raise UserError(
+                    f"committee {target} judges after {when(view.reveal_ends)}: nothing is due yet"
                 )
-            owed = await session.market.owed(target, session.signer.address)
-            if owed:
-                sent = await session.market.claim(session.signer, target, settings.tx_timeout)
-                click.echo(f"claimed {ctk(owed)} of witness reward ({mined(sent)})")
-            elif view.finalized:
-                raise UserError(f"committee {target} owes {session.signer.address} nothing")
+            _say_judged(
+                await session.market.finalize(session.signer, target, session.tx_timeout),
+                target,
+            )
+        owed = await session.market.owed(target, session.signer.address)
+        if owed:
+            sent = await session.market.claim(session.signer, target, session.tx_timeout)
+            click.echo(f"claimed {ctk(owed)} of witness reward ({mined(sent)})")
+        elif view.finalized:
+            raise UserError(f"committee {target} owes {session.signer.address} nothing")
 
-    run_async(go())
+    in_session(options, go)
