@@ -59,7 +59,7 @@ from watcher.domain.market import (  # noqa: E402
 from watcher.shared.net import free_port  # noqa: E402
 
 TIMEOUT = 120.0
-POOL = PoolRules(100 * CTK, 50 * CTK, 20 * CTK, 10 * CTK, 60)
+POOL = PoolRules(100 * CTK, 50 * CTK, 20 * CTK, 10 * CTK, 60, CTK)
 WITNESS_POOL = 5
 
 # AWESOME's own measurements (Kovan), as the issue quotes them.
@@ -160,7 +160,9 @@ async def play(
     result.note("customer", "openAuction", sent)
     auction_address = sent.event("AuctionOpened").args["auction"]
     auction = await market.auction(auction_address)
-    prices = {p.address: (50 + index) * CTK for index, p in enumerate(providers)}
+    # Each provider asks less than the one before: in a reverse auction every reveal is then
+    # the best so far and pushes out the runner-up, the most expensive path a reveal takes.
+    prices = {p.address: 99 * CTK - index * CTK // 100 for index, p in enumerate(providers)}
     salts = {p.address: Web3.keccak(text=f"salt {p.address}") for p in providers}
 
     async def commit(provider: Signer) -> None:

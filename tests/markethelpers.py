@@ -29,6 +29,7 @@ POOL_RULES = {
     "silencePenalty": 20 * CTK,
     "dissentPenalty": 10 * CTK,
     "minReputation": 60,
+    "minWitnessPay": CTK,
 }
 
 
@@ -125,6 +126,7 @@ class MarketDriver(DevChainDriver):
                 rules["silencePenalty"],
                 rules["dissentPenalty"],
                 rules["minReputation"],
+                rules["minWitnessPay"],
             ),
         )
         pool = self.w3.eth.contract(

@@ -2,11 +2,19 @@
 pragma solidity ^0.8.24;
 
 import {Initializable} from "@openzeppelin/contracts/proxy/utils/Initializable.sol";
-import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
-import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 
-import {AgreementTerms, AuctionRules, IAuction, IMarket, MarketLimits, Mechanism, Side} from "./MarketTypes.sol";
+import {Escrow} from "./Escrow.sol";
+import {
+    AgreementTerms,
+    AuctionRules,
+    IAuction,
+    IMarket,
+    IWitnessPool,
+    MarketLimits,
+    Mechanism,
+    Side
+} from "./MarketTypes.sol";
 
 /// @title Auction
 /// @notice One auction of the market, in any of AWESOME's eight models (forward or reverse;
@@ -18,9 +26,7 @@ import {AgreementTerms, AuctionRules, IAuction, IMarket, MarketLimits, Mechanism
 /// Ties go to the earlier bid: the earlier transaction in English and Dutch, the earlier
 /// commitment in sealed auctions. Every CTK unit this contract takes is counted in `held`
 /// and settlement refuses to finish unless all of it has gone out again.
-contract Auction is Initializable, IAuction {
-    using SafeERC20 for IERC20;
-
+contract Auction is Initializable, Escrow, IAuction {
     enum State {
         Open,
         Settled,
@@ -34,8 +40,6 @@ contract Auction is Initializable, IAuction {
         uint256 price;
     }
 
-    IMarket public market;
-    IERC20 public token;
     address public initiator;
     AuctionRules internal _rules;
     AgreementTerms internal _terms;
@@ -43,8 +47,6 @@ contract Auction is Initializable, IAuction {
     State public state;
     uint64 public bidCount;
     uint64 public revealCount;
-    /// CTK units this auction holds for somebody, by its own book.
-    uint256 public held;
     Standing[] internal _standing;
     /// A bidder's sealed bid: two storage slots, written once at the commitment and once
     /// at the reveal (packing seq and revealed saves each bidder about 40,000 gas).
@@ -55,7 +57,9 @@ contract Auction is Initializable, IAuction {
     }
 
     mapping(address bidder => SealedBid) public sealedBids;
-    mapping(bytes32 commitment => bool) public commitmentTaken;
+    /// Each revealer's share of the deposits forfeited by bidders who never revealed.
+    uint256 public forfeitShare;
+    mapping(address bidder => bool) public forfeitClaimed;
 
     event BidPlaced(address indexed bidder, uint256 price, uint64 seq);
     event BidDisplaced(address indexed bidder, uint256 price, uint256 refund);
@@ -80,13 +84,12 @@ contract Auction is Initializable, IAuction {
     error PriceMoved(uint256 price);
     error EmptyCommitment();
     error AlreadyCommitted();
-    error CommitmentTaken();
+    error NothingToClaim();
     error NoCommitment();
     error AlreadyRevealed();
     error WrongReveal();
     error NotInitiator();
     error HasBids();
-    error Unbalanced(uint256 held);
 
     constructor() {
         _disableInitializers();
@@ -100,8 +103,8 @@ contract Auction is Initializable, IAuction {
         AuctionRules calldata rules_,
         AgreementTerms calldata terms_
     ) external initializer returns (uint256 escrow) {
-        _checkRules(rules_);
-        MarketLimits.checkTerms(terms_);
+        _checkRules(rules_, terms_);
+        MarketLimits.checkTerms(terms_, IWitnessPool(market_.pool()).minWitnessPay());
         market = market_;
         token = market_.token();
         initiator = initiator_;
@@ -176,14 +179,15 @@ contract Auction is Initializable, IAuction {
     }
 
     /// Commit to a sealed bid, posting the bid deposit: it comes back with the reveal and
-    /// is forfeited to the initiator without one.
+    /// is forfeited without one, shared by those who revealed. A commitment copied from
+    /// another bidder is taken like any other and can never be revealed (it names that
+    /// bidder), so the copier only loses its deposit. (Refusing a commitment seen before
+    /// would let anyone block a bid by sending its commitment first.)
     function commit(bytes32 sealedBid) external {
         _requireSealed();
         _requireBiddingOpen();
         if (sealedBid == bytes32(0)) revert EmptyCommitment();
         if (sealedBids[msg.sender].commitment != bytes32(0)) revert AlreadyCommitted();
-        if (commitmentTaken[sealedBid]) revert CommitmentTaken();
-        commitmentTaken[sealedBid] = true;
         uint64 seq = ++bidCount;
         sealedBids[msg.sender] = SealedBid(sealedBid, seq, false);
         _collect(msg.sender, _rules.bidDeposit);
@@ -223,7 +227,10 @@ contract Auction is Initializable, IAuction {
 
     /// Anyone may settle once the auction is over: each winner is offered a service
     /// agreement holding its fee, the witness fee and the provider's deposit; everything
-    /// else goes back to whom it came from, unrevealed deposits to the initiator.
+    /// else goes back to whom it came from. Unrevealed deposits are shared by the bidders
+    /// who revealed (`claimForfeit`), not given to the initiator, who could otherwise set
+    /// a second price with a sybil's reveal for nothing. Only when nobody revealed do they
+    /// go to the initiator, with the rounding left over.
     function settle() external {
         if (state != State.Open) revert NotOpen();
         if (!isOver()) revert StillRunning();
@@ -259,11 +266,25 @@ contract Auction is Initializable, IAuction {
         uint256 unsold = slots - winners;
         toInitiator += unsold * (reverse ? _rules.reserve + witnessFee : deposit);
         uint256 forfeited = 0;
-        if (_isSealed()) forfeited = uint256(bidCount - revealCount) * _rules.bidDeposit;
-        toInitiator += forfeited;
+        if (_isSealed()) {
+            forfeited = uint256(bidCount - revealCount) * _rules.bidDeposit;
+            if (revealCount != 0) forfeitShare = forfeited / revealCount;
+            toInitiator += forfeited - forfeitShare * revealCount;
+        }
         _pay(initiator, toInitiator);
-        if (held != 0) revert Unbalanced(held);
+        // What is left is exactly the revealers' shares, each paid once by claimForfeit.
+        if (held != forfeitShare * revealCount) revert Unbalanced(held);
         emit Settled(winners, uniform ? clearing : 0, forfeited, toInitiator);
+    }
+
+    /// A revealer takes its share of the forfeited deposits after settlement.
+    function claimForfeit() external {
+        if (state != State.Settled) revert NotOpen();
+        if (!sealedBids[msg.sender].revealed || forfeitClaimed[msg.sender] || forfeitShare == 0) {
+            revert NothingToClaim();
+        }
+        forfeitClaimed[msg.sender] = true;
+        _pay(msg.sender, forfeitShare);
     }
 
     /// The initiator may call off an auction nobody has bid in yet.
@@ -305,7 +326,7 @@ contract Auction is Initializable, IAuction {
 
     // ---- Internals -------------------------------------------------------------------
 
-    function _checkRules(AuctionRules calldata rules_) private view {
+    function _checkRules(AuctionRules calldata rules_, AgreementTerms calldata terms_) private view {
         if (rules_.slots == 0 || rules_.slots > MarketLimits.MAX_SLOTS) revert InvalidRules("slots must be 1 to 10");
         if (rules_.biddingEnds <= block.timestamp) revert InvalidRules("bidding must end in the future");
         if (rules_.reserve == 0) revert InvalidRules("the reserve price must be more than 0");
@@ -313,12 +334,22 @@ contract Auction is Initializable, IAuction {
             rules_.mechanism == Mechanism.FirstPriceSealed || rules_.mechanism == Mechanism.SecondPriceSealed;
         if (sealedAuction) {
             if (rules_.revealEnds <= rules_.biddingEnds) revert InvalidRules("revealing must end after bidding");
-            if (rules_.bidDeposit == 0) revert InvalidRules("a sealed auction needs a bid deposit");
+            // A deposit worth losing: a sybil's unrevealed bid must cost something.
+            if (rules_.bidDeposit == 0 || rules_.bidDeposit < rules_.reserve / 100) {
+                revert InvalidRules("a sealed auction's bid deposit is at least 1% of the reserve");
+            }
         } else if (rules_.revealEnds != 0 || rules_.bidDeposit != 0) {
             revert InvalidRules("only sealed auctions have a reveal end and a bid deposit");
         }
+        if (rules_.side == Side.Reverse && terms_.providerDeposit == 0) {
+            // Without one, filling every slot and never confirming would cost nothing.
+            revert InvalidRules("a reverse auction needs a provider deposit");
+        }
         if (rules_.mechanism == Mechanism.English) {
             if (rules_.increment == 0) revert InvalidRules("an English auction needs an increment");
+            if (rules_.side == Side.Reverse && rules_.increment >= rules_.reserve) {
+                revert InvalidRules("a reverse English increment must be below the reserve");
+            }
         } else if (rules_.increment != 0) {
             revert InvalidRules("only English auctions have an increment");
         }
@@ -406,18 +437,5 @@ contract Auction is Initializable, IAuction {
             _standing[i] = _standing[i - 1];
         }
         _standing[at] = entry;
-    }
-
-    function _collect(address from, uint256 amount) private {
-        if (amount == 0) return;
-        held += amount;
-        market.collect(from, amount);
-    }
-
-    function _pay(address to, uint256 amount) private {
-        if (amount == 0) return;
-        // Checked: paying out more than was taken in reverts here.
-        held -= amount;
-        token.safeTransfer(to, amount);
     }
 }

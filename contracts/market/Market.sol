@@ -47,8 +47,9 @@ contract Market is IMarket {
         AuctionRules rules,
         AgreementTerms terms
     );
+    // Indexed by customer and provider, the two agents that follow their own agreements.
     event AgreementOffered(
-        address indexed agreement, address indexed auction, address indexed provider, address customer, uint256 fee
+        address indexed agreement, address indexed customer, address indexed provider, address auction, uint256 fee
     );
     event CommitteeFormed(address indexed committee, address indexed agreement, uint64 seedBlock);
 
@@ -87,7 +88,7 @@ contract Market is IMarket {
         agreement = Clones.clone(agreementImplementation);
         kindOf[agreement] = Kind.Agreement;
         IAgreement(agreement).initialize(this, msg.sender, customer, provider, fee, terms);
-        emit AgreementOffered(agreement, msg.sender, provider, customer, fee);
+        emit AgreementOffered(agreement, customer, provider, msg.sender, fee);
     }
 
     function formCommittee(

@@ -127,9 +127,18 @@ enum Verdict {
 }
 
 interface IWitnessPool {
-    function draw(bytes32 seed, uint256 count, address customer, address provider)
-        external
-        returns (address[] memory);
+    function draw(
+        bytes32 seed,
+        uint256 count,
+        address customer,
+        address provider,
+        uint256 rosterSize,
+        uint64 committedAt
+    ) external returns (address[] memory);
+
+    function rosterSize() external view returns (uint256);
+
+    function minWitnessPay() external view returns (uint256);
 
     /// Ends one duty: the witness's stake is unlocked, its reputation moves by the verdict,
     /// and a silent or dissenting witness loses the pool's penalty to `slashTo`.
@@ -142,16 +151,29 @@ library MarketLimits {
     uint8 internal constant MIN_WITNESSES = 3;
     uint8 internal constant MAX_WITNESSES = 21;
     uint16 internal constant FULL_BPS = 10_000;
+    /// A witness's shortest windows to report and to reveal: fifty 12 s blocks.
+    uint32 internal constant MIN_WINDOW = 10 minutes;
+    /// The longest any window may be, so no agreement can lock a witness's stake or a
+    /// provider's deposit for longer than a service year and a few months.
+    uint32 internal constant MAX_WINDOW = 30 days;
+    uint64 internal constant MAX_SERVICE = 400 days;
 
     error InvalidTerms(string reason);
 
     /// The one check of an agreement's terms, made when an auction opens, so that no
-    /// settlement can fail later on terms nobody could meet.
-    function checkTerms(AgreementTerms calldata terms) internal pure {
-        if (terms.serviceSeconds == 0) revert InvalidTerms("the service window must be longer than 0 s");
-        if (terms.confirmSeconds == 0) revert InvalidTerms("the confirmation window must be longer than 0 s");
-        if (terms.reportSeconds == 0 || terms.revealSeconds == 0) {
-            revert InvalidTerms("the report and reveal windows must be longer than 0 s");
+    /// settlement or confirmation can fail later on terms nobody could meet.
+    function checkTerms(AgreementTerms calldata terms, uint256 minWitnessPay) internal pure {
+        if (terms.serviceSeconds == 0 || terms.serviceSeconds > MAX_SERVICE) {
+            revert InvalidTerms("the service window must be longer than 0 s and at most 400 days");
+        }
+        if (terms.confirmSeconds == 0 || terms.confirmSeconds > MAX_WINDOW) {
+            revert InvalidTerms("the confirmation window must be longer than 0 s and at most 30 days");
+        }
+        if (
+            terms.reportSeconds < MIN_WINDOW || terms.revealSeconds < MIN_WINDOW || terms.reportSeconds > MAX_WINDOW
+                || terms.revealSeconds > MAX_WINDOW
+        ) {
+            revert InvalidTerms("the report and reveal windows must be 10 minutes to 30 days");
         }
         if (terms.compensationBps > FULL_BPS) revert InvalidTerms("compensation is at most 10000 bps of the fee");
         if (terms.witnesses < MIN_WITNESSES || terms.witnesses > MAX_WITNESSES) {
@@ -161,6 +183,10 @@ library MarketLimits {
         // silent witness alone cannot stop a confirmation.
         if (2 * uint256(terms.quorum) <= terms.witnesses || terms.quorum >= terms.witnesses) {
             revert InvalidTerms("the quorum M must be more than half of N and less than N");
+        }
+        // Witnesses carry penalties; a seat that pays nothing would make them work for free.
+        if (terms.witnessFee < uint256(terms.witnesses) * minWitnessPay) {
+            revert InvalidTerms("the witness fee must pay every seat the pool's minimum");
         }
     }
 }

@@ -2,9 +2,8 @@
 pragma solidity ^0.8.24;
 
 import {Initializable} from "@openzeppelin/contracts/proxy/utils/Initializable.sol";
-import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
-import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 
+import {Escrow} from "./Escrow.sol";
 import {AgreementTerms, IAgreement, IMarket, MarketLimits} from "./MarketTypes.sol";
 
 /// @title ServiceAgreement
@@ -20,9 +19,7 @@ import {AgreementTerms, IAgreement, IMarket, MarketLimits} from "./MarketTypes.s
 ///   and what they did not earn goes back to the customer, who paid it.
 /// @dev A clone made by the Market for an Auction. `held` counts what it holds; every
 /// payout is checked against it.
-contract ServiceAgreement is Initializable, IAgreement {
-    using SafeERC20 for IERC20;
-
+contract ServiceAgreement is Initializable, Escrow, IAgreement {
     enum State {
         Offered,
         Active,
@@ -30,8 +27,6 @@ contract ServiceAgreement is Initializable, IAgreement {
         Cancelled
     }
 
-    IMarket public market;
-    IERC20 public token;
     address public auction;
     address public customer;
     address public provider;
@@ -43,7 +38,6 @@ contract ServiceAgreement is Initializable, IAgreement {
     address public committee;
     State public state;
     bool public violated;
-    uint256 public held;
 
     event Confirmed(uint64 startedAt, uint64 endsAt, address committee);
     event Cancelled(uint256 refund, uint256 forfeitedDeposit);
@@ -56,7 +50,6 @@ contract ServiceAgreement is Initializable, IAgreement {
     error ConfirmationClosed(uint64 confirmBy);
     error ConfirmationOpen(uint64 confirmBy);
     error WitnessPayTooHigh(uint256 witnessPay, uint256 witnessFee);
-    error Unbalanced(uint256 held);
 
     constructor() {
         _disableInitializers();
@@ -129,16 +122,5 @@ contract ServiceAgreement is Initializable, IAgreement {
 
     function terms() external view returns (AgreementTerms memory) {
         return _terms;
-    }
-
-    function _pay(address to, uint256 amount) private {
-        if (amount == 0) return;
-        held -= amount;
-        token.safeTransfer(to, amount);
-    }
-
-    function _requireEmpty() private view {
-        // The invariant: what came in with the settlement has all gone out.
-        if (held != 0) revert Unbalanced(held);
     }
 }

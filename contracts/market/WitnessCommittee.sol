@@ -2,33 +2,34 @@
 pragma solidity ^0.8.24;
 
 import {Initializable} from "@openzeppelin/contracts/proxy/utils/Initializable.sol";
-import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
-import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 
+import {Escrow} from "./Escrow.sol";
 import {AgreementTerms, IAgreement, ICommittee, IMarket, IWitnessPool, Verdict} from "./MarketTypes.sol";
 
 /// @title WitnessCommittee
 /// @notice The N witnesses who judge one service agreement, after Zhou et al. (INFOCOM
 /// 2019) as the AWESOME paper cites it:
 /// - Selection: when the provider confirms, the committee commits to a block a little
-///   ahead (`seedBlock`); once it is mined, anyone calls `draw`, which picks N witnesses
-///   from the pool by sortition seeded with that block's hash, which nobody knew when the
-///   agreement was confirmed. A seed block left for more than 256 blocks (its hash no
-///   longer readable) is replaced by a new one ahead.
-/// - Reports: each member commits keccak256(chain id, committee, witness, violated, salt)
-///   until `commitEnds` (the service window plus `reportSeconds`), then reveals it until
-///   `revealEnds`, so no witness can copy another's report.
-/// - Outcome: a violation is confirmed when M of the N revealed reports say so.
-/// - Payoffs: a witness whose report matches the outcome earns witnessFee / N and
-///   reputation; a dissenting one earns nothing and loses the pool's dissent penalty and
-///   reputation; a silent one (no reveal) earns nothing and loses the larger silence
-///   penalty and more reputation. What the witnesses did not earn, and the penalties, go
-///   to the customer, who paid for the monitoring.
+///   ahead (`seedBlock`) and to the pool's roster as it is then. Once the block is mined,
+///   anyone calls `draw`, which picks N witnesses by sortition seeded with that block's
+///   hash, which nobody knew at confirmation. A seed block left for more than 256 blocks
+///   (its hash no longer readable) is replaced by a new one ahead; the roster stays frozen.
+/// - Reports: each member commits keccak256(chain id, committee, witness, violated, salt),
+///   and may commit again to change it, until `commitEnds`; then reveals it until
+///   `revealEnds`. Both windows run at least `reportSeconds` and `revealSeconds` from the
+///   draw, however late it comes, so nobody can draw a committee that has no time to report.
+/// - Outcome: a violation is confirmed when M reports say so; it is denied when M say
+///   not; with neither (too many silent), the outcome is undecided and the agreement
+///   closes as not violated.
+/// - Payoffs: a witness whose report matches a decided outcome, or who reported at all on
+///   an undecided one, earns witnessFee / N, a share of the penalties, and reputation; a
+///   dissenter (against a decided outcome) earns nothing and loses the pool's dissent
+///   penalty; a silent one loses the larger silence penalty. Penalties go to the witnesses
+///   who judged right (to the customer only when none did); the fee they did not earn
+///   goes back to the customer, who paid it.
 /// @dev A clone made by the Market when an agreement is confirmed. Finalizing loops over
 /// the N members (at most 21), never over the pool.
-contract WitnessCommittee is Initializable, ICommittee {
-    using SafeERC20 for IERC20;
-
+contract WitnessCommittee is Initializable, Escrow, ICommittee {
     /// Blocks between the commitment to a seed block and that block.
     uint64 public constant SEED_DELAY = 2;
 
@@ -39,8 +40,6 @@ contract WitnessCommittee is Initializable, ICommittee {
         bytes32 report;
     }
 
-    IMarket public market;
-    IERC20 public token;
     IWitnessPool public pool;
     address public agreement;
     address public customer;
@@ -50,22 +49,25 @@ contract WitnessCommittee is Initializable, ICommittee {
     uint64 public commitEnds;
     uint64 public revealEnds;
     uint64 public seedBlock;
+    uint64 public committedAt;
+    uint32 public reportSeconds;
+    uint32 public revealSeconds;
+    uint256 public rosterSize;
     uint256 public witnessFee;
     bool public finalized;
     bool public outcome;
     uint8 public revealedCount;
     uint8 public violationReports;
-    uint256 public held;
     address[] internal _members;
     mapping(address witness => Duty) public duties;
     mapping(address witness => uint256) public owed;
 
     event Reseeded(uint64 seedBlock);
-    event Drawn(address[] members, uint64 seedBlock);
+    event Drawn(address[] members, uint64 seedBlock, uint64 commitEnds, uint64 revealEnds);
     event ReportCommitted(address indexed witness);
     event ReportRevealed(address indexed witness, bool violated);
-    event DutyJudged(address indexed witness, Verdict verdict, uint256 reward, uint256 slashed);
-    event Judged(bool violated, uint256 violationReports, uint256 revealed, uint256 witnessPay);
+    event DutyJudged(address indexed witness, Verdict verdict, uint256 reward);
+    event Judged(bool violated, bool decided, uint256 violationReports, uint256 revealed, uint256 witnessPay);
     event Claimed(address indexed witness, uint256 amount);
 
     error AlreadyDrawn();
@@ -75,7 +77,6 @@ contract WitnessCommittee is Initializable, ICommittee {
     error RevealNotOpen(uint64 commitEnds, uint64 revealEnds);
     error NotMember();
     error EmptyReport();
-    error AlreadyReported();
     error NoReport();
     error AlreadyRevealed();
     error WrongReveal();
@@ -106,11 +107,16 @@ contract WitnessCommittee is Initializable, ICommittee {
         quorum = terms.quorum;
         commitEnds = commitEnds_;
         revealEnds = revealEnds_;
+        reportSeconds = terms.reportSeconds;
+        revealSeconds = terms.revealSeconds;
         witnessFee = terms.witnessFee;
+        committedAt = uint64(block.number);
+        rosterSize = pool.rosterSize();
         seedBlock = uint64(block.number) + SEED_DELAY;
     }
 
-    /// Anyone may draw the committee once its seed block is mined.
+    /// Anyone may draw the committee once its seed block is mined, until reporting would
+    /// have closed; a late draw moves the windows out, so members always get their time.
     function draw() external {
         if (_members.length != 0) revert AlreadyDrawn();
         if (block.timestamp > commitEnds) revert ReportingClosed(commitEnds);
@@ -122,12 +128,19 @@ contract WitnessCommittee is Initializable, ICommittee {
             emit Reseeded(seedBlock);
             return;
         }
-        address[] memory chosen = pool.draw(keccak256(abi.encode(hash, address(this))), size, customer, provider);
+        address[] memory chosen = pool.draw(
+            keccak256(abi.encode(hash, address(this))), size, customer, provider, rosterSize, committedAt
+        );
         for (uint256 i = 0; i < chosen.length; ++i) {
             duties[chosen[i]].member = true;
             _members.push(chosen[i]);
         }
-        emit Drawn(chosen, seedBlock);
+        uint64 earliest = uint64(block.timestamp) + reportSeconds;
+        if (commitEnds < earliest) {
+            commitEnds = earliest;
+            revealEnds = earliest + revealSeconds;
+        }
+        emit Drawn(chosen, seedBlock, commitEnds, revealEnds);
     }
 
     /// The commitment to a report, bound to the chain, this committee and the witness.
@@ -135,11 +148,11 @@ contract WitnessCommittee is Initializable, ICommittee {
         return keccak256(abi.encode(block.chainid, address(this), witness, violated, salt));
     }
 
+    /// Commit a report, or a new one in its place (an outage seen after an early report).
     function commit(bytes32 report) external {
         Duty storage duty = _duty(msg.sender);
         if (block.timestamp > commitEnds) revert ReportingClosed(commitEnds);
         if (report == bytes32(0)) revert EmptyReport();
-        if (duty.report != bytes32(0)) revert AlreadyReported();
         duty.report = report;
         emit ReportCommitted(msg.sender);
     }
@@ -163,31 +176,45 @@ contract WitnessCommittee is Initializable, ICommittee {
         if (finalized) revert AlreadyFinalized();
         if (block.timestamp <= revealEnds) revert NotOver(revealEnds);
         finalized = true;
-        bool violated = _members.length != 0 && violationReports >= quorum;
+        uint256 count = _members.length;
+        bool violated = count != 0 && violationReports >= quorum;
+        bool denied = count != 0 && revealedCount - violationReports >= quorum;
+        bool decided = violated || denied;
         outcome = violated;
-        uint256 share = witnessFee / size;
-        uint256 paid = 0;
-        for (uint256 i = 0; i < _members.length; ++i) {
-            address witness = _members[i];
-            Duty storage duty = duties[witness];
-            Verdict verdict = !duty.revealed ? Verdict.Silent : duty.violated == violated ? Verdict.Matched : Verdict.Dissented;
-            uint256 reward = verdict == Verdict.Matched ? share : 0;
-            owed[witness] = reward;
-            paid += reward;
-            uint256 slashed = pool.settleDuty(witness, verdict, customer);
-            emit DutyJudged(witness, verdict, reward, slashed);
+        Verdict[] memory verdicts = new Verdict[](count);
+        uint256 matched = 0;
+        uint256 slashed = 0;
+        for (uint256 i = 0; i < count; ++i) {
+            Duty storage duty = duties[_members[i]];
+            Verdict verdict = !duty.revealed
+                ? Verdict.Silent
+                : (!decided || duty.violated == violated) ? Verdict.Matched : Verdict.Dissented;
+            verdicts[i] = verdict;
+            if (verdict == Verdict.Matched) ++matched;
+            // Penalties come here, to be shared by the witnesses who judged right.
+            slashed += pool.settleDuty(_members[i], verdict, address(this));
         }
-        held = paid;
-        IAgreement(agreement).close(violated, paid);
-        emit Judged(violated, violationReports, revealedCount, paid);
+        held += slashed;
+        uint256 share = witnessFee / size;
+        uint256 bonus = matched == 0 ? 0 : slashed / matched;
+        for (uint256 i = 0; i < count; ++i) {
+            uint256 reward = verdicts[i] == Verdict.Matched ? share + bonus : 0;
+            owed[_members[i]] = reward;
+            emit DutyJudged(_members[i], verdicts[i], reward);
+        }
+        uint256 witnessPay = share * matched;
+        // The penalties nobody earned (no witness judged right), and the rounding.
+        _pay(customer, slashed - bonus * matched);
+        held += witnessPay;
+        IAgreement(agreement).close(violated, witnessPay);
+        emit Judged(violated, decided, violationReports, revealedCount, witnessPay);
     }
 
     function claim() external {
         uint256 amount = owed[msg.sender];
         if (amount == 0) revert NothingOwed();
         owed[msg.sender] = 0;
-        held -= amount;
-        token.safeTransfer(msg.sender, amount);
+        _pay(msg.sender, amount);
         emit Claimed(msg.sender, amount);
     }
 

@@ -152,7 +152,8 @@ def test_a_whole_round_through_the_cli(
     contracts = chain.made_by(market)
     books.add_new(*contracts)
     silent = voters[2]
-    witness_share = 3 * CTK
+    # A right report earns its 3 CTK share and half the silent one's 20 CTK penalty.
+    witness_share = 3 * CTK + 10 * CTK
     # Both staked 100 CTK, still in the pool: less 20 for the silent one's silence.
     assert books.change(dev_account(voters[0])) == -100 * CTK + witness_share
     assert books.change(dev_account(silent)) == -100 * CTK

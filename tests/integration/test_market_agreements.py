@@ -117,6 +117,16 @@ def report(setup: Setup, round_: Round, votes: dict[LocalAccount, bool]) -> None
     driver.jump_to(committee.functions.revealEnds().call() + 1)
 
 
+def small_market(setup: Setup, witnesses: list[LocalAccount], stake: int = STAKE) -> Market:
+    """A market of its own whose pool holds just `witnesses`, each staking `stake`; the
+    customer, the provider and the setup's first four witnesses have approved it."""
+    small = setup.driver.deploy_market(setup.market.token)
+    for who in (setup.customer, setup.provider, *setup.witnesses[:4]):
+        setup.driver.approve(small, who)
+    small.register_witnesses(witnesses, stake)
+    return small
+
+
 def reputation(setup: Setup, who: LocalAccount) -> int:
     value: int = setup.market.pool.functions.witnesses(who.address).call()[2]
     return value
@@ -154,17 +164,16 @@ def test_a_violation_confirmed_by_m_of_n_compensates_the_customer_and_pays_the_w
     assert closed.args["violated"] is True
     share = WITNESS_FEE // 3
     compensation = FEE * 3000 // 10_000  # EC2's 30 % credit
-    # The customer: the fee and witness fee went in at settlement; back come the 30 %, the
-    # silent witness's unearned share and its penalty.
-    assert (
-        books.change(setup.customer)
-        == -(FEE + WITNESS_FEE) + compensation + (WITNESS_FEE - 2 * share) + SILENCE
+    # The customer: the fee and witness fee went in at settlement; back come the 30 % and
+    # the silent witness's unearned share. Its penalty goes to the two who judged right.
+    assert books.change(setup.customer) == -(FEE + WITNESS_FEE) + compensation + (
+        WITNESS_FEE - 2 * share
     )
     # The provider: its deposit back and the fee less the compensation.
     assert books.change(setup.provider) == FEE - compensation
     for member in (first, second):
         driver.call(member, committee.functions.claim())
-        assert books.change(member) == share
+        assert books.change(member) == share + SILENCE // 2
         assert reputation(setup, member) == before[member.address][0] + 2
         assert stake(setup, member) == before[member.address][1]
     assert books.change(silent) == 0
@@ -189,21 +198,24 @@ def test_an_unconfirmed_report_changes_nothing_and_dissent_is_penalized(setup: S
     (closed,) = agreement.events.Closed().process_receipt(receipt, errors=DISCARD)
     assert closed.args["violated"] is False
     share = WITNESS_FEE // 3
-    # The provider is paid in full, as if nobody had reported; the customer gets back only
-    # what the dissenter did not earn, and the dissenter's penalty.
+    # Two of three denied it (M = 2): the provider is paid in full, as if nobody had
+    # reported; the customer gets back what the dissenter did not earn; the dissenter's
+    # penalty goes to the two who judged right.
     assert books.change(setup.provider) == FEE
-    assert (
-        books.change(setup.customer) == -(FEE + WITNESS_FEE) + (WITNESS_FEE - 2 * share) + DISSENT
-    )
+    assert books.change(setup.customer) == -(FEE + WITNESS_FEE) + (WITNESS_FEE - 2 * share)
     for member in (second, third):
         driver.call(member, committee.functions.claim())
-        assert books.change(member) == share
+        assert books.change(member) == share + DISSENT // 2
     assert stake(setup, dissenter) == before[dissenter.address][1] - DISSENT
     assert reputation(setup, dissenter) == before[dissenter.address][0] - 5
     books.assert_conserved(market.pool, agreement, committee, empty=[agreement, committee])
 
 
 def test_a_copied_report_cannot_be_revealed_and_counts_as_silence(setup: Setup) -> None:
+    """The copier cannot open what it copied (it names the honest witness), so it is
+    silent; with the third silent too, neither side reaches M: undecided. The agreement
+    closes as not violated, and the one witness who reported is paid, not penalized for
+    a majority nobody formed, and takes the silent ones' penalties."""
     driver, market = setup.driver, setup.market
     books = books_for(setup)
     round_ = confirmed(setup)
@@ -219,12 +231,15 @@ def test_a_copied_report_cannot_be_revealed_and_counts_as_silence(setup: Setup) 
     assert driver.refused(copier, committee.functions.reveal(True, key)) == "WrongReveal()"
     driver.jump_to(committee.functions.revealEnds().call() + 1)
     driver.call(third, committee.functions.finalize())
-    # One violation report of three: not confirmed, so the honest one dissented; the copier
-    # and the third were silent. Nobody earned a share.
     assert round_.agreement.functions.violated().call() is False
     assert books.change(setup.provider) == FEE
-    assert books.change(setup.customer) == -FEE + 2 * SILENCE + DISSENT
-    books.assert_conserved(market.pool, round_.agreement, committee, empty=[round_.agreement])
+    share = WITNESS_FEE // 3
+    assert books.change(setup.customer) == -FEE - share
+    driver.call(honest, committee.functions.claim())
+    assert books.change(honest) == share + 2 * SILENCE
+    books.assert_conserved(
+        market.pool, round_.agreement, committee, empty=[round_.agreement, committee]
+    )
 
 
 def test_a_provider_who_never_confirms_forfeits_its_deposit(setup: Setup) -> None:
@@ -250,10 +265,7 @@ def test_without_enough_witnesses_no_committee_is_drawn_and_the_provider_is_paid
     setup: Setup,
 ) -> None:
     driver = setup.driver
-    small = driver.deploy_market(setup.market.token)
-    for who in (setup.customer, setup.provider, *setup.witnesses[:2]):
-        driver.approve(small, who)
-    small.register_witnesses(setup.witnesses[:2], STAKE)
+    small = small_market(setup, setup.witnesses[:2])
     books = Books(small.token, setup.customer, setup.provider, small.pool.address)
     agreement = offered(setup, small)
     books.add_new(agreement)
@@ -280,9 +292,10 @@ def expected_draw(
     chosen: list[str] = []
 
     def eligible(candidate: str) -> bool:
-        stake_, locked, reputation_ = info[candidate]
+        stake_, locked, reputation_, since, committed_at = info[candidate]
         return (
             candidate not in skip
+            and since < committed_at
             and stake_ - locked >= POOL_RULES["dutyStake"]
             and reputation_ >= POOL_RULES["minReputation"]
             and candidate not in chosen
@@ -330,8 +343,18 @@ def test_the_committee_is_the_one_a_later_block_hash_picks(setup: Setup) -> None
 
     driver.mine_blocks(3)  # the seed block and one more: its hash is readable from then on
     pool = market.pool
-    roster = [pool.functions.roster(i).call() for i in range(pool.functions.rosterSize().call())]
-    info = {address: tuple(pool.functions.witnesses(address).call()[:3]) for address in roster}
+    # The roster as it stood at the commitment, and each stake's last change.
+    frozen = committee.functions.rosterSize().call()
+    committed_at = committee.functions.committedAt().call()
+    roster = [pool.functions.roster(i).call() for i in range(frozen)]
+    info = {
+        address: (
+            *pool.functions.witnesses(address).call()[:3],
+            pool.functions.witnesses(address).call()[5],
+            committed_at,
+        )
+        for address in roster
+    }
     seed = Web3.keccak(
         encode(["bytes32", "address"], [w3.eth.get_block(seed_block)["hash"], committee.address])
     )
@@ -344,18 +367,16 @@ def test_the_committee_is_the_one_a_later_block_hash_picks(setup: Setup) -> None
 
 def test_reputation_lost_to_silence_keeps_a_witness_off_committees(setup: Setup) -> None:
     """A pool of exactly three: all three sit on every committee until one, silent each
-    time, falls below the minimum reputation; then it is never drawn, even as a fourth
-    witness joins. The customer and provider, registered as witnesses too, never judge
-    their own agreement."""
+    time, falls below the minimum reputation; then its registration ends (its stake goes
+    back) and it cannot come back. A witness who joins after an agreement was confirmed is
+    not drawn for it (the roster is frozen at the commitment), only for later ones. The
+    customer and provider, registered as witnesses too, never judge their own agreement."""
     driver = setup.driver
-    small = driver.deploy_market(setup.market.token)
     people = [setup.customer, setup.provider, *setup.witnesses[:4]]
-    for who in people:
-        driver.approve(small, who)
     honest_one, honest_two, silent, newcomer = setup.witnesses[:4]
     # Stakes large enough that five penalties leave a duty stake free: only reputation counts.
-    small.register_witnesses(
-        [setup.customer, setup.provider, honest_one, honest_two, silent], 3 * STAKE
+    small = small_market(
+        setup, [setup.customer, setup.provider, honest_one, honest_two, silent], 3 * STAKE
     )
     books = Books(small.token, *people, small.pool.address)
     made: list[Any] = []
@@ -370,6 +391,12 @@ def test_reputation_lost_to_silence_keeps_a_witness_off_committees(setup: Setup)
         driver.call(honest_one, round_.committee.functions.finalize())
         rounds += 1
     assert rounds == 5  # 100 - 5 x 10 = 50, below 60
+    # Ejected with what is left of its stake: 300 less five silence penalties.
+    assert small.pool.functions.witnesses(silent.address).call()[0] == 0
+    assert books.change(silent) == 3 * STAKE - 5 * SILENCE  # staked before the books opened
+    assert driver.refused(silent, small.pool.functions.register(STAKE)).startswith(
+        "ReputationTooLow(reputation=50"
+    )
     agreement = offered(setup, small)
     driver.call(setup.provider, agreement.functions.confirm())
     committee = small.committee(agreement.functions.committee().call())
@@ -379,12 +406,16 @@ def test_reputation_lost_to_silence_keeps_a_witness_off_committees(setup: Setup)
         == "NotEnoughWitnesses(found=2, wanted=3)"
     )
     small.register_witnesses([newcomer], STAKE)
-    driver.call(setup.customer, committee.functions.draw())
-    assert sorted(committee.functions.members().call()) == sorted(
+    assert (
+        driver.refused(setup.customer, committee.functions.draw())
+        == "NotEnoughWitnesses(found=2, wanted=3)"
+    )
+    later = confirmed(setup, small)
+    assert sorted(m.address for m in later.members) == sorted(
         w.address for w in (honest_one, honest_two, newcomer)
     )
-    books.add_new(*made, agreement, committee)
-    books.assert_conserved(small.pool, *made, committee)
+    books.add_new(*made, agreement, committee, later.agreement, later.committee)
+    books.assert_conserved(small.pool, *made, committee, later.committee)
 
 
 def reputation_in(market: Market, who: LocalAccount) -> int:
@@ -396,10 +427,7 @@ def test_a_witness_on_duty_cannot_take_its_stake_and_keeps_its_record_when_it_re
     setup: Setup,
 ) -> None:
     driver = setup.driver
-    small = driver.deploy_market(setup.market.token)
-    for who in (setup.customer, setup.provider, *setup.witnesses[:3]):
-        driver.approve(small, who)
-    small.register_witnesses(setup.witnesses[:3], STAKE)
+    small = small_market(setup, setup.witnesses[:3])
     pool = small.pool
     books = Books(small.token, *setup.witnesses[:3], setup.customer, setup.provider, pool.address)
     assert (
@@ -418,7 +446,8 @@ def test_a_witness_on_duty_cannot_take_its_stake_and_keeps_its_record_when_it_re
     assert left == STAKE - SILENCE
     assert driver.refused(member, pool.functions.withdraw(left - 1)).startswith("StakeTooLow(")
     driver.call(member, pool.functions.withdraw(left))  # all of it: leaves the pool
-    assert pool.functions.rosterSize().call() == 2
+    assert pool.functions.witnesses(member.address).call()[0] == 0
+    assert pool.functions.rosterSize().call() == 3  # the roster only grows
     assert books.change(member) == STAKE - SILENCE  # it had staked STAKE before the books opened
     small.register_witnesses([member], STAKE)
     assert reputation_in(small, member) == 90  # not washed by leaving
@@ -435,3 +464,35 @@ def test_terms_hash_and_window_are_on_chain(setup: Setup) -> None:
     started = setup.driver.w3.eth.get_block(receipt["blockNumber"])["timestamp"]
     assert agreement.functions.startedAt().call() == started
     assert agreement.functions.endsAt().call() == started + 7200
+
+
+def test_a_late_draw_still_leaves_the_witnesses_their_windows(setup: Setup) -> None:
+    """Drawn in the last second reporting was open, the committee's windows move out, so
+    no member is made silent by the timing of someone else's draw; and a member may change
+    its report before reporting closes."""
+    driver, market = setup.driver, setup.market
+    books = books_for(setup)
+    agreement = offered(setup)
+    driver.call(setup.provider, agreement.functions.confirm())
+    committee = market.committee(agreement.functions.committee().call())
+    books.add_new(agreement, committee)
+    planned = committee.functions.commitEnds().call()
+    driver.mine_blocks(3)
+    driver.jump_to(planned - 1)
+    receipt = driver.call(setup.customer, committee.functions.draw())
+    drawn_at = driver.w3.eth.get_block(receipt["blockNumber"])["timestamp"]
+    commit_ends = committee.functions.commitEnds().call()
+    assert commit_ends == drawn_at + 3600 > planned
+    assert committee.functions.revealEnds().call() == commit_ends + 3600
+    by_address = {w.address: w for w in setup.witnesses}
+    members = [by_address[a] for a in committee.functions.members().call()]
+    round_ = Round(agreement, committee, members)
+    # The first member first says "met", then changes its mind before reporting closes.
+    chain = driver.w3.eth.chain_id
+    first = members[0]
+    early = report_commitment(chain, committee.address, first.address, False, salt())
+    driver.call(first, committee.functions.commit(early))
+    report(setup, round_, dict.fromkeys(members, True))
+    driver.call(setup.customer, committee.functions.finalize())
+    assert agreement.functions.violated().call() is True
+    books.assert_conserved(market.pool, agreement, committee)

@@ -6,6 +6,7 @@ what went into escrow came out again, to someone."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -209,10 +210,10 @@ SEALED = [
 )
 def test_sealed_bid_auction(setup: Setup, side: Side, mechanism: Mechanism) -> None:
     driver, market, w3 = setup.driver, setup.market, setup.driver.w3
-    initiator, a, b, c, d, e, f = setup.people[:7]
+    initiator, a, b, c, d, e, f, copier = setup.people[:8]
     price = mirror(side, 110)
     deposit = 5 * CTK
-    books = Books(market.token, *setup.people[:7])
+    books = Books(market.token, *setup.people[:8])
     auction, _ = market.open(
         initiator,
         rules(side, mechanism, now=driver.now(), reserve=price(10), bid_deposit=deposit),
@@ -232,11 +233,9 @@ def test_sealed_bid_auction(setup: Setup, side: Side, mechanism: Mechanism) -> N
     )
     for who in (a, b, c, d, e):
         driver.call(who, auction.functions.commit(sealed(who, bids[who], salts[who])))
-    # f replays a's commitment: refused outright, and useless anyway (it names a).
-    assert (
-        driver.refused(f, auction.functions.commit(sealed(a, bids[a], salts[a])))
-        == "CommitmentTaken()"
-    )
+    # The copier replays a's commitment: taken as a hash, but it names a, so it can never
+    # be revealed by the copier (below), whose deposit is then forfeited.
+    driver.call(copier, auction.functions.commit(sealed(a, bids[a], salts[a])))
     driver.call(f, auction.functions.commit(sealed(f, bids[f], salts[f])))
     assert driver.refused(a, auction.functions.reveal(bids[a], salts[a])).startswith(
         "BiddingNotClosed("
@@ -249,6 +248,7 @@ def test_sealed_bid_auction(setup: Setup, side: Side, mechanism: Mechanism) -> N
         late, auction.functions.commit(sealed(late, price(50), salt()))
     ).startswith("BiddingClosed(")
     assert driver.refused(a, auction.functions.reveal(bids[a], salt())) == "WrongReveal()"
+    assert driver.refused(copier, auction.functions.reveal(bids[a], salts[a])) == "WrongReveal()"
     # Revealing c before b does not change the tie: the earlier commitment ranks first.
     for who in (c, a, e, b, f):  # d never reveals
         driver.call(who, auction.functions.reveal(bids[who], salts[who]))
@@ -270,16 +270,23 @@ def test_sealed_bid_auction(setup: Setup, side: Side, mechanism: Mechanism) -> N
     agreements = [agreement for _, agreement, _ in won]
     books.add_new(*agreements)
 
-    # d's deposit is forfeited to the initiator; everyone else who lost is whole.
-    assert books.change(d) == -deposit
-    assert books.change(c) == books.change(e) == books.change(f) == 0
+    # d's and the copier's deposits are forfeited, shared by the five who revealed (not
+    # given to the initiator, whose sybil could otherwise set the price for free).
+    share = 2 * deposit // 5
+    assert auction.functions.forfeitShare().call() == share
+    assert driver.refused(d, auction.functions.claimForfeit()) == "NothingToClaim()"
+    for who in (a, b, c, e, f):
+        driver.call(who, auction.functions.claimForfeit())
+    assert driver.refused(a, auction.functions.claimForfeit()) == "NothingToClaim()"
+    assert books.change(d) == books.change(copier) == -deposit
+    assert books.change(c) == books.change(e) == books.change(f) == share
     if side is Side.FORWARD:
-        assert books.change(a) == -(fees[0] + WITNESS_FEE)
-        assert books.change(b) == -(fees[1] + WITNESS_FEE)
-        assert books.change(initiator) == deposit - 2 * DEPOSIT
+        assert books.change(a) == share - (fees[0] + WITNESS_FEE)
+        assert books.change(b) == share - (fees[1] + WITNESS_FEE)
+        assert books.change(initiator) == -2 * DEPOSIT
     else:
-        assert books.change(a) == books.change(b) == -DEPOSIT
-        assert books.change(initiator) == deposit - (sum(fees) + 2 * WITNESS_FEE)
+        assert books.change(a) == books.change(b) == share - DEPOSIT
+        assert books.change(initiator) == -(sum(fees) + 2 * WITNESS_FEE)
     books.assert_conserved(auction, *agreements, empty=[auction])
 
 
@@ -311,7 +318,8 @@ def test_a_commitment_is_bound_to_its_auction(setup: Setup) -> None:
     assert market.won(second, driver.call(a, second.functions.settle())) == []
     agreements = [agreement for _, agreement, _ in won]
     books.add_new(*agreements)
-    assert books.change(f) == -5 * CTK  # the copier's deposit, forfeited to the initiator
+    # Nobody revealed in the second auction: the copier's deposit goes to its initiator.
+    assert books.change(f) == -5 * CTK
     assert books.change(a) == -(7 * CTK + terms().witness_fee)
     books.assert_conserved(first, second, *agreements, empty=[first, second])
 
@@ -363,20 +371,82 @@ def test_bad_rules_are_refused_with_a_reason(
 
 
 @pytest.mark.parametrize(
-    ("witnesses", "quorum", "reason"),
+    ("side", "mechanism", "change", "deposit", "reason"),
     [
-        (2, 2, "a committee has 3 to 21 witnesses"),
-        (3, 3, "the quorum M must be more than half of N and less than N"),
-        (4, 2, "the quorum M must be more than half of N and less than N"),
+        (
+            Side.FORWARD,
+            Mechanism.FIRST_PRICE_SEALED,
+            {"bid_deposit": CTK // 100},
+            DEPOSIT,
+            "a sealed auction's bid deposit is at least 1% of the reserve",
+        ),
+        (Side.REVERSE, Mechanism.ENGLISH, {}, 0, "a reverse auction needs a provider deposit"),
+        (
+            Side.REVERSE,
+            Mechanism.ENGLISH,
+            {"increment": 5 * CTK},
+            DEPOSIT,
+            "a reverse English increment must be below the reserve",
+        ),
+    ],
+)
+def test_rules_that_would_make_a_shill_or_a_jam_free_are_refused(
+    setup: Setup,
+    side: Side,
+    mechanism: Mechanism,
+    change: dict[str, int],
+    deposit: int,
+    reason: str,
+) -> None:
+    driver, market = setup.driver, setup.market
+    values: dict[str, Any] = {"reserve": 5 * CTK, **change}
+    if mechanism is Mechanism.ENGLISH:
+        values.setdefault("increment", CTK)
+    shape = rules(side, mechanism, now=driver.now(), **values)
+    call = market.contract.functions.openAuction(
+        shape.as_tuple(), terms(deposit=deposit).as_tuple()
+    )
+    assert driver.refused(setup.people[0], call) == f"InvalidRules(reason={reason})"
+
+
+@pytest.mark.parametrize(
+    ("witnesses", "quorum", "reason", "extra"),
+    [
+        (2, 2, "a committee has 3 to 21 witnesses", None),
+        (3, 3, "the quorum M must be more than half of N and less than N", None),
+        (4, 2, "the quorum M must be more than half of N and less than N", None),
+        # Locking witnesses' stakes for years, or for nothing, is refused.
+        (
+            3,
+            2,
+            "the service window must be longer than 0 s and at most 400 days",
+            {"service": 401 * 86_400},
+        ),
+        (3, 2, "the report and reveal windows must be 10 minutes to 30 days", {"window": 599}),
+        (
+            3,
+            2,
+            "the report and reveal windows must be 10 minutes to 30 days",
+            {"window": 31 * 86_400},
+        ),
+        (
+            3,
+            2,
+            "the witness fee must pay every seat the pool's minimum",
+            {"witness_fee": 3 * CTK - 1},
+        ),
     ],
 )
 def test_bad_terms_are_refused_with_a_reason(
-    setup: Setup, witnesses: int, quorum: int, reason: str
+    setup: Setup, witnesses: int, quorum: int, reason: str, extra: dict[str, int] | None
 ) -> None:
     driver, market = setup.driver, setup.market
     shape = rules(Side.REVERSE, Mechanism.ENGLISH, now=driver.now(), reserve=5 * CTK, increment=CTK)
-    call = market.contract.functions.openAuction(
-        shape.as_tuple(), terms(witnesses=witnesses, quorum=quorum).as_tuple()
-    )
+    changes = dict(extra or {})
+    window = changes.pop("window", None)
+    agreed = terms(witnesses=witnesses, quorum=quorum, **changes)
+    if window is not None:
+        agreed = dataclasses.replace(agreed, report_seconds=window)
+    call = market.contract.functions.openAuction(shape.as_tuple(), agreed.as_tuple())
     driver.approve(market, setup.people[0])
     assert driver.refused(setup.people[0], call) == f"InvalidTerms(reason={reason})"

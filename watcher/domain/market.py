@@ -154,6 +154,7 @@ class PoolRules:
     silence_penalty: int
     dissent_penalty: int
     min_reputation: int
+    min_witness_pay: int
 
     def as_tuple(self) -> tuple[int, ...]:
         return (
@@ -162,6 +163,7 @@ class PoolRules:
             self.silence_penalty,
             self.dissent_penalty,
             self.min_reputation,
+            self.min_witness_pay,
         )
 
 

@@ -208,6 +208,13 @@ def market() -> None:
     show_default=True,
     help="Below it (of 200; witnesses start at 100) a witness is not drawn.",
 )
+@click.option(
+    "--min-witness-pay",
+    type=AmountType(),
+    default="1",
+    show_default=True,
+    help="CTK an agreement pays at least per committee seat.",
+)
 @setting_options(*SIGNING, "token_address")
 def deploy(
     min_stake: int,
@@ -215,13 +222,16 @@ def deploy(
     silence_penalty: int,
     dissent_penalty: int,
     min_reputation: int,
+    min_witness_pay: int,
     **options: Any,
 ) -> None:
     """Deploy a Market for the CTK token (operator) and print its address."""
     settings = settings_from(options)
     from watcher.domain.market import PoolRules
 
-    rules = PoolRules(min_stake, duty_stake, silence_penalty, dissent_penalty, min_reputation)
+    rules = PoolRules(
+        min_stake, duty_stake, silence_penalty, dissent_penalty, min_reputation, min_witness_pay
+    )
 
     async def go() -> None:
         from watcher.adapters.chain.connection import connect
@@ -922,13 +932,17 @@ def finalize(committee: str, **options: Any) -> None:
 def _say_judged(sent: Sent, committee: str) -> None:
     judged = sent.event("Judged").args
     closed = sent.event("Closed").args
+    if judged["violated"]:
+        verdict = "violation confirmed"
+    elif judged["decided"]:
+        verdict = "no violation confirmed"
+    else:
+        verdict = "undecided (neither side reached the quorum), so no violation"
     click.echo(
-        f"committee {committee} judged: "
-        + ("violation confirmed" if judged["violated"] else "no violation confirmed")
-        + f" ({judged['violationReports']} of {judged['revealed']} revealed reports said "
-        "violated); "
-        f"customer {ctk(closed['toCustomer'])}, provider {ctk(closed['toProvider'])}, "
-        f"witnesses {ctk(closed['toWitnesses'])} ({mined(sent)})"
+        f"committee {committee} judged: {verdict} ({judged['violationReports']} of "
+        f"{judged['revealed']} revealed reports said violated); customer "
+        f"{ctk(closed['toCustomer'])}, provider {ctk(closed['toProvider'])}, witnesses "
+        f"{ctk(closed['toWitnesses'])} and the penalties ({mined(sent)})"
     )
 
 

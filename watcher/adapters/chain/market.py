@@ -154,6 +154,7 @@ class WitnessView:
     reputation: int
     registered: bool
     duties: int
+    since_block: int
 
 
 AUCTION_STATES = ("open", "settled", "cancelled")
@@ -336,10 +337,10 @@ class Market:
 
     async def witness(self, address: ChecksumAddress) -> WitnessView:
         with chain_errors(self.chain.url):
-            stake, locked, reputation, position, duties = (
+            stake, locked, reputation, _, duties, since = (
                 await self._pool().functions.witnesses(address).call()
             )
-        return WitnessView(address, stake, locked, reputation, position != 0, duties)
+        return WitnessView(address, stake, locked, reputation, stake != 0, duties, since)
 
     async def pool_rules(self) -> PoolRules:
         functions = self._pool().functions
@@ -350,6 +351,7 @@ class Market:
                 silence_penalty=await functions.silencePenalty().call(),
                 dissent_penalty=await functions.dissentPenalty().call(),
                 min_reputation=await functions.minReputation().call(),
+                min_witness_pay=await functions.minWitnessPay().call(),
             )
 
     async def head(self) -> tuple[int, int]:
