@@ -57,6 +57,7 @@ contract Auction is Initializable, Escrow, IAuction {
     }
 
     mapping(address bidder => SealedBid) public sealedBids;
+    mapping(bytes32 commitment => bool) public commitmentTaken;
     /// Each revealer's share of the deposits forfeited by bidders who never revealed.
     uint256 public forfeitShare;
     mapping(address bidder => bool) public forfeitClaimed;
@@ -85,6 +86,7 @@ contract Auction is Initializable, Escrow, IAuction {
     error EmptyCommitment();
     error AlreadyCommitted();
     error NothingToClaim();
+    error CommitmentTaken();
     error NoCommitment();
     error AlreadyRevealed();
     error WrongReveal();
@@ -179,15 +181,19 @@ contract Auction is Initializable, Escrow, IAuction {
     }
 
     /// Commit to a sealed bid, posting the bid deposit: it comes back with the reveal and
-    /// is forfeited without one, shared by those who revealed. A commitment copied from
-    /// another bidder is taken like any other and can never be revealed (it names that
-    /// bidder), so the copier only loses its deposit. (Refusing a commitment seen before
-    /// would let anyone block a bid by sending its commitment first.)
+    /// is forfeited without one, shared by those who revealed. A commitment already made
+    /// in this auction is refused: a copy is worthless anyway (it names its bidder and
+    /// could never be revealed by the copier), and refusing it says so at once. Someone
+    /// who sends a copy ahead of the original to block it pays a deposit it cannot get
+    /// back; the original commits again with a new salt (`watcher market commit` draws
+    /// one each time).
     function commit(bytes32 sealedBid) external {
         _requireSealed();
         _requireBiddingOpen();
         if (sealedBid == bytes32(0)) revert EmptyCommitment();
         if (sealedBids[msg.sender].commitment != bytes32(0)) revert AlreadyCommitted();
+        if (commitmentTaken[sealedBid]) revert CommitmentTaken();
+        commitmentTaken[sealedBid] = true;
         uint64 seq = ++bidCount;
         sealedBids[msg.sender] = SealedBid(sealedBid, seq, false);
         _collect(msg.sender, _rules.bidDeposit);

@@ -326,9 +326,11 @@ def test_the_committee_is_the_one_a_later_block_hash_picks(setup: Setup) -> None
     """Sortition: the members follow from the hash of a block mined after confirmation
     and nothing else; a seed block whose hash is gone (256 blocks on) is replaced."""
     driver, market, w3 = setup.driver, setup.market, setup.driver.w3
+    books = books_for(setup)
     agreement = offered(setup)
     receipt = driver.call(setup.provider, agreement.functions.confirm())
     committee = market.committee(agreement.functions.committee().call())
+    books.add_new(agreement, committee)
     seed_block = committee.functions.seedBlock().call()
     assert seed_block > receipt["blockNumber"]
     (formed,) = market.contract.events.CommitteeFormed().process_receipt(receipt, errors=DISCARD)
@@ -363,6 +365,7 @@ def test_the_committee_is_the_one_a_later_block_hash_picks(setup: Setup) -> None
     skip = {setup.customer.address, setup.provider.address}
     assert members == expected_draw(seed, roster, 3, info, skip)  # type: ignore[arg-type]
     assert driver.refused(setup.customer, committee.functions.draw()) == "AlreadyDrawn()"
+    books.assert_conserved(market.pool, agreement, committee)
 
 
 def test_reputation_lost_to_silence_keeps_a_witness_off_committees(setup: Setup) -> None:
@@ -456,7 +459,9 @@ def test_a_witness_on_duty_cannot_take_its_stake_and_keeps_its_record_when_it_re
 
 
 def test_terms_hash_and_window_are_on_chain(setup: Setup) -> None:
+    books = books_for(setup)
     agreement = offered(setup, service=7200)
+    books.add_new(agreement)
     on_chain = AgreementTerms.from_tuple(tuple(agreement.functions.terms().call()))
     assert on_chain.terms_hash == terms().terms_hash
     assert on_chain.service_seconds == 7200
@@ -464,6 +469,8 @@ def test_terms_hash_and_window_are_on_chain(setup: Setup) -> None:
     started = setup.driver.w3.eth.get_block(receipt["blockNumber"])["timestamp"]
     assert agreement.functions.startedAt().call() == started
     assert agreement.functions.endsAt().call() == started + 7200
+    books.add_new(agreement.functions.committee().call())
+    books.assert_conserved(setup.market.pool, agreement)
 
 
 def test_a_late_draw_still_leaves_the_witnesses_their_windows(setup: Setup) -> None:
