@@ -11,7 +11,7 @@ from eth_typing import ChecksumAddress
 from web3.contract import AsyncContract
 
 from watcher.adapters.chain.artifact import contract_artifact
-from watcher.adapters.chain.connection import Chain, chain_errors
+from watcher.adapters.chain.connection import Chain, chain_errors, require_contract
 from watcher.adapters.chain.signer import Signer
 from watcher.adapters.chain.token import CloudToken, Deployment
 from watcher.adapters.chain.transactions import MinedTransaction, send_transaction
@@ -87,13 +87,9 @@ class Checkout:
     @classmethod
     async def at(cls, chain: Chain, address: ChecksumAddress, token: CloudToken) -> Checkout:
         """The Checkout at `address`, checked to pay with `token` (else ChainError)."""
-        with chain_errors(chain.url):
-            code = await chain.w3.eth.get_code(address)
-        if not code:
-            raise ChainError(
-                f"there is no contract at {address} on chain {chain.chain_id}; check "
-                "WATCHER_CHECKOUT_ADDRESS (or deploy one with 'watcher checkout deploy')"
-            )
+        await require_contract(
+            chain, address, "WATCHER_CHECKOUT_ADDRESS", "watcher checkout deploy"
+        )
         checkout = cls(chain, address)
         with chain_errors(chain.url):
             pays_with = await checkout._contract.functions.token().call()

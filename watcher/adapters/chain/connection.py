@@ -104,3 +104,15 @@ async def _probe(w3: AsyncWeb3[Any], url: str) -> Chain:
     with chain_errors(url, "connect to"):
         chain_id = await w3.eth.chain_id
     return Chain(w3=w3, chain_id=chain_id, url=url)
+
+
+async def require_contract(chain: Chain, address: str, setting: str, deploy: str) -> None:
+    """ChainError unless there is code at `address`, naming the setting to check and the
+    command that deploys one (a wrong address must fail before any transaction)."""
+    with chain_errors(chain.url):
+        code = await chain.w3.eth.get_code(address)  # type: ignore[arg-type]
+    if not code:
+        raise ChainError(
+            f"there is no contract at {address} on chain {chain.chain_id}; check "
+            f"{setting} (or deploy one with '{deploy}')"
+        )

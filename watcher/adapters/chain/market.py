@@ -13,7 +13,7 @@ from hexbytes import HexBytes
 from web3.contract import AsyncContract
 
 from watcher.adapters.chain.artifact import contract_artifact
-from watcher.adapters.chain.connection import Chain, chain_errors
+from watcher.adapters.chain.connection import Chain, chain_errors, require_contract
 from watcher.adapters.chain.signer import Signer
 from watcher.adapters.chain.token import CloudToken
 from watcher.adapters.chain.transactions import MinedTransaction, send_transaction
@@ -193,13 +193,7 @@ class Market:
     @classmethod
     async def at(cls, chain: Chain, address: ChecksumAddress, token: CloudToken) -> Market:
         """The Market at `address`, checked to be one and to pay in `token`."""
-        with chain_errors(chain.url):
-            code = await chain.w3.eth.get_code(address)
-        if not code:
-            raise ChainError(
-                f"there is no contract at {address} on chain {chain.chain_id}; check "
-                "WATCHER_MARKET_ADDRESS (or deploy one with 'watcher market deploy')"
-            )
+        await require_contract(chain, address, "WATCHER_MARKET_ADDRESS", "watcher market deploy")
         market = cls(chain, address, token)
         try:
             with chain_errors(chain.url):

@@ -9,12 +9,12 @@ from eth_typing import ChecksumAddress
 from web3.contract import AsyncContract
 
 from watcher.adapters.chain.artifact import cloud_token_artifact
-from watcher.adapters.chain.connection import Chain, chain_errors
+from watcher.adapters.chain.connection import Chain, chain_errors, require_contract
 from watcher.adapters.chain.signer import Signer
 from watcher.adapters.chain.transactions import MinedTransaction, send_transaction
 from watcher.domain.addresses import BURN_ADDRESS
 from watcher.domain.amounts import format_amount
-from watcher.domain.errors import ChainError, InsufficientFunds
+from watcher.domain.errors import InsufficientFunds
 
 
 @dataclass(frozen=True)
@@ -47,13 +47,7 @@ class CloudToken:
 
     @classmethod
     async def at(cls, chain: Chain, address: ChecksumAddress) -> CloudToken:
-        with chain_errors(chain.url):
-            code = await chain.w3.eth.get_code(address)
-        if not code:
-            raise ChainError(
-                f"there is no contract at {address} on chain {chain.chain_id}; "
-                "check WATCHER_TOKEN_ADDRESS (or deploy one with 'watcher token deploy')"
-            )
+        await require_contract(chain, address, "WATCHER_TOKEN_ADDRESS", "watcher token deploy")
         return cls(chain, address)
 
     @staticmethod
