@@ -131,3 +131,26 @@ def test_bad_addresses_amounts_and_missing_choices(cli: Cli, args: tuple[str, ..
     result = cli(*args)
     assert result.code == 2, result.err
     assert result.err.startswith("watcher: error: ") and result.err.count("\n") == 1
+
+
+def test_refusals_are_said_in_words_with_dates() -> None:
+    from watcher.interfaces.market_cli import humane, span
+
+    said = humane("the contract refused the transaction: BiddingClosed(biddingEnds=1796331584)")
+    assert said == (
+        "the contract refused the transaction: bidding closed at 2026-12-03 20:59:44 UTC "
+        "(BiddingClosed)"
+    )
+    assert humane("the contract refused the transaction: SoldOut()").endswith(
+        "every slot of this Dutch auction is taken (SoldOut)"
+    )
+    # An error without words of its own, or any other message, is left as it is.
+    other = "the contract refused the transaction: InvalidRules(reason=slots must be 1 to 10)"
+    assert humane(other) == other
+    assert humane("cannot reach the RPC node") == "cannot reach the RPC node"
+    assert [span(s) for s in (2_592_000, 7200, 60, 90)] == [
+        "30 days",
+        "2 hours",
+        "1 minute",
+        "90 seconds",
+    ]

@@ -50,6 +50,10 @@ class Kind(IntEnum):
             self.value
         ]
 
+    @property
+    def with_article(self) -> str:
+        return ("an " if self.label[0] in "aeiou" else "a ") + self.label
+
 
 # The names the CLI takes and prints, one per value.
 SIDE_NAMES = {Side.FORWARD: "forward", Side.REVERSE: "reverse"}

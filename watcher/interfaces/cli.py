@@ -40,7 +40,7 @@ CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_w
 # A negative amount such as `-1` must reach the amount parser (and its clear message)
 # instead of being taken for an unknown option.
 AMOUNT_CONTEXT = dict(CONTEXT, ignore_unknown_options=True)
-CHAIN = ("rpc_url", "rpc_timeout")
+CHAIN: tuple[str, ...] = ("rpc_url", "rpc_timeout")
 SIGNING: tuple[str, ...] = (*CHAIN, "tx_timeout", "keystore", "dev_account")
 FOLLOW = (
     *CHAIN,

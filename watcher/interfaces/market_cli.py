@@ -28,6 +28,7 @@ import click
 from watcher.domain.amounts import format_amount
 from watcher.domain.errors import InvalidInput, UserError
 from watcher.interfaces.cli import (
+    CHAIN,
     CONTEXT,
     SIGNING,
     AddressType,
@@ -95,8 +96,13 @@ PERCENT = PercentType()
 class Session:
     chain: Chain
     market: Market
-    signer: Signer
+    _signer: Signer | None
     settings: Settings
+
+    @property
+    def signer(self) -> Signer:
+        assert self._signer is not None, "a reading command asked for a signer"
+        return self._signer
 
     @property
     def tx_timeout(self) -> float:
@@ -104,26 +110,90 @@ class Session:
 
 
 @asynccontextmanager
-async def market_session(settings: Settings) -> AsyncIterator[Session]:
+async def market_session(settings: Settings, signing: bool = True) -> AsyncIterator[Session]:
     from watcher.adapters.chain.connection import connect
     from watcher.adapters.chain.market import Market
+    from watcher.adapters.chain.token import CloudToken
 
     address = settings.require_market_address()
-    settings.require_token_address()
+    token_address = settings.require_token_address()
     async with connect(settings.rpc_url, settings.rpc_timeout) as chain:
-        token, signer = await signing_context(settings, chain)
+        if signing:
+            token, signer = await signing_context(settings, chain)
+        else:
+            token, signer = await CloudToken.at(chain, token_address), None
         yield Session(chain, await Market.at(chain, address, token), signer, settings)
 
 
-def in_session(options: dict[str, Any], action: Callable[[Session], Awaitable[None]]) -> None:
-    """Run one command's `action` with the market, the signer and the settings it names."""
+def in_session(
+    options: dict[str, Any], action: Callable[[Session], Awaitable[None]], signing: bool = True
+) -> None:
+    """Run one command's `action` with the market, the signer (unless it only reads) and
+    the settings it names; a contract's refusal is said in words, with dates."""
+    from watcher.domain.errors import ChainError
+
     settings = settings_from(options)
 
     async def go() -> None:
-        async with market_session(settings) as session:
+        async with market_session(settings, signing) as session:
             await action(session)
 
-    run_async(go())
+    try:
+        run_async(go())
+    except ChainError as exc:
+        raise ChainError(humane(str(exc))) from None
+
+
+# What the contracts' refusals mean, for the ones a person runs into; `{name}` is an
+# argument of the error, `{name:when}` one that is a time.
+REFUSALS = {
+    "BiddingClosed": "bidding closed at {biddingEnds:when}",
+    "BiddingNotClosed": "bidding is open until {biddingEnds:when}: reveal after it",
+    "RevealClosed": "revealing closed at {revealEnds:when}",
+    "StillRunning": "the auction is not over yet: see 'watcher market show' for when it is",
+    "NotOpen": "the auction is no longer open (settled or cancelled)",
+    "WrongMechanism": "this auction does not take that kind of bid: see 'watcher market show'",
+    "AlreadyStanding": "you already hold a standing bid in this auction",
+    "SoldOut": "every slot of this Dutch auction is taken",
+    "AlreadyCommitted": "you have already committed a bid in this auction",
+    "CommitmentTaken": "this commitment was already made (someone sent a copy first): "
+    "commit again, a new salt is drawn",
+    "WrongReveal": "the price and salt kept on this machine do not open this commitment",
+    "AlreadyRevealed": "you have already revealed",
+    "NotInitiator": "only the auction's initiator may cancel it",
+    "HasBids": "the auction has bids: it can no longer be cancelled",
+    "NotProvider": "only the agreement's provider may confirm it",
+    "NotOffered": "the agreement no longer waits for confirmation (confirmed or cancelled)",
+    "ConfirmationClosed": "the time to confirm ended at {confirmBy:when}",
+    "ConfirmationOpen": "the provider may still confirm until {confirmBy:when}: cancel after it",
+    "AlreadyDrawn": "the committee is already drawn",
+    "ReportingClosed": "reporting closed at {commitEnds:when}",
+    "RevealNotOpen": "reports are revealed after {commitEnds:when} and until {revealEnds:when}",
+    "NotOver": "the committee judges after {revealEnds:when}",
+    "AlreadyFinalized": "the committee has already judged",
+    "AlreadyRegistered": "you are already a registered witness: add to your stake with "
+    "'watcher market stake'",
+    "NotRegistered": "you are not a registered witness",
+}
+
+
+def humane(message: str) -> str:
+    """`the contract refused the transaction: BiddingClosed(biddingEnds=1796331584)` in
+    words: `... bidding closed at 2026-12-03 20:00:00 UTC (BiddingClosed)`."""
+    import re
+
+    match = re.search(r"the contract refused the transaction: (\w+)\(([^)]*)\)$", message)
+    if match is None or match[1] not in REFUSALS:
+        return message
+    args = dict(part.split("=", 1) for part in match[2].split(", ") if "=" in part)
+
+    def fill(field: re.Match[str]) -> str:
+        name, _, kind = field[1].partition(":")
+        value = args.get(name, "?")
+        return when(int(value)) if kind == "when" and value.isdigit() else value
+
+    text = re.sub(r"\{(\w+(?::when)?)\}", fill, REFUSALS[match[1]])
+    return f"the contract refused the transaction: {text} ({match[1]})"
 
 
 def when(timestamp: int) -> str:
@@ -461,118 +531,208 @@ def open_auction(
 @market.command("show", context_settings=CONTEXT)
 @click.argument("address", type=AddressType())
 @click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
-@setting_options(*MARKET)
+@setting_options(*CHAIN, "token_address", "market_address")
 def show(address: str, as_json: bool, **options: Any) -> None:
-    """Show an auction, agreement or committee of the market, or a witness's record."""
+    """Show an auction, agreement or committee of the market, a witness's record, or the
+    market itself; says what happens next. Reads only: no key needed."""
 
     async def go(session: Session) -> None:
         from watcher.domain.market import Kind
 
-        found = await session.market.kind_of(_checksum(address))
+        target = _checksum(address)
+        market = session.market
+        found = await market.kind_of(target)
         view: Any
+        extra: dict[str, Any] = {}
         if found is Kind.AUCTION:
-            view = await session.market.auction(_checksum(address))
+            view = await market.auction(target)
         elif found is Kind.AGREEMENT:
-            view = await session.market.agreement(_checksum(address))
+            view = await market.agreement(target)
+            if view.committee is not None:
+                extra["committee_members"] = len((await market.committee(view.committee)).members)
         elif found is Kind.COMMITTEE:
-            view = await session.market.committee(_checksum(address))
+            view = await market.committee(target)
+        elif target in (market.address, market.pool):
+            rules = await market.pool_rules()
+            record = {"kind": "market", "market": market.address, "pool": market.pool}
+            record.update(asdict(rules))
+            if as_json:
+                emit_json(_plain(record))
+                return
+            click.echo(
+                f"the Market {market.address} (its witness pool: {market.pool}); witnesses "
+                f"stake {ctk(rules.min_stake)} to register, {ctk(rules.duty_stake)} per "
+                f"seat, lose {ctk(rules.silence_penalty)} for silence and "
+                f"{ctk(rules.dissent_penalty)} for dissent; a seat pays at least "
+                f"{ctk(rules.min_witness_pay)}"
+            )
+            return
         else:
-            view = await session.market.witness(_checksum(address))
-        _, now = await session.market.head()
+            view = await market.witness(target)
+            if not view.registered and view.duties == 0:
+                raise UserError(
+                    f"{address} is not an auction, agreement or committee of this market, "
+                    "nor one of its witnesses"
+                )
+        _, now = await market.head()
         record = {"kind": found.label if found is not Kind.NONE else "witness", **asdict(view)}
+        record.update(extra)
         if as_json:
             emit_json(_plain(record))
             return
         for line in describe(record, now):
             click.echo(line)
 
-    in_session(options, go)
+    in_session(options, go, signing=False)
+
+
+def span(seconds: int) -> str:
+    """Seconds as a person says them: 30 days, 2 hours, 90 seconds."""
+    for size, word in ((86_400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {word}{'s' if count != 1 else ''}"
+    return f"{seconds} seconds"
 
 
 def describe(record: dict[str, Any], now: int) -> list[str]:
     """A few lines a person reads: what it is, where it stands, what happens next."""
     kind = record["kind"]
     if kind == "auction":
-        rules, terms = record["rules"], record["terms"]
-        from watcher.domain.market import MECHANISM_NAMES, SIDE_NAMES
-
-        lines = [
-            f"auction {record['address']}: {SIDE_NAMES[rules['side']]} "
-            f"{MECHANISM_NAMES[rules['mechanism']]}, {rules['slots']} slot(s), reserve "
-            f"{ctk(rules['reserve'])}, {record['state']}",
-            f"  bidding until {when(rules['bidding_ends'])}"
-            + (f", revealing until {when(rules['reveal_ends'])}" if rules["reveal_ends"] else "")
-            + f"; {record['bids']} bid(s), {record['reveals']} revealed",
-        ]
-        if record["clock_price"] is not None:
-            lines.append(f"  the Dutch clock stands at {ctk(record['clock_price'])}")
-        for rank, entry in enumerate(record["standing"], start=1):
-            lines.append(f"  {rank}. {entry['bidder']} at {ctk(entry['price'])}")
-        lines.append(
-            f"  each agreement: {terms['service_seconds']} s of service, provider deposit "
-            f"{ctk(terms['provider_deposit'])}, witness fee {ctk(terms['witness_fee'])}, "
-            f"{terms['compensation_bps'] / 100:g}% back on a violation confirmed by "
-            f"{terms['quorum']} of {terms['witnesses']} witnesses"
-        )
-        if record["state"] == "open":
-            lines.append(
-                "  next: anyone may settle it (watcher market settle)"
-                if record["over"]
-                else "  next: bidding goes on; settle when it is over"
-            )
-        return lines
+        return _describe_auction(record, now)
     if kind == "service agreement":
-        lines = [
-            f"agreement {record['address']}: {record['state']}, fee {ctk(record['fee'])}",
-            f"  customer {record['customer']}, provider {record['provider']}",
-        ]
-        state = record["state"]
-        if state == "offered":
-            late = now > record["confirm_by"]
+        return _describe_agreement(record, now)
+    if kind == "witness committee":
+        return _describe_committee(record, now)
+    duties = record["duties"]
+    state = "" if record["registered"] else " (no longer registered)"
+    return [
+        f"witness {record['address']}{state}: stake {ctk(record['stake'])} "
+        f"({ctk(record['locked'])} locked on duty), reputation {record['reputation']}/200, "
+        f"{duties} {'duty' if duties == 1 else 'duties'} judged"
+    ]
+
+
+def _describe_auction(record: dict[str, Any], now: int) -> list[str]:
+    from watcher.domain.market import MECHANISM_NAMES, SIDE_NAMES
+
+    rules, terms = record["rules"], record["terms"]
+    lines = [
+        f"auction {record['address']}: {SIDE_NAMES[rules['side']]} "
+        f"{MECHANISM_NAMES[rules['mechanism']]}, {rules['slots']} slot(s), reserve "
+        f"{ctk(rules['reserve'])}, {record['state']}",
+        f"  bidding until {when(rules['bidding_ends'])}"
+        + (f", revealing until {when(rules['reveal_ends'])}" if rules["reveal_ends"] else "")
+        + f"; {record['bids']} bid(s), {record['reveals']} revealed",
+    ]
+    if record["clock_price"] is not None:
+        lines.append(f"  the Dutch clock stands at {ctk(record['clock_price'])}")
+    for rank, entry in enumerate(record["standing"], start=1):
+        lines.append(f"  {rank}. {entry['bidder']} at {ctk(entry['price'])}")
+    lines.append(
+        f"  each agreement: {span(terms['service_seconds'])} of service, provider deposit "
+        f"{ctk(terms['provider_deposit'])}, witness fee {ctk(terms['witness_fee'])}, "
+        f"{terms['compensation_bps'] / 100:g}% back on a violation confirmed by "
+        f"{terms['quorum']} of {terms['witnesses']} witnesses"
+    )
+    if record["state"] != "open":
+        return lines
+    if record["over"]:
+        lines.append("  next: anyone may settle it (watcher market settle)")
+    elif now <= rules["bidding_ends"]:
+        lines.append(f"  next: bidding goes on until {when(rules['bidding_ends'])}")
+    else:
+        lines.append(
+            f"  next: bidders reveal (watcher market reveal) until "
+            f"{when(rules['reveal_ends'])}; then anyone may settle it"
+        )
+    return lines
+
+
+def _describe_agreement(record: dict[str, Any], now: int) -> list[str]:
+    fee, terms = record["fee"], record["terms"]
+    lines = [
+        f"agreement {record['address']}: {record['state']}, fee {ctk(fee)}",
+        f"  customer {record['customer']}, provider {record['provider']}",
+    ]
+    state = record["state"]
+    if state == "offered":
+        if now > record["confirm_by"]:
             lines.append(
                 f"  not confirmed by its deadline {when(record['confirm_by'])}: anyone may "
-                "cancel it, the customer gets everything back and the deposit"
-                if late
-                else f"  next: the provider confirms by {when(record['confirm_by'])}"
+                "cancel it (watcher market cancel); the customer gets everything back and "
+                "the provider's deposit"
             )
-        elif state == "active":
-            lines.append(
-                f"  service from {when(record['started_at'])} to {when(record['ends_at'])}; "
-                f"judged by committee {record['committee']}"
-            )
-        elif state == "closed":
-            lines.append(
-                "  closed: a violation was confirmed, the customer was compensated"
-                if record["violated"]
-                else "  closed: no violation confirmed, the provider was paid"
-            )
-        return lines
-    if kind == "witness committee":
-        members = record["members"]
-        lines = [
-            f"committee {record['address']} for agreement {record['agreement']}: "
-            f"{len(members)} of {record['size']} drawn, quorum {record['quorum']}"
-        ]
-        lines += [f"  {member}" for member in members]
-        if not members:
-            lines.append(f"  next: anyone draws it once block {record['seed_block']} is mined")
+        else:
+            lines.append(f"  next: the provider confirms by {when(record['confirm_by'])}")
+    elif state == "active":
         lines.append(
-            f"  reports until {when(record['commit_ends'])}, reveals until "
-            f"{when(record['reveal_ends'])}; {record['revealed']} revealed, "
-            f"{record['violation_reports']} say violated"
+            f"  service from {when(record['started_at'])} to {when(record['ends_at'])}, "
+            f"judged by committee {record['committee']}"
         )
-        if record["finalized"]:
-            lines.append(f"  judged: {'violated' if record['violated'] else 'no violation'}")
-        elif now > record["reveal_ends"]:
-            lines.append("  next: anyone may finalize it (watcher market finalize)")
-        return lines
-    if not record["registered"]:
-        return [f"{record['address']} is not a registered witness of this market"]
-    return [
-        f"witness {record['address']}: stake {ctk(record['stake'])} "
-        f"({ctk(record['locked'])} locked on duty), reputation {record['reputation']}/200, "
-        f"{record['duties']} duties judged"
+        if not record.get("committee_members"):
+            lines.append(
+                "  next: its committee is not drawn yet: anyone may draw it (watcher market "
+                "draw); undrawn, it judges no violation and the provider is paid"
+            )
+        else:
+            lines.append(
+                "  next: its witnesses report and reveal; then anyone may finalize it "
+                "(watcher market finalize)"
+            )
+    elif state == "closed":
+        compensation = fee * terms["compensation_bps"] // 10_000
+        lines.append(
+            f"  closed: a violation was confirmed; the customer got {ctk(compensation)} of "
+            f"the fee back, the provider {ctk(fee - compensation)} and its deposit"
+            if record["violated"]
+            else f"  closed: no violation confirmed; the provider got the {ctk(fee)} fee and "
+            "its deposit"
+        )
+    else:
+        lines.append("  cancelled: its provider never confirmed; the customer got everything back")
+    return lines
+
+
+def _describe_committee(record: dict[str, Any], now: int) -> list[str]:
+    members = record["members"]
+    lines = [
+        f"committee {record['address']} for agreement {record['agreement']}: "
+        f"{len(members)} of {record['size']} drawn, quorum {record['quorum']}"
     ]
+    lines += [f"  {member}" for member in members]
+    lines.append(
+        f"  reports until {when(record['commit_ends'])}, reveals until "
+        f"{when(record['reveal_ends'])}; {record['revealed']} revealed, "
+        f"{record['violation_reports']} say violated"
+    )
+    if record["finalized"]:
+        verdict = "violation confirmed" if record["violated"] else "no violation"
+        lines.append(
+            f"  judged: {verdict}; witnesses who judged right collect their reward with "
+            "'watcher market claim'"
+            if members
+            else f"  judged: {verdict} (it was never drawn)"
+        )
+    elif now > record["reveal_ends"]:
+        lines.append("  next: anyone may finalize it (watcher market finalize)")
+    elif not members and now > record["commit_ends"]:
+        lines.append("  never drawn: it judges no violation once its reveal window ends")
+    elif not members:
+        lines.append(
+            f"  next: anyone draws it (watcher market draw) once block {record['seed_block']} "
+            "is mined, from the witnesses registered before its agreement was confirmed"
+        )
+    elif now <= record["commit_ends"]:
+        lines.append(
+            f"  next: members commit reports (watcher market report) until "
+            f"{when(record['commit_ends'])}"
+        )
+    else:
+        lines.append(
+            f"  next: members reveal (watcher market reveal) until {when(record['reveal_ends'])}"
+        )
+    return lines
 
 
 def _checksum(address: str) -> ChecksumAddress:
@@ -641,7 +801,7 @@ def commit(auction: str, price: int, **options: Any) -> None:
     and salt are kept on this machine until `watcher market reveal`."""
 
     async def go(session: Session) -> None:
-        from watcher.domain.market import bid_commitment
+        from watcher.domain.market import Side, bid_commitment
         from watcher.runtime.sealed import SealedSecrets
 
         view = await _auction(session, auction)
@@ -650,9 +810,16 @@ def commit(auction: str, price: int, **options: Any) -> None:
         signer, chain_id = session.signer, session.chain.chain_id
         if await session.market.commitment_of(view.address, signer.address) != bytes(32):
             raise UserError(f"{signer.address} has already committed a bid in auction {auction}")
+        reserve = view.rules.reserve
+        forward = view.rules.side is Side.FORWARD
+        if price < reserve if forward else price > reserve:
+            limit = "at least" if forward else "at most"
+            raise UserError(
+                f"a bid in auction {auction} must be {limit} the reserve {ctk(reserve)}: "
+                f"{ctk(price)} could never win; nothing was sent"
+            )
         salt = os.urandom(32)
-        store = SealedSecrets()
-        kept = store.save(
+        kept = SealedSecrets().add(
             chain_id,
             view.address,
             signer.address,
@@ -663,7 +830,8 @@ def commit(auction: str, price: int, **options: Any) -> None:
         click.echo(
             f"committed a sealed bid in auction {auction} ({mined(sent)}); reveal it after "
             f"{when(view.rules.bidding_ends)} and by {when(view.rules.reveal_ends)} with "
-            f"'watcher market reveal {auction}' (kept in {kept}: without it the deposit is lost)"
+            f"'watcher market reveal {auction}' and the same signer (kept in {kept}: "
+            "without it the deposit is lost)"
         )
 
     in_session(options, go)
@@ -677,7 +845,7 @@ def reveal(address: str, **options: Any) -> None:
     `commit` or `report` kept on this machine."""
 
     async def go(session: Session) -> None:
-        from watcher.domain.market import Kind
+        from watcher.domain.market import Kind, bid_commitment, report_commitment
         from watcher.runtime.sealed import SealedSecrets
 
         target = _checksum(address)
@@ -685,15 +853,38 @@ def reveal(address: str, **options: Any) -> None:
         if found not in (Kind.AUCTION, Kind.COMMITTEE):
             raise UserError(f"{address} is not an auction or a committee of this market")
         signer, chain_id = session.signer, session.chain.chain_id
-        kept = SealedSecrets().load(chain_id, target, signer.address)
-        if kept is None:
+        store = SealedSecrets()
+        kept = store.load(chain_id, target, signer.address)
+        if not kept:
             raise UserError(
                 f"nothing was committed from {signer.address} to {address} on this machine"
             )
-        salt = bytes.fromhex(str(kept["salt"]).removeprefix("0x"))
+        # The value whose commitment the chain holds (a report may have been replaced).
+        if found is Kind.AUCTION:
+            on_chain = await session.market.commitment_of(target, signer.address)
+        else:
+            on_chain = await session.market.report_of(target, signer.address)
+
+        def opens(entry: dict[str, Any]) -> bool:
+            salt = bytes.fromhex(str(entry["salt"]).removeprefix("0x"))
+            if found is Kind.AUCTION:
+                made = bid_commitment(chain_id, target, signer.address, int(entry["price"]), salt)
+            else:
+                made = report_commitment(
+                    chain_id, target, signer.address, bool(entry["violated"]), salt
+                )
+            return made == on_chain
+
+        chosen = next((entry for entry in reversed(kept) if opens(entry)), None)
+        if chosen is None:
+            raise UserError(
+                f"nothing kept on this machine opens {signer.address}'s commitment to "
+                f"{address} (was it made elsewhere, or never mined?)"
+            )
+        salt = bytes.fromhex(str(chosen["salt"]).removeprefix("0x"))
         if found is Kind.AUCTION:
             view = await session.market.auction(target)
-            price = int(kept["price"])
+            price = int(chosen["price"])
             sent = await session.market.reveal_bid(signer, view, price, salt, session.tx_timeout)
             standing = sent.event("Revealed").args["standing"]
             click.echo(
@@ -702,7 +893,7 @@ def reveal(address: str, **options: Any) -> None:
                 + f" ({mined(sent)})"
             )
         else:
-            violated = bool(kept["violated"])
+            violated = bool(chosen["violated"])
             sent = await session.market.reveal_report(
                 signer, target, violated, salt, session.tx_timeout
             )
@@ -710,6 +901,7 @@ def reveal(address: str, **options: Any) -> None:
                 f"revealed your report to committee {address}: "
                 f"{'violated' if violated else 'met'} ({mined(sent)})"
             )
+        store.remove(chain_id, target, signer.address)
 
     in_session(options, go)
 
@@ -732,7 +924,16 @@ def settle(auction: str, **options: Any) -> None:
                 f"for {ctk(event.args['fee'])}"
             )
         if done.args["forfeited"]:
-            click.echo(f"  {ctk(done.args['forfeited'])} of unrevealed bid deposits forfeited")
+            view = await session.market.auction(_checksum(auction))
+            to = (
+                f"shared by the {view.reveals} bidders who revealed ('watcher market claim "
+                f"{auction}')"
+                if view.reveals
+                else "to the initiator (nobody revealed)"
+            )
+            click.echo(
+                f"  {ctk(done.args['forfeited'])} of unrevealed bid deposits forfeited, {to}"
+            )
         click.echo(f"  {ctk(done.args['returnedToInitiator'])} back to the initiator")
 
     in_session(options, go)
@@ -897,18 +1098,25 @@ def report(committee: str, violated: bool, **options: Any) -> None:
         signer, chain_id = session.signer, session.chain.chain_id
         if signer.address not in view.members:
             raise UserError(f"{signer.address} does not sit on committee {target}")
-        if await session.market.report_of(target, signer.address) != bytes(32):
-            raise UserError(f"{signer.address} has already reported to committee {target}")
+        _, now = await session.market.head()
+        if now > view.commit_ends:
+            raise UserError(
+                f"reporting to committee {target} closed at {when(view.commit_ends)}: reveal "
+                "what you committed with 'watcher market reveal'"
+            )
+        again = await session.market.report_of(target, signer.address) != bytes(32)
         salt = os.urandom(32)
-        kept = SealedSecrets().save(
+        kept = SealedSecrets().add(
             chain_id, target, signer.address, {"violated": violated, "salt": "0x" + salt.hex()}
         )
         sealed = report_commitment(chain_id, target, signer.address, violated, salt)
         sent = await session.market.commit_report(signer, target, sealed, session.tx_timeout)
+        replaced = " in place of your earlier one" if again else ""
         click.echo(
-            f"committed your report to committee {target} ({mined(sent)}); reveal it after "
-            f"{when(view.commit_ends)} and by {when(view.reveal_ends)} with 'watcher market "
-            f"reveal {target}' (kept in {kept}: without it your report counts as silence)"
+            f"committed your report to committee {target}{replaced} ({mined(sent)}); reveal "
+            f"it after {when(view.commit_ends)} and by {when(view.reveal_ends)} with "
+            f"'watcher market reveal {target}' and the same signer (kept in {kept}: without "
+            "it your report counts as silence)"
         )
 
     in_session(options, go)
@@ -941,8 +1149,13 @@ def _say_judged(sent: Sent, committee: str) -> None:
     click.echo(
         f"committee {committee} judged: {verdict} ({judged['violationReports']} of "
         f"{judged['revealed']} revealed reports said violated); customer "
-        f"{ctk(closed['toCustomer'])}, provider {ctk(closed['toProvider'])}, witnesses "
-        f"{ctk(closed['toWitnesses'])} and the penalties ({mined(sent)})"
+        f"{ctk(closed['toCustomer'])}, provider {ctk(closed['toProvider'])}"
+        + (
+            f", witnesses {ctk(closed['toWitnesses'])} and the penalties"
+            if sent.all("DutyJudged")
+            else " (the committee was never drawn)"
+        )
+        + f" ({mined(sent)})"
     )
 
 
@@ -951,9 +1164,20 @@ def _say_judged(sent: Sent, committee: str) -> None:
 @setting_options(*MARKET)
 def claim(committee: str, **options: Any) -> None:
     """Collect what a COMMITTEE (or an agreement's) owes you: finalizes it first when it
-    is due (the customer's compensation is paid then), then takes your witness reward."""
+    is due (the customer's compensation is paid then), then takes your witness reward.
+    Given an AUCTION, takes your share of its forfeited bid deposits."""
 
     async def go(session: Session) -> None:
+        from watcher.domain.market import Kind
+
+        if await session.market.kind_of(_checksum(committee)) is Kind.AUCTION:
+            auction = _checksum(committee)
+            share = await session.market.forfeit_owed(auction, session.signer.address)
+            if not share:
+                raise UserError(f"auction {committee} owes {session.signer.address} nothing")
+            sent = await session.market.claim_forfeit(session.signer, auction, session.tx_timeout)
+            click.echo(f"claimed {ctk(share)} of forfeited bid deposits ({mined(sent)})")
+            return
         target = await _committee_of(session, committee)
         view = await session.market.committee(target)
         _, now = await session.market.head()
