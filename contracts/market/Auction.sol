@@ -58,9 +58,6 @@ contract Auction is Initializable, Escrow, IAuction {
 
     mapping(address bidder => SealedBid) public sealedBids;
     mapping(bytes32 commitment => bool) public commitmentTaken;
-    /// Each revealer's share of the deposits forfeited by bidders who never revealed.
-    uint256 public forfeitShare;
-    mapping(address bidder => bool) public forfeitClaimed;
 
     event BidPlaced(address indexed bidder, uint256 price, uint64 seq);
     event BidDisplaced(address indexed bidder, uint256 price, uint256 refund);
@@ -85,7 +82,6 @@ contract Auction is Initializable, Escrow, IAuction {
     error PriceMoved(uint256 price);
     error EmptyCommitment();
     error AlreadyCommitted();
-    error NothingToClaim();
     error CommitmentTaken();
     error NoCommitment();
     error AlreadyRevealed();
@@ -181,7 +177,7 @@ contract Auction is Initializable, Escrow, IAuction {
     }
 
     /// Commit to a sealed bid, posting the bid deposit: it comes back with the reveal and
-    /// is forfeited without one, shared by those who revealed. A commitment already made
+    /// is forfeited without one, shared by the winners. A commitment already made
     /// in this auction is refused: a copy is worthless anyway (it names its bidder and
     /// could never be revealed by the copier), and refusing it says so at once. Someone
     /// who sends a copy ahead of the original to block it pays a deposit it cannot get
@@ -233,10 +229,10 @@ contract Auction is Initializable, Escrow, IAuction {
 
     /// Anyone may settle once the auction is over: each winner is offered a service
     /// agreement holding its fee, the witness fee and the provider's deposit; everything
-    /// else goes back to whom it came from. Unrevealed deposits are shared by the bidders
-    /// who revealed (`claimForfeit`), not given to the initiator, who could otherwise set
-    /// a second price with a sybil's reveal for nothing. Only when nobody revealed do they
-    /// go to the initiator, with the rounding left over.
+    /// else goes back to whom it came from. Unrevealed deposits are shared by the winners,
+    /// who cannot be had for free: not the initiator, whose sybil could otherwise set a
+    /// second price for nothing, and not every revealer, since a sybil's reveal costs
+    /// nothing. Only when nobody won do they go to the initiator, with the rounding.
     function settle() external {
         if (state != State.Open) revert NotOpen();
         if (!isOver()) revert StillRunning();
@@ -248,7 +244,9 @@ contract Auction is Initializable, Escrow, IAuction {
         bool reverse = _rules.side == Side.Reverse;
         uint256 witnessFee = _terms.witnessFee;
         uint256 deposit = _terms.providerDeposit;
-        uint256 toInitiator = 0;
+        uint256 forfeited = _isSealed() ? uint256(bidCount - revealCount) * _rules.bidDeposit : 0;
+        uint256 forfeitShare = winners == 0 ? 0 : forfeited / winners;
+        uint256 toInitiator = forfeited - forfeitShare * winners;
         for (uint256 i = 0; i < winners; ++i) {
             Standing memory winner = _standing[i];
             uint256 fee = uniform ? clearing : winner.price;
@@ -257,9 +255,10 @@ contract Auction is Initializable, Escrow, IAuction {
                 // The customer's budget held the reserve for this slot: the rest goes back.
                 toInitiator += _rules.reserve - fee;
                 agreement = market.offerAgreement(initiator, winner.bidder, fee, _terms);
+                _pay(winner.bidder, forfeitShare);
             } else {
                 // The winner put in its own price; a second price may be lower.
-                _pay(winner.bidder, winner.price - fee);
+                _pay(winner.bidder, winner.price - fee + forfeitShare);
                 agreement = market.offerAgreement(winner.bidder, initiator, fee, _terms);
             }
             _pay(agreement, fee + witnessFee + deposit);
@@ -271,26 +270,9 @@ contract Auction is Initializable, Escrow, IAuction {
         }
         uint256 unsold = slots - winners;
         toInitiator += unsold * (reverse ? _rules.reserve + witnessFee : deposit);
-        uint256 forfeited = 0;
-        if (_isSealed()) {
-            forfeited = uint256(bidCount - revealCount) * _rules.bidDeposit;
-            if (revealCount != 0) forfeitShare = forfeited / revealCount;
-            toInitiator += forfeited - forfeitShare * revealCount;
-        }
         _pay(initiator, toInitiator);
-        // What is left is exactly the revealers' shares, each paid once by claimForfeit.
-        if (held != forfeitShare * revealCount) revert Unbalanced(held);
+        _requireEmpty();
         emit Settled(winners, uniform ? clearing : 0, forfeited, toInitiator);
-    }
-
-    /// A revealer takes its share of the forfeited deposits after settlement.
-    function claimForfeit() external {
-        if (state != State.Settled) revert NotOpen();
-        if (!sealedBids[msg.sender].revealed || forfeitClaimed[msg.sender] || forfeitShare == 0) {
-            revert NothingToClaim();
-        }
-        forfeitClaimed[msg.sender] = true;
-        _pay(msg.sender, forfeitShare);
     }
 
     /// The initiator may call off an auction nobody has bid in yet.

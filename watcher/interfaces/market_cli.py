@@ -924,13 +924,7 @@ def settle(auction: str, **options: Any) -> None:
                 f"for {ctk(event.args['fee'])}"
             )
         if done.args["forfeited"]:
-            view = await session.market.auction(_checksum(auction))
-            to = (
-                f"shared by the {view.reveals} bidders who revealed ('watcher market claim "
-                f"{auction}')"
-                if view.reveals
-                else "to the initiator (nobody revealed)"
-            )
+            to = f"shared by the {len(won)} winner(s)" if won else "to the initiator (nobody won)"
             click.echo(
                 f"  {ctk(done.args['forfeited'])} of unrevealed bid deposits forfeited, {to}"
             )
@@ -1164,20 +1158,9 @@ def _say_judged(sent: Sent, committee: str) -> None:
 @setting_options(*MARKET)
 def claim(committee: str, **options: Any) -> None:
     """Collect what a COMMITTEE (or an agreement's) owes you: finalizes it first when it
-    is due (the customer's compensation is paid then), then takes your witness reward.
-    Given an AUCTION, takes your share of its forfeited bid deposits."""
+    is due (the customer's compensation is paid then), then takes your witness reward."""
 
     async def go(session: Session) -> None:
-        from watcher.domain.market import Kind
-
-        if await session.market.kind_of(_checksum(committee)) is Kind.AUCTION:
-            auction = _checksum(committee)
-            share = await session.market.forfeit_owed(auction, session.signer.address)
-            if not share:
-                raise UserError(f"auction {committee} owes {session.signer.address} nothing")
-            sent = await session.market.claim_forfeit(session.signer, auction, session.tx_timeout)
-            click.echo(f"claimed {ctk(share)} of forfeited bid deposits ({mined(sent)})")
-            return
         target = await _committee_of(session, committee)
         view = await session.market.committee(target)
         _, now = await session.market.head()

@@ -367,22 +367,6 @@ class Market:
     async def settle(self, signer: Signer, auction: ChecksumAddress, timeout: float) -> Sent:
         return await self._send(signer, self._at("Auction", auction).functions.settle(), timeout)
 
-    async def forfeit_owed(self, auction: ChecksumAddress, bidder: ChecksumAddress) -> int:
-        """What `claim_forfeit` would pay `bidder` now (0: nothing)."""
-        functions = self._at("Auction", auction).functions
-        with chain_errors(self.chain.url):
-            if await functions.state().call() != 1:  # settled
-                return 0
-            revealed = (await functions.sealedBids(bidder).call())[2]
-            if not revealed or await functions.forfeitClaimed(bidder).call():
-                return 0
-            share: int = await functions.forfeitShare().call()
-        return share
-
-    async def claim_forfeit(self, signer: Signer, auction: ChecksumAddress, timeout: float) -> Sent:
-        call = self._at("Auction", auction).functions.claimForfeit()
-        return await self._send(signer, call, timeout)
-
     async def cancel_auction(
         self, signer: Signer, auction: ChecksumAddress, timeout: float
     ) -> Sent:
