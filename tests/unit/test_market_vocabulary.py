@@ -19,6 +19,7 @@ from watcher.domain.market import (
     Mechanism,
     Side,
     bid_commitment,
+    bid_escrow,
     initiator_escrow,
     parse_mechanism,
     parse_side,
@@ -45,6 +46,8 @@ def test_rules_and_terms_round_trip_through_their_abi_tuples() -> None:
 def test_the_escrow_an_opening_takes() -> None:
     assert initiator_escrow(rules(Side.REVERSE), TERMS) == 2 * (100 + 9)
     assert initiator_escrow(rules(Side.FORWARD), TERMS) == 2 * 40
+    assert bid_escrow(rules(Side.FORWARD), TERMS, 70) == 70 + 9
+    assert bid_escrow(rules(Side.REVERSE), TERMS, 70) == 40
 
 
 def test_commitments_hash_chain_contract_party_value_and_salt() -> None:

@@ -178,6 +178,14 @@ def initiator_escrow(rules: AuctionRules, terms: AgreementTerms) -> int:
     return rules.slots * terms.provider_deposit
 
 
+def bid_escrow(rules: AuctionRules, terms: AgreementTerms, price: int) -> int:
+    """What a bid at `price` puts in (Auction._bidEscrow): a forward bid its price and the
+    witness fee, a reverse bid the provider's deposit."""
+    if rules.side is Side.FORWARD:
+        return price + terms.witness_fee
+    return terms.provider_deposit
+
+
 def bid_commitment(chain_id: int, auction: str, bidder: str, price: int, salt: bytes) -> bytes:
     """Auction.commitment: keccak256(abi.encode(chain id, auction, bidder, price, salt))."""
     return keccak(

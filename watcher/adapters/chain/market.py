@@ -9,6 +9,7 @@ from functools import cache
 from typing import Any
 
 from eth_typing import ChecksumAddress
+from eth_utils.abi import event_abi_to_log_topic
 from hexbytes import HexBytes
 from web3.contract import AsyncContract
 
@@ -25,7 +26,7 @@ from watcher.domain.market import (
     Kind,
     Mechanism,
     PoolRules,
-    Side,
+    bid_escrow,
     initiator_escrow,
 )
 
@@ -181,8 +182,7 @@ class Market:
         for name in MARKET_CONTRACTS:
             for item in contract_artifact(name).abi:
                 if item.get("type") == "event":
-                    types = ",".join(arg["type"] for arg in _flat_inputs(item["inputs"]))
-                    topic = bytes(chain.w3.keccak(text=f"{item['name']}({types})"))
+                    topic = bytes(event_abi_to_log_topic(item))  # type: ignore[arg-type]
                     self._topics[topic] = (name, item["name"])
 
     def _at(self, name: str, address: str) -> AsyncContract:
@@ -375,7 +375,9 @@ class Market:
     # --- bidders ---
 
     async def bid(self, signer: Signer, auction: AuctionView, price: int, timeout: float) -> Sent:
-        approval = await self.ensure_allowance(signer, _escrow(auction, price), "this bid", timeout)
+        approval = await self.ensure_allowance(
+            signer, bid_escrow(auction.rules, auction.terms, price), "this bid", timeout
+        )
         call = self._at("Auction", auction.address).functions.bid(price)
         return await self._send(signer, call, timeout, approval)
 
@@ -383,7 +385,7 @@ class Market:
         self, signer: Signer, auction: AuctionView, limit: int, timeout: float
     ) -> Sent:
         approval = await self.ensure_allowance(
-            signer, _escrow(auction, limit), "taking a slot", timeout
+            signer, bid_escrow(auction.rules, auction.terms, limit), "taking a slot", timeout
         )
         call = self._at("Auction", auction.address).functions.accept(limit)
         return await self._send(signer, call, timeout, approval)
@@ -401,7 +403,7 @@ class Market:
         self, signer: Signer, auction: AuctionView, price: int, salt: bytes, timeout: float
     ) -> Sent:
         approval = await self.ensure_allowance(
-            signer, _escrow(auction, price), "revealing this bid", timeout
+            signer, bid_escrow(auction.rules, auction.terms, price), "revealing this bid", timeout
         )
         call = self._at("Auction", auction.address).functions.reveal(price, salt)
         return await self._send(signer, call, timeout, approval)
@@ -510,25 +512,6 @@ class Market:
                 )
             )
         return tuple(events)
-
-
-def _escrow(auction: AuctionView, price: int) -> int:
-    """What a bid at `price` puts in (Auction._bidEscrow)."""
-    if auction.rules.side is Side.FORWARD:
-        return price + auction.terms.witness_fee
-    return auction.terms.provider_deposit
-
-
-def _flat_inputs(inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Event inputs with tuples spelled out as (t1,t2,...), as signatures name them."""
-    flat = []
-    for arg in inputs:
-        if arg["type"].startswith("tuple"):
-            inner = ",".join(item["type"] for item in _flat_inputs(arg["components"]))
-            flat.append({"type": f"({inner}){arg['type'][5:]}"})
-        else:
-            flat.append(arg)
-    return flat
 
 
 async def _deploy(
